@@ -1,0 +1,37 @@
+# trainlab: `make lab` opens the lab, `make test` runs every test. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch: small, and what the lab needs (this version is also cached on the CI machines).
+TORCH ?= torch==2.13.0
+
+.PHONY: lab test test-unit test-notebooks bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "trainlab needs Python 3.10 or newer"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory test-notebooks
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q tests -m "not browser"
+
+test-notebooks: $(VENV)/.installed
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks; \
+	else echo "no notebooks yet"; fi
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

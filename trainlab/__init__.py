@@ -1,0 +1,36 @@
+"""trainlab: an interactive training lab for PyTorch in Jupyter.
+
+    import trainlab as tl
+    X, y = tl.datasets.moons(n=400, noise=0.2, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
+    loop.forward(); loop.loss(); loop.backward(); loop.update()   # one step, stage by stage
+    loop.fit(epochs=10)                                             # or many
+    tl.Dashboard(loop)                                              # or live, in a notebook
+"""
+
+from typing import Any
+
+from trainlab import datasets, models
+from trainlab.callbacks import EarlyStopping, StopAtTarget
+from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
+from trainlab.events import EVENTS
+from trainlab.history import Branch, History
+from trainlab.loop import STAGES, Loop, State
+from trainlab.snapshot import Snapshot
+
+__all__ = [
+    "Loop", "State", "STAGES", "EVENTS", "History", "Branch", "Snapshot",
+    "EarlyStopping", "StopAtTarget",
+    "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError",
+    "datasets", "models", "Dashboard",
+]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Reach the widget layer only when asked, so the core never needs ipywidgets or plotly."""
+    if name == "Dashboard":
+        from trainlab.widgets import Dashboard
+
+        return Dashboard
+    raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

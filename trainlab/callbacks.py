@@ -1,0 +1,114 @@
+"""Callbacks that attach to a loop through its events: early stopping and stop-at-target."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+
+from trainlab.events import Handle
+
+__all__ = ["EarlyStopping", "StopAtTarget"]
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if "acc" in monitor else "min"  # accuracy should rise, losses fall
+
+
+def _check_monitor(loop: Any, monitor: str, who: str) -> None:
+    keys = loop.history.epoch_keys
+    if monitor not in keys:
+        hint = " (build the loop with validation_split=0.2 or val_data)" if monitor.startswith("val_") else ""
+        raise ValueError(f"{who} monitors {monitor!r}, which this loop does not record{hint}; "
+                         f"choose one of {keys}")
+
+
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best=True`` the model's weights go back to the best epoch's when it
+    stops; the history keeps every epoch, so the plot still shows what came after.
+
+    Example: ``loop.fit(100, callbacks=[tl.EarlyStopping(patience=5)])``
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = True, mode: str = "auto") -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a whole number of epochs, 0 or more; got {patience!r}")
+        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"min_delta must be a number, 0 or more; got {min_delta!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        self.restore_best = restore_best
+        self.mode = _mode_for(monitor, mode)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.wait = 0
+        self._best_weights: dict[str, Tensor] | None = None
+
+    def attach(self, loop: Any) -> list[Handle]:
+        """Listen to the loop's epochs; returns the handles (``fit(callbacks=...)`` removes them)."""
+        _check_monitor(loop, self.monitor, "EarlyStopping")
+        return [loop.on("before_fit", lambda _: self._reset()), loop.on("after_epoch", self._after_epoch)]
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def _after_epoch(self, loop: Any) -> None:
+        log = loop.last_epoch_log
+        value = log.get(self.monitor, math.nan)
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, log["epoch"], 0
+            if self.restore_best:
+                self._best_weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait > self.patience or math.isnan(value):
+            self.stopped_epoch = log["epoch"]
+            reason = (f"early stopping: {self.monitor} has not improved for {self.wait} epochs "
+                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
+            if self.restore_best and self._best_weights is not None:
+                loop.model.load_state_dict(self._best_weights)
+                reason += "; the best epoch's weights are restored"
+            loop.stop(reason)
+
+
+class StopAtTarget:
+    """Stop as soon as ``monitor`` reaches ``target`` (e.g. val_accuracy 0.95): training has converged enough.
+
+    Example: ``loop.fit(100, callbacks=[tl.StopAtTarget("val_accuracy", 0.95)])``
+    """
+
+    def __init__(self, monitor: str = "val_accuracy", target: float = 0.95, mode: str = "auto") -> None:
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+            raise ValueError(f"target must be a finite number, like 0.95; got {target!r}")
+        self.monitor = monitor
+        self.target = float(target)
+        self.mode = _mode_for(monitor, mode)
+        self.reached_epoch: int | None = None
+
+    def attach(self, loop: Any) -> list[Handle]:
+        """Listen to the loop's epochs; returns the handles."""
+        _check_monitor(loop, self.monitor, "StopAtTarget")
+        return [loop.on("after_epoch", self._after_epoch)]
+
+    def _after_epoch(self, loop: Any) -> None:
+        log = loop.last_epoch_log
+        value = log.get(self.monitor, math.nan)
+        reached = value <= self.target if self.mode == "min" else value >= self.target
+        if reached:
+            self.reached_epoch = log["epoch"]
+            loop.stop(f"target reached: {self.monitor} = {value:.4g} at epoch {log['epoch']}")

@@ -1,0 +1,242 @@
+"""History: what happened at every step and every epoch, plus the branches left behind.
+
+Per-epoch numbers live in ``history.history``, a Keras-style dict of lists, so code
+written for Keras' ``History`` works unchanged::
+
+    plt.plot(history.history["loss"], label="train")
+    plt.plot(history.history["val_loss"], label="validation")
+
+Per-step numbers live in growing numpy arrays (``history.steps``), one column per
+quantity, so a million steps cost tens of megabytes, not a million dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["History", "Branch", "HistoryMark"]
+
+# Scalar per-step columns and their storage types (float32 where float32 is the
+# precision the numbers had anyway; lr in float64 so 1e-3 prints as 1e-3).
+_SCALARS: dict[str, type] = {
+    "epoch": np.int32,
+    "loss": np.float32,
+    "accuracy": np.float32,
+    "lr": np.float64,
+    "batch_size": np.int32,
+    "grad_norm": np.float64,
+}
+_FIRST_CAPACITY = 1024
+MAX_BRANCHES = 20
+
+
+class _Timeline:
+    """The storage of one line of history. Rows below ``n`` are never written again:
+    a restore starts a new timeline instead, so marks can share the arrays safely."""
+
+    def __init__(self, n_layers: int, epoch_keys: Sequence[str]) -> None:
+        self.n = 0
+        self.scalars = {name: np.empty(_FIRST_CAPACITY, dtype) for name, dtype in _SCALARS.items()}
+        self.layers = np.empty((_FIRST_CAPACITY, n_layers), np.float32)
+        self.epochs: dict[str, list[float]] = {key: [] for key in epoch_keys}
+        self.epoch_index: list[int] = []
+        self.changes: list[tuple[int, str, float]] = []
+
+    def grow(self) -> None:
+        """Double the capacity into new arrays (old arrays stay valid for old marks)."""
+        capacity = 2 * len(self.layers)
+        self.scalars = {name: _resized(col, capacity) for name, col in self.scalars.items()}
+        self.layers = _resized(self.layers, capacity)
+
+    def prefix(self, n_steps: int, n_epochs: int, n_changes: int) -> "_Timeline":
+        """A new timeline holding copies of the first rows of this one."""
+        new = _Timeline.__new__(_Timeline)
+        capacity = max(_FIRST_CAPACITY, 1 << max(n_steps - 1, 0).bit_length())
+        new.n = n_steps
+        new.scalars = {name: _resized(col[:n_steps], capacity) for name, col in self.scalars.items()}
+        new.layers = _resized(self.layers[:n_steps], capacity)
+        new.epochs = {key: values[:n_epochs] for key, values in self.epochs.items()}
+        new.epoch_index = self.epoch_index[:n_epochs]
+        new.changes = self.changes[:n_changes]
+        return new
+
+
+def _resized(array: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.empty((capacity,) + array.shape[1:], array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+@dataclass(frozen=True)
+class HistoryMark:
+    """A point in the history, kept by snapshots: cheap, because rows are never rewritten."""
+
+    timeline: _Timeline
+    n_steps: int
+    n_epochs: int
+    n_changes: int
+
+
+@dataclass
+class Branch:
+    """The part of a run that a restore left behind, kept so a plot can show it as a ghost."""
+
+    name: str
+    start_step: int  # its first row is step start_step + 1
+    steps: dict[str, np.ndarray]
+    history: dict[str, list[float]]
+    epoch: list[int]
+    changes: list[tuple[int, str, float]] = field(default_factory=list)
+
+
+class History:
+    """Per-step columns, a Keras-style per-epoch dict, hyperparameter changes and branches."""
+
+    def __init__(self, param_names: Sequence[str], epoch_keys: Sequence[str]) -> None:
+        self.param_names = list(param_names)
+        self.epoch_keys = list(epoch_keys)
+        self.branches: list[Branch] = []
+        self._line = _Timeline(len(self.param_names), self.epoch_keys)
+
+    # --- reading ---------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """The number of recorded steps (completed updates on the current branch)."""
+        return self._line.n
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        """Per-epoch lists, Keras-style: ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``."""
+        return self._line.epochs
+
+    @property
+    def epoch(self) -> list[int]:
+        """The index of each recorded epoch (0, 1, 2, ...), as in Keras."""
+        return self._line.epoch_index
+
+    @property
+    def changes(self) -> list[tuple[int, str, float]]:
+        """Every live hyperparameter change as ``(step, name, value)``; step = updates done before it."""
+        return self._line.changes
+
+    @property
+    def steps(self) -> dict[str, np.ndarray]:
+        """Per-step columns (read-only numpy views): step, epoch, loss, accuracy, lr,
+        batch_size, grad_norm, and ``grad_norm/<parameter name>`` for every parameter."""
+        return _columns(self._line.scalars, self._line.layers, self._line.n, self.param_names)
+
+    def __repr__(self) -> str:
+        return f"History({len(self)} steps, {len(self.epoch)} epochs, keys={list(self.history)})"
+
+    # --- writing (called by the loop) ------------------------------------------
+
+    def record_step(self, epoch: int, loss: float, accuracy: float, lr: float,
+                    batch_size: int, grad_norm: float, layer_norms: Sequence[float]) -> None:
+        """Append one step's numbers."""
+        line = self._line
+        i = line.n
+        if i == len(line.layers):
+            line.grow()
+        s = line.scalars
+        s["epoch"][i] = epoch
+        s["loss"][i] = loss
+        s["accuracy"][i] = accuracy
+        s["lr"][i] = lr
+        s["batch_size"][i] = batch_size
+        s["grad_norm"][i] = grad_norm
+        line.layers[i] = layer_norms
+        line.n = i + 1
+
+    def record_epoch(self, epoch: int, log: dict[str, float]) -> None:
+        """Append one epoch's numbers (keys missing from ``log`` get NaN)."""
+        self._line.epoch_index.append(epoch)
+        for key, values in self._line.epochs.items():
+            values.append(log.get(key, float("nan")))
+
+    def record_change(self, step: int, name: str, value: float) -> None:
+        """Remember a live hyperparameter change, so plots can mark it."""
+        self._line.changes.append((step, name, value))
+
+    # --- time travel ------------------------------------------------------------
+
+    def mark(self) -> HistoryMark:
+        """The current point, for a snapshot."""
+        line = self._line
+        return HistoryMark(line, line.n, len(line.epoch_index), len(line.changes))
+
+    def restore(self, mark: HistoryMark, branch_name: str) -> Branch | None:
+        """Go back to ``mark``; what is left behind becomes a branch (returned)."""
+        line = self._line
+        # On the same timeline the common past is known; otherwise keep the whole run.
+        same = mark.timeline is line
+        fork = (mark.n_steps, mark.n_epochs, mark.n_changes) if same else (0, 0, 0)
+        branch = self._branch_from(fork, branch_name) if line.n > fork[0] else None
+        self._line = mark.timeline.prefix(mark.n_steps, mark.n_epochs, mark.n_changes)
+        if branch is not None:
+            self.branches.append(branch)
+            del self.branches[:-MAX_BRANCHES]
+        return branch
+
+    def clear(self, branch_name: str) -> None:
+        """Start again from nothing, keeping the old run as a branch."""
+        self.restore(HistoryMark(self._line, 0, 0, 0), branch_name)
+
+    def _branch_from(self, fork: tuple[int, int, int], name: str) -> Branch:
+        line = self._line
+        n_steps, n_epochs, n_changes = fork
+        steps = {key: np.array(col[n_steps:]) for key, col in
+                 _columns(line.scalars, line.layers, line.n, self.param_names).items()}
+        return Branch(name=name, start_step=n_steps, steps=steps,
+                      history={key: values[n_epochs:] for key, values in line.epochs.items()},
+                      epoch=line.epoch_index[n_epochs:], changes=line.changes[n_changes:])
+
+    # --- checkpoints --------------------------------------------------------------
+
+    def state_dict(self, mark: HistoryMark | None = None) -> dict:
+        """The history (up to ``mark``) as plain lists, for ``torch.save``."""
+        mark = mark or self.mark()
+        line, n, e = mark.timeline, mark.n_steps, mark.n_epochs
+        return {
+            "scalars": {name: col[:n].tolist() for name, col in line.scalars.items()},
+            "layers": line.layers[:n].tolist(),
+            "epochs": {key: values[:e] for key, values in line.epochs.items()},
+            "epoch_index": line.epoch_index[:e],
+            "changes": [list(change) for change in line.changes[: mark.n_changes]],
+        }
+
+    def load_state_dict(self, state: dict, branch_name: str) -> None:
+        """Replace the history with one from ``state_dict()``; the old run becomes a branch.
+
+        Raises ValueError (and changes nothing) when ``state`` does not fit this history.
+        """
+        line = _Timeline(len(self.param_names), self.epoch_keys)
+        layers = np.asarray(state["layers"], np.float32).reshape(-1, len(self.param_names))
+        n = len(layers)
+        while len(line.layers) < n:
+            line.grow()
+        line.layers[:n] = layers
+        if set(state["scalars"]) != set(_SCALARS) or set(state["epochs"]) != set(self.epoch_keys):
+            raise ValueError("the saved history has other columns than this loop records")
+        for name, values in state["scalars"].items():
+            if len(values) != n:
+                raise ValueError(f"the saved history's {name!r} column has {len(values)} rows, not {n}")
+            line.scalars[name][:n] = values
+        line.n = n
+        line.epochs = {key: [float(v) for v in state["epochs"][key]] for key in self.epoch_keys}
+        line.epoch_index = [int(i) for i in state["epoch_index"]]
+        line.changes = [(int(s), str(name), value) for s, name, value in state["changes"]]
+        self.restore(HistoryMark(self._line, 0, 0, 0), branch_name)
+        self._line = line
+
+
+def _columns(scalars: dict[str, np.ndarray], layers: np.ndarray, n: int,
+             param_names: Sequence[str]) -> dict[str, np.ndarray]:
+    columns = {"step": np.arange(1, n + 1)}
+    columns.update((name, col[:n]) for name, col in scalars.items())
+    columns.update((f"grad_norm/{name}", layers[:n, j]) for j, name in enumerate(param_names))
+    for column in columns.values():
+        column.flags.writeable = False
+    return columns

@@ -1,0 +1,112 @@
+"""Snapshots: exact copies of a loop's state in memory, for restore, rewind and reset.
+
+A snapshot's ``state`` has the same layout as a checkpoint on disk (see
+``checkpoint.py``): the model's and optimizer's ``state_dict``, the scheduler's, the
+loop's random state, where it is in the epoch, its counters and its batch size.
+Snapshots are always taken at a batch boundary; one taken in the middle of a batch
+records the start of that batch (the weights only change at ``update``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+from trainlab.history import HistoryMark
+
+__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "tree_nbytes"]
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """A point in a loop's life that ``loop.restore(snapshot)`` goes back to exactly."""
+
+    name: str | None
+    step: int
+    epoch: int
+    state: dict[str, Any]
+    history: HistoryMark
+    owner: int  # id() of the loop it came from: snapshots do not move between loops
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the snapshot's tensors."""
+        return tree_nbytes(self.state)
+
+    def __repr__(self) -> str:
+        label = f"{self.name!r}, " if self.name else ""
+        return f"Snapshot({label}step={self.step}, epoch={self.epoch})"
+
+
+def clone_tree(value: Any) -> Any:
+    """A copy of nested dicts/lists in which every tensor is cloned (nothing shared)."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: clone_tree(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clone_tree(item) for item in value)
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    return copy.deepcopy(value)
+
+
+def tree_nbytes(value: Any) -> int:
+    """Bytes of all tensors in nested dicts/lists."""
+    if isinstance(value, Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, dict):
+        return sum(tree_nbytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(tree_nbytes(item) for item in value)
+    return 0
+
+
+class RewindBuffer:
+    """The automatic snapshots behind ``loop.rewind``: newest last, oldest dropped past a byte budget.
+
+    It only ever holds the past of the current line of training: a rewind keeps the
+    snapshots older than the one it goes back to, and any other jump in time empties it.
+    """
+
+    def __init__(self, budget_bytes: int, max_snapshots: int = 10_000) -> None:
+        self.budget_bytes = budget_bytes
+        self.max_snapshots = max_snapshots
+        self._snapshots: deque[tuple[Snapshot, int]] = deque()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
+    def push(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot``; drop the oldest ones while over budget."""
+        if self.budget_bytes <= 0:
+            return
+        size = snapshot.nbytes
+        self._snapshots.append((snapshot, size))
+        self.nbytes += size
+        while self._snapshots and (self.nbytes > self.budget_bytes or len(self._snapshots) > self.max_snapshots):
+            _, dropped = self._snapshots.popleft()
+            self.nbytes -= dropped
+
+    def depth(self, current_step: int) -> int:
+        """How many updates can be undone from ``current_step``."""
+        return current_step - self._snapshots[0][0].step if self._snapshots else 0
+
+    def take(self, step: int) -> Snapshot:
+        """The snapshot of ``step``, forgetting it and everything newer."""
+        while self._snapshots:
+            snapshot, size = self._snapshots.pop()
+            self.nbytes -= size
+            if snapshot.step == step:
+                return snapshot
+        raise LookupError(step)
+
+    def clear(self) -> None:
+        """Forget everything (after a jump that leaves the current line)."""
+        self._snapshots.clear()
+        self.nbytes = 0
