@@ -227,9 +227,9 @@ def test_a_few_sgd_steps_on_moons_lower_the_loss():
 
 
 def test_a_few_sgd_steps_on_digits_with_cnn_lower_the_loss():
-    X, y = ds.digits(n=300, seed=0)
+    X, y = ds.digits(n=150, seed=0)
     net = models.cnn(seed=0)
-    before, after = _train(net, X, y, steps=60, lr=0.5)
+    before, after = _train(net, X, y, steps=50, lr=0.5)
     assert after < 0.7 * before
 
 

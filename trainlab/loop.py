@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from trainlab import checkpoint
-from trainlab.data import EpochSampler, as_tensors, loader_settings, split_validation
+from trainlab.batching import EpochSampler, as_tensors, loader_settings, split_validation
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
 from trainlab.events import Events, Handle
 from trainlab.history import History
@@ -129,7 +129,7 @@ class Loop:
 
         options = dict(optimizer_options or {})
         options.update({k: v for k, v in (("momentum", momentum), ("weight_decay", weight_decay)) if v is not None})
-        self.optimizer = make_optimizer(optimizer, self.model, lr, options)
+        self.optimizer = make_optimizer(optimizer, self.model, None if lr is None else check_lr(lr), options)
         # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
         self._optimizer_name = optimizer.lower() if isinstance(optimizer, str) else None
         self._given_optimizer = None if self._optimizer_name else self.optimizer

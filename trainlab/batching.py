@@ -1,4 +1,4 @@
-"""Turning what a learner passes as data into tensors, a validation split, and batches.
+"""Data in, batches out: tensors from what a learner passes, a validation split, and batches.
 
 The loop owns batching (instead of a DataLoader) so the batch size can change in the
 middle of an epoch: each epoch draws one seeded order of the training samples, and
