@@ -44,6 +44,7 @@ class _Timeline:
         self.epochs: dict[str, list[float]] = {key: [] for key in epoch_keys}
         self.epoch_index: list[int] = []
         self.changes: list[tuple[int, str, float]] = []
+        self.node = _Node(None, (0, 0, 0))
 
     def grow(self) -> None:
         """Double the capacity into new arrays (old arrays stay valid for old marks)."""
@@ -61,7 +62,38 @@ class _Timeline:
         new.epochs = {key: values[:n_epochs] for key, values in self.epochs.items()}
         new.epoch_index = self.epoch_index[:n_epochs]
         new.changes = self.changes[:n_changes]
+        new.node = _Node(self.node, (n_steps, n_epochs, n_changes))
         return new
+
+
+class _Node:
+    """A timeline's place in the family tree: its parent and the (steps, epochs, changes) it shares.
+
+    Kept apart from the arrays, so a long chain of rewinds holds tiny nodes, not old columns.
+    """
+
+    def __init__(self, parent: "_Node | None", fork: tuple[int, int, int]) -> None:
+        self.parent = parent
+        self.fork = fork
+
+    def ancestry(self, limit: tuple[int, int, int]) -> dict[int, tuple[int, int, int]]:
+        """id of this node and of each parent -> how much of it lies on the way to ``limit``."""
+        chain: dict[int, tuple[int, int, int]] = {}
+        node: _Node | None = self
+        while node is not None:
+            chain[id(node)] = limit
+            limit = tuple(map(min, limit, node.fork))  # type: ignore[assignment]
+            node = node.parent
+        return chain
+
+
+def common_past(a: "HistoryMark", b: "HistoryMark") -> tuple[int, int, int]:
+    """The (steps, epochs, changes) two points of history share, found through the family tree."""
+    b_chain = b.timeline.node.ancestry((b.n_steps, b.n_epochs, b.n_changes))
+    for key, a_limit in a.timeline.node.ancestry((a.n_steps, a.n_epochs, a.n_changes)).items():
+        if key in b_chain:
+            return tuple(map(min, a_limit, b_chain[key]))  # type: ignore[return-value]
+    return (0, 0, 0)
 
 
 def _resized(array: np.ndarray, capacity: int) -> np.ndarray:
@@ -169,11 +201,8 @@ class History:
 
     def restore(self, mark: HistoryMark, branch_name: str) -> Branch | None:
         """Go back to ``mark``; what is left behind becomes a branch (returned)."""
-        line = self._line
-        # On the same timeline the common past is known; otherwise keep the whole run.
-        same = mark.timeline is line
-        fork = (mark.n_steps, mark.n_epochs, mark.n_changes) if same else (0, 0, 0)
-        branch = self._branch_from(fork, branch_name) if line.n > fork[0] else None
+        fork = common_past(self.mark(), mark)
+        branch = self._branch_from(fork, branch_name) if self._line.n > fork[0] else None
         self._line = mark.timeline.prefix(mark.n_steps, mark.n_epochs, mark.n_changes)
         if branch is not None:
             self.branches.append(branch)

@@ -32,7 +32,7 @@ from trainlab.events import Events, Handle
 from trainlab.history import History
 from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_targets, make_loss,
                               make_optimizer)
-from trainlab.snapshot import RewindBuffer, Snapshot, clone_tree
+from trainlab.snapshot import RewindBuffer, Snapshot, clone_optimizer_state, clone_tree
 
 __all__ = ["Loop", "State", "STAGES"]
 
@@ -331,7 +331,8 @@ class Loop:
         with self._exclusive():
             self._expect("backward")
             self.events.fire("before_backward", self)
-            self.model.zero_grad(set_to_none=True)  # zeroed here, so after update() they can still be read
+            for p in self._params:  # zeroed here, so after update() they can still be read
+                p.grad = None
             self.last_loss.backward()
             norms, correct = self._grad_norms()
             bad = _first_non_finite(self.param_names, self._params, norms)
@@ -640,7 +641,7 @@ class Loop:
         state = {
             "model": {key: tensor.detach().clone() for key, tensor in self._model_state.items()},
             "optimizer_type": self._optimizer_name,
-            "optimizer": clone_tree(self.optimizer.state_dict()),
+            "optimizer": clone_optimizer_state(self.optimizer.state_dict()),
             "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "rng": self._rng_state,  # never written in place: swapping replaces it
             "sampler": self._sampler.state(),
@@ -657,7 +658,7 @@ class Loop:
             self._optimizer_name = state["optimizer_type"]
             self.optimizer = (make_optimizer(self._optimizer_name, self.model, None, {})
                               if self._optimizer_name else self._given_optimizer)
-        self.optimizer.load_state_dict(clone_tree(state["optimizer"]))
+        self.optimizer.load_state_dict(clone_optimizer_state(state["optimizer"]))
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
         self._rng_state = state["rng"].clone()
@@ -676,7 +677,7 @@ class Loop:
     def _put_back_weights(self) -> None:
         lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.model.load_state_dict(self._pending.state["model"])
-        self.optimizer.load_state_dict(clone_tree(self._pending.state["optimizer"]))
+        self.optimizer.load_state_dict(clone_optimizer_state(self._pending.state["optimizer"]))
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from trainlab.history import HistoryMark
 
-__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "tree_nbytes"]
+__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "clone_optimizer_state"]
 
 
 @dataclass(eq=False)
@@ -34,12 +34,34 @@ class Snapshot:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the snapshot's tensors."""
-        return tree_nbytes(self.state)
+        """Memory held by the snapshot's own tensors: weights and optimizer state (the rest is small)."""
+        model = sum(t.nbytes for t in self.state["model"].values())
+        optimizer = sum(v.nbytes for per_param in self.state["optimizer"]["state"].values()
+                        for v in per_param.values() if isinstance(v, Tensor))
+        return model + optimizer + _RNG_BYTES
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
         return f"Snapshot({label}step={self.step}, epoch={self.epoch})"
+
+
+_RNG_BYTES = 2 * 5056  # the loop's torch RNG state and the data-order generator's
+
+
+def clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an optimizer ``state_dict()`` sharing no tensor with it (fast path of clone_tree)."""
+    return {
+        "state": {key: {name: _copy_leaf(value) for name, value in per_param.items()}
+                  for key, per_param in state["state"].items()},
+        "param_groups": [{name: _copy_leaf(value) for name, value in group.items()}
+                         for group in state["param_groups"]],
+    }
+
+
+def _copy_leaf(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    return list(value) if isinstance(value, list) else value  # numbers, tuples: immutable
 
 
 def clone_tree(value: Any) -> Any:
@@ -53,17 +75,6 @@ def clone_tree(value: Any) -> Any:
     if isinstance(value, (int, float, str, bool, type(None))):
         return value
     return copy.deepcopy(value)
-
-
-def tree_nbytes(value: Any) -> int:
-    """Bytes of all tensors in nested dicts/lists."""
-    if isinstance(value, Tensor):
-        return value.element_size() * value.nelement()
-    if isinstance(value, dict):
-        return sum(tree_nbytes(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return sum(tree_nbytes(item) for item in value)
-    return 0
 
 
 class RewindBuffer:

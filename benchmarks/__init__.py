@@ -1,0 +1,1 @@
+"""Benchmarks: what trainlab costs next to a bare PyTorch loop (run ``python -m benchmarks``)."""

@@ -1,0 +1,63 @@
+"""Run every benchmark, print a table and write it as JSON: ``python -m benchmarks [--quick]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from benchmarks import rows
+from benchmarks.harness import Row, compare
+from benchmarks.memory import history_memory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few steps each: checks the benchmarks run")
+    parser.add_argument("--rounds", type=int, default=7, help="A/B rounds per row (median reported)")
+    parser.add_argument("--json", default="benchmarks/results.json", help="where to write the results")
+    args = parser.parse_args(argv)
+    rounds = 1 if args.quick else args.rounds
+    scale = 1 if args.quick else 10
+
+    results = [
+        compare("1. tiny: seed-000 linear, full batch", *rows.tiny(20 * scale), rounds, 1.25),
+        compare("2. MLP 64-128-10 on digits, batch 32", *rows.mlp(scale // 5 + 1), rounds, 1.05),
+        compare("2'. (2) against a bare loop without DataLoader", *rows.mlp(scale // 5 + 1, tensor_bare=True),
+                rounds, None, "informative: the strictest baseline"),
+        compare("3. digits CNN, batch 64", *rows.cnn(scale // 5 + 1), rounds, 1.05),
+        compare("4. (2) stage by stage", *rows.mlp(scale // 5 + 1, stages=True), rounds, 1.05),
+    ]
+    memory = history_memory(10_000 if args.quick else 1_000_000)
+    print(table(results))
+    print(f"\nhistory memory at {memory['steps']:,} steps: {memory['mb']:.1f} MB (target <= 64 MB)")
+    report = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "platform": platform.platform()},
+        "quick": args.quick, "rounds": rounds,
+        "rows": [asdict(row) | {"verdict": row.verdict} for row in results],
+        "history_memory": memory,
+    }
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    missed = [row.name for row in results if row.verdict == "MISSED"]
+    return 1 if missed and not args.quick else 0
+
+
+def table(results: list[Row]) -> str:
+    """A plain-text table of the rows."""
+    header = f"{'benchmark':50} {'bare ms/step':>13} {'trainlab ms/step':>17} {'ratio':>7} {'target':>7}"
+    lines = [header, "-" * len(header)]
+    for row in results:
+        target = f"<={row.target:g}" if row.target else "-"
+        lines.append(f"{row.name:50} {row.bare_s * 1e3:13.3f} {row.lab_s * 1e3:17.3f} {row.ratio:7.3f} "
+                     f"{target:>7} {row.verdict}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The render budget: when a redraw is allowed, and how much of the time the UI has taken.
+
+Training must not wait on plots. A redraw is due at most ``fps`` times a second, and
+never so often that redrawing takes more than ``max_ui_fraction`` of the time: a slow
+redraw (a big decision-boundary grid, a slow machine) pushes the next one further out.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["RenderBudget"]
+
+
+class RenderBudget:
+    """Rate-limits redraws and keeps account of the time they take.
+
+    Example::
+
+        budget = RenderBudget(fps=4)
+        if budget.due():
+            with budget.spending():
+                redraw()
+        budget.ui_fraction()   # e.g. 0.03: 3% of the time since restart() went to redraws
+    """
+
+    def __init__(self, fps: float = 4.0, max_ui_fraction: float = 0.05) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be above 0, like 4; got {fps!r}")
+        if not 0 < max_ui_fraction < 1:
+            raise ValueError(f"max_ui_fraction must be between 0 and 1, like 0.05; got {max_ui_fraction!r}")
+        self.interval = 1.0 / fps
+        self.max_ui_fraction = max_ui_fraction
+        self._next = 0.0  # perf_counter() time from which a redraw is due
+        self.restart()
+
+    def restart(self) -> None:
+        """Start a new accounting period (e.g. when Play is pressed); the next redraw is due at once."""
+        self._start = time.perf_counter()
+        self.ui_seconds = 0.0
+        self.redraws = 0
+        self._next = 0.0
+
+    def due(self) -> bool:
+        """Whether a redraw may happen now (one clock read: cheap enough to ask every step)."""
+        return time.perf_counter() >= self._next
+
+    def spending(self) -> "_Spending":
+        """A context manager that times one redraw and schedules the next."""
+        return _Spending(self)
+
+    def spent(self, seconds: float) -> None:
+        """Account for a redraw that took ``seconds``, and push the next one out accordingly."""
+        self.ui_seconds += seconds
+        self.redraws += 1
+        # Wait at least one frame; after a slow redraw wait long enough to stay under the share.
+        pause = max(self.interval, seconds * (1 - self.max_ui_fraction) / self.max_ui_fraction)
+        self._next = time.perf_counter() + pause
+
+    def ui_fraction(self) -> float:
+        """The share of wall time since ``restart()`` spent redrawing (0.0 to 1.0)."""
+        elapsed = time.perf_counter() - self._start
+        return self.ui_seconds / elapsed if elapsed > 0 else 0.0
+
+
+class _Spending:
+    def __init__(self, budget: RenderBudget) -> None:
+        self._budget = budget
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._budget.spent(time.perf_counter() - self._t0)

@@ -1,0 +1,192 @@
+"""Controls: the buttons, hyperparameter widgets and status line that drive a loop.
+
+The controls only build widgets, show the loop's state on them and report what the
+learner did (``on_action(label)``, ``on_setting(name, value)``); the dashboard decides
+what happens (run it now, refuse it while playing, queue it for the runner thread).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+from typing import Any, Callable
+
+import ipywidgets as widgets
+
+from trainlab.widgets.stage_view import STAGE_SENTENCES
+
+__all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "status_html"]
+
+#: The stage buttons, by the stage they run.
+STAGE_BUTTONS: dict[str, str] = {"forward": "Forward", "loss": "Loss", "backward": "Backward", "update": "Update"}
+
+#: What each button (other than Play/Pause) asks of the loop.
+ACTIONS: dict[str, Callable[[Any], object]] = {
+    "Forward": lambda loop: loop.forward(),
+    "Loss": lambda loop: loop.loss(),
+    "Backward": lambda loop: loop.backward(),
+    "Update": lambda loop: loop.update(),
+    "Step": lambda loop: loop.step(),
+    "Epoch": lambda loop: loop.run_epoch(),
+    "Rewind": lambda loop: loop.rewind(1),
+    "Reset": lambda loop: loop.reset(),
+}
+
+#: Every button, in display order; "Play" is the one Play/Pause button.
+BUTTON_LABELS = ("Forward", "Loss", "Backward", "Update", "Step", "Epoch", "Play", "Rewind", "Reset")
+
+#: The optimizers a learner can switch between.
+OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
+
+_TOOLTIPS = {
+    **{label: STAGE_SENTENCES[stage] for stage, label in STAGE_BUTTONS.items()},
+    "Step": "Run what is left of this batch (or a whole new batch): one update",
+    "Epoch": "Finish this pass over the training data, then validate",
+    "Play": "Train continuously in the background; the controls stay live",
+    "Rewind": "Undo the last update",
+    "Reset": "Back to the initial weights, step 0 (the run so far stays as a ghost curve)",
+}
+_ICONS = {"Step": "step-forward", "Epoch": "forward", "Play": "play", "Rewind": "undo", "Reset": "refresh"}
+_LR_RANGE = (-5, 1)  # exponents: 1e-5 ... 10
+_WIDE = {"description_width": "initial"}  # so "learning rate" is not cut off
+
+
+class Controls:
+    """The dashboard's buttons, sliders, optimizer choice, weight decay, status line and alert area."""
+
+    def __init__(self, loop: Any, on_action: Callable[[str], None],
+                 on_setting: Callable[[str, Any], None]) -> None:
+        self._on_action = on_action
+        self._on_setting = on_setting
+        self._local = threading.local()  # .syncing: this thread is copying loop values onto the widgets
+        self.buttons = {label: self._button(label) for label in BUTTON_LABELS}
+        self.lr_slider = widgets.FloatLogSlider(
+            value=_clamp(loop.lr, 10.0 ** _LR_RANGE[0], 10.0 ** _LR_RANGE[1]), base=10,
+            min=_LR_RANGE[0], max=_LR_RANGE[1], step=0.1, description="learning rate",
+            readout_format=".1e", continuous_update=False, style=_WIDE)
+        self.batch_size_slider = widgets.IntSlider(
+            value=_clamp(loop.batch_size, 1, loop.n_train), min=1, max=loop.n_train, description="batch size",
+            continuous_update=False, style=_WIDE)
+        self.optimizer_dropdown = widgets.Dropdown(
+            options=_optimizer_options(loop), value=loop.optimizer_name, description="optimizer",
+            disabled=loop.scheduler is not None, style=_WIDE, layout=widgets.Layout(width="180px"),
+            tooltip="a scheduler drives this loop's optimizer" if loop.scheduler is not None else "")
+        self.weight_decay = widgets.FloatText(
+            value=loop.weight_decay, step=1e-4, description="weight decay", style=_WIDE,
+            layout=widgets.Layout(width="200px"))
+        self.status = widgets.HTML()
+        self.alert = widgets.HTML()  # errors (red) and stop reasons (blue)
+        # continuous_update=False: a drag is one change (one mark on the plots), applied on release.
+        for name, widget in (("lr", self.lr_slider), ("batch_size", self.batch_size_slider),
+                             ("optimizer", self.optimizer_dropdown), ("weight_decay", self.weight_decay)):
+            widget.observe(self._setting_observer(name), names="value")
+        stage_row = [self.buttons[label] for label in STAGE_BUTTONS.values()]
+        run_row = [self.buttons[label] for label in ("Step", "Epoch", "Play", "Rewind", "Reset")]
+        self.widget = widgets.VBox([
+            widgets.HBox(stage_row + [widgets.HTML("&nbsp;│&nbsp;")] + run_row),
+            widgets.HBox([self.lr_slider, self.batch_size_slider, self.optimizer_dropdown, self.weight_decay]),
+            self.status,
+            self.alert,
+        ])
+
+    def refresh(self, loop: Any, playing: bool) -> None:
+        """Enable what can be pressed now: only the due stage (highlighted); nothing but Pause while playing."""
+        due = loop.next_stage
+        for stage, label in STAGE_BUTTONS.items():
+            button = self.buttons[label]
+            with button.hold_sync():
+                button.disabled = playing or stage != due
+                button.button_style = "primary" if stage == due and not playing else ""
+        for label in ("Step", "Epoch", "Reset"):
+            self.buttons[label].disabled = playing
+        self.buttons["Rewind"].disabled = playing or loop.rewind_depth == 0
+        play = self.buttons["Play"]
+        with play.hold_sync():
+            play.description = "Pause" if playing else "Play"
+            play.icon = "pause" if playing else "play"
+            play.button_style = "warning" if playing else "success"
+        self.optimizer_dropdown.disabled = loop.scheduler is not None
+
+    def sync(self, loop: Any) -> None:
+        """Show the loop's hyperparameters on the widgets (after a change from code, a restore, a refusal)."""
+        self._local.syncing = True  # the observers must not send these values back to the loop
+        try:
+            self.lr_slider.value = _clamp(loop.lr, 10.0 ** self.lr_slider.min, 10.0 ** self.lr_slider.max)
+            self.batch_size_slider.value = _clamp(loop.batch_size, 1, self.batch_size_slider.max)
+            name = loop.optimizer_name
+            if name not in self.optimizer_dropdown.options:
+                self.optimizer_dropdown.options = (*self.optimizer_dropdown.options, name)
+            self.optimizer_dropdown.value = name
+            self.weight_decay.value = loop.weight_decay
+        finally:
+            self._local.syncing = False
+
+    def show_status(self, text: str) -> None:
+        """Set the status line (HTML)."""
+        self.status.value = text
+
+    def show_alert(self, message: str | None, kind: str = "error", details: str = "") -> None:
+        """Show an error (red) or a notice (blue) under the status line; None clears it."""
+        if not message:
+            self.alert.value = ""
+            return
+        color, background = ("#a40000", "#fde8e8") if kind == "error" else ("#0b5394", "#e8f0fe")
+        more = (f"<details><summary>details</summary><pre style='white-space:pre-wrap'>{html.escape(details)}</pre>"
+                "</details>") if details else ""
+        self.alert.value = (f"<div style='color:{color};background:{background};padding:4px 8px;"
+                            f"border-radius:4px'>{html.escape(message)}{more}</div>")
+
+    # --- wiring -------------------------------------------------------------------------
+
+    def _button(self, label: str) -> widgets.Button:
+        button = widgets.Button(description=label, tooltip=_TOOLTIPS[label], icon=_ICONS.get(label, ""),
+                                layout=widgets.Layout(width="auto"))
+
+        def clicked(b: widgets.Button) -> None:
+            if not b.disabled:  # button.click() from code ignores disabled; a browser click cannot happen
+                self._on_action(label)
+
+        button.on_click(clicked)
+        return button
+
+    def _setting_observer(self, name: str) -> Callable[[dict], None]:
+        def observe(change: dict) -> None:
+            if not getattr(self._local, "syncing", False):
+                self._on_setting(name, change["new"])
+
+        return observe
+
+
+def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_fraction: float | None) -> str:
+    """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of time."""
+    done, total = loop.epoch_progress
+    parts = [
+        "▶ playing" if playing else "⏸ paused",
+        f"epoch {loop.state.epoch} ({done}/{total} samples)",
+        f"step {loop.state.step}",
+        f"{samples_per_second:,.0f} samples/s" if samples_per_second else "– samples/s",
+        f"loss {_current_loss(loop)}",
+        f"next: {loop.next_stage}()",
+        f"UI: {100 * ui_fraction:.0f}% of time" if ui_fraction is not None else "UI: –",
+    ]
+    return "<span style='font-family:monospace'>" + " · ".join(parts) + "</span>"
+
+
+def _current_loss(loop: Any) -> str:
+    if loop.next_stage in ("backward", "update") and loop.last_loss is not None:
+        return f"{float(loop.last_loss.detach()):.4g}"  # this batch's, once loss() has run
+    value = loop.last_log.get("loss")
+    return f"{value:.4g}" if value is not None and math.isfinite(value) else "–"
+
+
+def _optimizer_options(loop: Any) -> tuple[str, ...]:
+    name = loop.optimizer_name
+    return OPTIMIZER_NAMES if name in OPTIMIZER_NAMES else (*OPTIMIZER_NAMES, name)
+
+
+def _clamp(value: float, low: float, high: float) -> Any:
+    """A value the widget can hold: the loop may be set from code beyond a slider's range."""
+    if isinstance(value, float) and math.isnan(value):
+        return low
+    return min(max(value, low), high)

@@ -1,0 +1,306 @@
+"""Live plots over training time: loss, accuracy, gradient norms, gradient histograms, update ratios.
+
+Each plot is a plotly ``FigureWidget`` with a fixed set of traces made once; a redraw
+only assigns new numpy arrays to them (never Python lists: ~100x slower to validate),
+at most ``max_points`` per trace, and skips what has not changed since the last one.
+Time-axis plots mark every hyperparameter change ("lr=0.3") and draw runs left behind
+by a rewind/restore as faint "ghost" curves, so a learner can compare.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from trainlab.widgets.series import Downsampler, Ema, downsample
+
+__all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
+           "new_figure", "change_marks", "epoch_end_steps"]
+
+_EMPTY = np.empty(0, np.float64)
+_MAX_MARKED_STEPS = 20  # hyperparameter changes: only the latest steps that had one are marked
+_HISTOGRAM_BINS = 30
+_HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly) for the histogram
+
+
+def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
+               width: int = 460, height: int = 280) -> go.FigureWidget:
+    """An empty, compact FigureWidget; ``uirevision`` keeps the learner's zoom across redraws."""
+    return go.FigureWidget(layout=go.Layout(
+        title=dict(text=title, font=dict(size=14)), width=width, height=height,
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template="plotly_white",
+        xaxis=dict(title=dict(text=x_title, standoff=4)),
+        yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
+        legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
+    ))
+
+
+def change_marks(changes: list[tuple[int, str, Any]], limit: int = _MAX_MARKED_STEPS) -> tuple[list, list]:
+    """Plotly shapes (dotted vertical lines) and annotations ("lr=0.3") for hyperparameter changes.
+
+    Changes made at the same step are merged, keeping each name's last value, so dragging
+    a slider back and forth between two updates makes one mark, not hundreds.
+    """
+    by_step: dict[int, dict[str, Any]] = {}
+    for step, name, value in changes:
+        by_step.setdefault(step, {})[name] = value
+    steps = sorted(by_step)[-limit:]
+    shapes = [dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
+                   line=dict(color="rgba(120,120,120,0.7)", width=1, dash="dot")) for step in steps]
+    annotations = [dict(x=step, y=1 - 0.08 * (i % 3), xref="x", yref="paper", xanchor="left", yanchor="top",
+                        showarrow=False, font=dict(size=10, color="#555"), bgcolor="rgba(255,255,255,0.7)",
+                        text=", ".join(f"{name}={_short(value)}" for name, value in by_step[step].items()))
+                   for i, step in enumerate(steps)]
+    return shapes, annotations
+
+
+def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int]) -> np.ndarray:
+    """The step at which each recorded epoch ended (its last update), for per-epoch points on a step axis."""
+    # Rows are in time order, so the column of epoch indices never decreases within a run.
+    return np.searchsorted(epoch_column, np.asarray(epochs, np.int64), side="right").astype(np.float64)
+
+
+class _TimePlot:
+    """What the time-axis plots share: change marks, and a reset after the loop moves in time."""
+
+    def __init__(self, figure: go.FigureWidget) -> None:
+        self.figure = figure
+        self._marks_key: tuple | None = None
+
+    def reset(self) -> None:
+        """Forget cached state (the history was replaced: restore, rewind, reset, load)."""
+        self._marks_key = None
+
+    def _mark_changes(self, changes: list[tuple[int, str, Any]]) -> None:
+        key = (len(changes), changes[-1] if changes else None)
+        if key == self._marks_key:
+            return
+        self._marks_key = key
+        shapes, annotations = change_marks(changes)
+        self.figure.layout.shapes = shapes
+        self.figure.layout.annotations = annotations
+
+
+class LossPlot(_TimePlot):
+    """Loss per step (raw, faint; smoothed, named "loss"), per-epoch train/validation loss, ghost runs."""
+
+    name = "loss"
+
+    def __init__(self, loop: Any, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
+        super().__init__(new_figure("Loss", "step", "loss"))
+        self.max_points = max_points
+        self.ghosts = ghosts
+        self.smoothing = smoothing
+        fig = self.figure
+        fig.add_scatter(name="loss per batch", mode="lines", line=dict(color="rgba(31,119,180,0.25)", width=1),
+                        hoverinfo="skip")
+        fig.add_scatter(name="loss", mode="lines", line=dict(color="rgb(31,119,180)", width=2))
+        fig.add_scatter(name="train loss (epoch)", mode="lines+markers", line=dict(color="rgb(31,119,180)", dash="dot"))
+        fig.add_scatter(name="val loss (epoch)", mode="lines+markers", line=dict(color="rgb(255,127,14)"),
+                        visible=loop.has_validation)
+        for _ in range(ghosts):  # fixed slots: adding traces later is slow, filling them is cheap
+            fig.add_scatter(mode="lines", line=dict(color="rgba(150,150,150,0.45)", width=1.5), showlegend=False)
+        self._ghost_cache: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
+        self.reset()
+
+    @property
+    def loss_trace(self) -> go.Scatter:
+        """The main (smoothed) loss trace."""
+        return self.figure.data[1]
+
+    def reset(self) -> None:
+        """Forget cached state (the history was replaced)."""
+        super().reset()
+        self._raw = Downsampler(self.max_points)
+        self._smooth = Downsampler(self.max_points)
+        self._ema = Ema(self.smoothing)
+        self._key: tuple | None = None
+
+    def redraw(self, loop: Any) -> None:
+        """Put the history's latest numbers on the figure (skipped if nothing changed)."""
+        history = loop.history
+        branches = history.branches[-self.ghosts:] if self.ghosts else []
+        key = (len(history), len(history.epoch), tuple(id(b) for b in branches))
+        changes = list(history.changes)  # a copy: another thread may append to it
+        with self.figure.batch_update():
+            if key != self._key:
+                self._key = key
+                steps = history.steps
+                self._draw_steps(steps["loss"])
+                self._draw_epochs(steps["epoch"], history)
+                self._draw_ghosts(branches)
+            self._mark_changes(changes)
+
+    def _draw_steps(self, loss: np.ndarray) -> None:
+        raw, smooth = self.figure.data[0], self.figure.data[1]
+        raw.x, raw.y = self._raw.points(loss)
+        smooth.x, smooth.y = self._smooth.points(self._ema(loss))
+
+    def _draw_epochs(self, epoch_column: np.ndarray, history: Any) -> None:
+        x = epoch_end_steps(epoch_column, history.epoch)
+        for trace, key in ((self.figure.data[2], "loss"), (self.figure.data[3], "val_loss")):
+            y = np.asarray(history.history.get(key, ()), np.float64)
+            rows = downsample(y, self.max_points) if len(y) else np.arange(0)
+            trace.x, trace.y = (x[rows], y[rows]) if len(y) == len(x) else (_EMPTY, _EMPTY)
+
+    def _draw_ghosts(self, branches: list[Any]) -> None:
+        slots = self.figure.data[4:]
+        cache = {}
+        for slot, branch in zip(slots, branches):
+            cached = self._ghost_cache.get(id(branch))
+            if cached is None or cached[0] is not branch:
+                loss = Ema(self.smoothing)(branch.steps["loss"]).copy()
+                rows = downsample(loss, self.max_points)
+                cached = (branch, branch.start_step + 1.0 + rows, loss[rows])
+            cache[id(branch)] = cached
+            slot.x, slot.y = cached[1], cached[2]
+            slot.name, slot.showlegend = f"earlier run ({branch.name})", True
+        for slot in slots[len(branches):]:
+            slot.x, slot.y, slot.showlegend = _EMPTY, _EMPTY, False
+        self._ghost_cache = cache
+
+
+class GradNormPlot(_TimePlot):
+    """Each parameter's gradient norm over time, on a log axis (vanishing and exploding gradients show)."""
+
+    name = "grad_norm"
+
+    def __init__(self, loop: Any, max_points: int = 500) -> None:
+        super().__init__(new_figure("Gradient norm per parameter", "step", "‖gradient‖", log_y=True))
+        self.max_points = max_points
+        self.param_names = list(loop.param_names)
+        for name in self.param_names:
+            self.figure.add_scatter(name=name, mode="lines", line=dict(width=1.5))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached state (the history was replaced)."""
+        super().reset()
+        self._downsamplers = [Downsampler(self.max_points) for _ in self.param_names]
+        self._n: int | None = None
+
+    def redraw(self, loop: Any) -> None:
+        """Put the latest gradient norms on the figure (skipped if no step was added)."""
+        history = loop.history
+        changes = list(history.changes)
+        with self.figure.batch_update():
+            if len(history) != self._n:
+                self._n = len(history)
+                steps = history.steps
+                for trace, name, sampler in zip(self.figure.data, self.param_names, self._downsamplers):
+                    trace.x, trace.y = sampler.points(steps[f"grad_norm/{name}"])
+            self._mark_changes(changes)
+
+
+class AccuracyPlot:
+    """Train and validation accuracy per epoch (classification only)."""
+
+    name = "accuracy"
+
+    def __init__(self, loop: Any, max_points: int = 500) -> None:
+        self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
+        self.figure.layout.yaxis.range = [0, 1.02]
+        self.max_points = max_points
+        self.figure.add_scatter(name="train accuracy", mode="lines+markers", line=dict(color="rgb(31,119,180)"))
+        self.figure.add_scatter(name="val accuracy", mode="lines+markers", line=dict(color="rgb(255,127,14)"),
+                                visible=loop.has_validation)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached state (the history was replaced)."""
+        self._n: int | None = None
+
+    def redraw(self, loop: Any) -> None:
+        """Put the per-epoch accuracies on the figure (skipped if no epoch ended)."""
+        history = loop.history
+        if len(history.epoch) == self._n:
+            return
+        self._n = len(history.epoch)
+        x = np.asarray(history.epoch, np.float64) + 1  # epochs completed
+        with self.figure.batch_update():
+            for trace, key in zip(self.figure.data, ("accuracy", "val_accuracy")):
+                y = np.asarray(history.history.get(key, ()), np.float64)
+                if len(y) != len(x):
+                    trace.x, trace.y = _EMPTY, _EMPTY
+                    continue
+                rows = downsample(y, self.max_points)
+                trace.x, trace.y = x[rows], y[rows]
+
+
+class GradHistogramPlot:
+    """The distribution of each parameter's gradient values at the latest backward pass."""
+
+    name = "gradients"
+
+    def __init__(self, loop: Any) -> None:
+        self.figure = new_figure("Gradient values (latest step)", "gradient value", "count", log_y=True)
+        self.params = [(name, p) for name, p in loop.model.named_parameters() if p.requires_grad]
+        for name, _ in self.params:
+            self.figure.add_scatter(name=name, mode="lines", line=dict(shape="hv", width=1.5))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached state."""
+        self._key: tuple | None = None
+
+    def redraw(self, loop: Any) -> None:
+        """Histogram every parameter's current ``.grad`` (skipped if no backward ran since the last time)."""
+        key = (loop.state.step, loop.next_stage)
+        if key == self._key:
+            return
+        self._key = key
+        with self.figure.batch_update():
+            for trace, (_, p) in zip(self.figure.data, self.params):
+                trace.x, trace.y = _histogram(p.grad)
+
+
+class UpdateRatioPlot:
+    """How far the last update moved each parameter relative to its size (‖Δw‖ / ‖w‖), with 1e-3 marked."""
+
+    name = "update_ratio"
+
+    def __init__(self, loop: Any) -> None:
+        self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)
+        self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
+        # A rule of thumb: around 1e-3. Far above: the lr is too high; far below: too low.
+        self.figure.add_hline(y=1e-3, line=dict(color="gray", dash="dot"), annotation_text="1e-3",
+                              annotation_position="top left")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget cached state."""
+        self._key: int | None = None
+
+    def redraw(self, loop: Any) -> None:
+        """Show the last update's ratios (skipped if no update ran since the last time)."""
+        key = loop.state.step
+        if key == self._key:
+            return
+        self._key = key
+        ratios = loop.update_ratios()
+        values = np.array([ratios.get(name, math.nan) for name in loop.param_names], np.float64)
+        values[~np.isfinite(values) | (values <= 0)] = np.nan  # a log axis cannot show 0 or inf
+        self.figure.data[0].y = values
+
+
+def _histogram(grad: Any) -> tuple[np.ndarray, np.ndarray]:
+    if grad is None:
+        return _EMPTY, _EMPTY
+    values = grad.detach().reshape(-1)
+    if values.numel() > _HISTOGRAM_SAMPLE:
+        values = values[:: values.numel() // _HISTOGRAM_SAMPLE + 1]
+    values = values.float().cpu().numpy()
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return _EMPTY, _EMPTY
+    counts, edges = np.histogram(values, bins=_HISTOGRAM_BINS)
+    counts = np.append(counts, counts[-1]).astype(np.float64)  # "hv" steps need the last edge too
+    counts[counts == 0] = np.nan  # empty bins are gaps on a log axis
+    return edges.astype(np.float64), counts
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,173 @@
+"""The runner: plays a loop in a background thread, so the kernel stays free to handle clicks.
+
+A cell that blocks gets no widget events (see DESIGN.md section 3), so training runs in a
+``threading.Thread`` while the kernel sits idle. The thread owns the loop for the whole
+time it plays (``loop.hold()``): a stage called from a cell meanwhile raises
+``LoopBusyError``. It runs one stage at a time and checks a ``threading.Event`` between
+stages, so Pause takes effect at the next stage boundary.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from trainlab.errors import LoopBusyError
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """Plays ``loop`` stage by stage in a background thread until paused, stopped or failed.
+
+    ``on_batch()`` is called on the runner thread after every batch (keep it cheap: the
+    dashboard only checks its render budget there); ``on_stop()`` once when playing ends,
+    still on the runner thread and still owning the loop, to draw the final state.
+    """
+
+    def __init__(self, loop: Any, on_batch: Callable[[], None] = lambda: None,
+                 on_stop: Callable[[], None] = lambda: None) -> None:
+        self.loop = loop
+        self.on_batch = on_batch
+        self.on_stop = on_stop
+        self.error: Exception | None = None  # what stopped the last run, if it failed
+        self.stop_reason = ""  # loop.stop_reason, if a callback stopped the last run
+        self.steps = 0  # batches finished since play(): the one per-step counter
+        self._playing = False
+        self._thread: threading.Thread | None = None
+        self._pause = threading.Event()
+        self._holding = threading.Event()  # set once the thread owns the loop (or failed to)
+        self._calls: list[Callable[[], None]] = []  # run on the runner thread at the next batch boundary
+        self._calls_lock = threading.Lock()
+        self._accepting_calls = False
+        self._hold_failed: LoopBusyError | None = None
+
+    @property
+    def playing(self) -> bool:
+        """Whether the background thread is playing the loop."""
+        return self._playing
+
+    @property
+    def on_runner_thread(self) -> bool:
+        """Whether the caller is the runner's own thread (a loop event fired while playing)."""
+        return self._thread is threading.current_thread()
+
+    def play(self) -> None:
+        """Start playing; returns once the thread owns the loop (raises LoopBusyError if it cannot)."""
+        if self._playing:
+            return
+        self.error, self.stop_reason, self.steps = None, "", 0
+        self._hold_failed = None
+        _clear_stop(self.loop)  # a stop left over from an earlier fit must not end this run at once
+        self._pause.clear()
+        self._holding.clear()
+        self._accepting_calls = True
+        self._playing = True
+        self._thread = threading.Thread(target=self._run, name="trainlab-runner", daemon=True)
+        self._thread.start()
+        self._holding.wait()
+        if self._hold_failed is not None:  # another thread owns the loop: nothing was played
+            self._thread.join()
+            raise self._hold_failed
+
+    def pause(self) -> None:
+        """Stop at the next stage boundary; returns once the thread has stopped (and drawn its last frame)."""
+        self._pause.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
+        """Block until ``steps`` more batches are done, or playing stops, or ``timeout`` seconds pass.
+
+        Returns the number of batches done while waiting.
+        """
+        start = self.steps
+        deadline = None if timeout is None else time.monotonic() + timeout
+        thread = self._thread
+        while self._playing and (steps is None or self.steps - start < steps):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if thread is not None:
+                thread.join(0.005)  # a short sleep that ends early when the thread stops
+            else:
+                time.sleep(0.005)
+        if not self._playing and thread is not None and thread is not threading.current_thread():
+            thread.join()  # playing has ended: let the thread finish its last frame
+        return self.steps - start
+
+    def call_at_boundary(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the runner thread at the next batch boundary while playing; else now, here.
+
+        For changes that must not land in the middle of a batch (switching the optimizer).
+        """
+        with self._calls_lock:
+            if self._accepting_calls:
+                self._calls.append(fn)
+                return
+        fn()
+
+    # --- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = self.loop
+        try:
+            with loop.hold():
+                self._holding.set()
+                try:
+                    self._play(loop)
+                except Exception as error:  # the loop's errors and bugs in the user's model: shown, not lost
+                    self.error = error
+                finally:
+                    self._finish()
+        except LoopBusyError as error:  # loop.hold() failed: someone else is training
+            self.error = self._hold_failed = error
+        finally:
+            self._accepting_calls = False
+            self._playing = False  # only now: until here a cell's stage call would be refused
+            self._holding.set()
+
+    def _play(self, loop: Any) -> None:
+        pause = self._pause
+        while not pause.is_set():
+            getattr(loop, loop.next_stage)()
+            if loop.next_stage != "forward":
+                continue  # mid-batch: only Pause is checked between these stages
+            # A batch ended (updated, or skipped as non-finite).
+            self.steps += 1
+            if self._calls:
+                self._run_calls()
+            if loop.stop_requested:  # e.g. EarlyStopping called loop.stop(reason)
+                self.stop_reason = loop.stop_reason or "stop requested"
+                return
+            self.on_batch()
+
+    def _run_calls(self) -> None:
+        with self._calls_lock:
+            calls, self._calls = self._calls, []
+        for fn in calls:
+            fn()
+
+    def _finish(self) -> None:
+        """Close the call queue, run what is left in it, then draw the final frame."""
+        with self._calls_lock:
+            self._accepting_calls = False
+        for last in (self._run_calls, self.on_stop):
+            try:
+                last()
+            except Exception as error:  # keep the first error: it is the one the learner must see
+                self.error = self.error or error
+
+
+def _clear_stop(loop: Any) -> None:
+    """Forget a stop request left over from earlier, as fit() does when it starts.
+
+    The loop has no public way to do this yet (see the report to the lead): use
+    ``loop.clear_stop()`` once it exists, and until then the same private flag fit() resets.
+    """
+    clear = getattr(loop, "clear_stop", None)
+    if clear is not None:
+        clear()
+    elif loop.stop_requested:
+        loop._stop_requested = False

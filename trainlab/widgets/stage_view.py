@@ -1,0 +1,162 @@
+"""The stage view: what the stage that just ran did, shown as an HTML table a learner can read.
+
+forward  -> a few samples: input, output, prediction, target
+loss     -> the loss value and the formula that produced it
+backward -> each parameter's gradient norm
+update   -> how far the update moved each parameter, relative to its size
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import ipywidgets as widgets
+import torch
+
+__all__ = ["StageView", "stage_html", "STAGE_SENTENCES", "LOSS_FORMULAS"]
+
+#: One sentence per stage, shown under its name.
+STAGE_SENTENCES: dict[str, str] = {
+    "forward": "The model turns the batch's inputs into predictions.",
+    "loss": "One number saying how wrong those predictions are.",
+    "backward": "Backpropagation finds how each weight should change to lower the loss.",
+    "update": "The optimizer moves each weight a small step, scaled by the learning rate.",
+}
+
+#: How each named loss turns outputs and targets into one number.
+LOSS_FORMULAS: dict[str, str] = {
+    "mse": "mean of (output − target)²",
+    "MSELoss": "mean of (output − target)²",
+    "L1Loss": "mean of |output − target|",
+    "cross_entropy": "−log softmax(output)[target], averaged",
+    "CrossEntropyLoss": "−log softmax(output)[target], averaged",
+    "bce": "−[t·log σ(output) + (1−t)·log(1 − σ(output))], averaged",
+    "BCEWithLogitsLoss": "−[t·log σ(output) + (1−t)·log(1 − σ(output))], averaged",
+    "BCELoss": "−[t·log(output) + (1−t)·log(1 − output)], averaged",
+}
+
+_STAGES = ("forward", "loss", "backward", "update")
+_DONE_BEFORE = {"loss": "forward", "backward": "loss", "update": "backward"}  # next stage -> the one just run
+_MAX_SHOWN_NUMBERS = 4  # per cell: more than this and we show a shape instead of values
+
+
+class StageView(widgets.HTML):
+    """An HTML widget showing what the last stage did; call ``redraw(loop)`` to refresh it."""
+
+    def __init__(self, samples: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.samples = samples
+
+    def redraw(self, loop: Any) -> None:
+        """Show the loop's current state (call it only while no other thread runs a stage)."""
+        self.value = stage_html(loop, self.samples)
+
+
+def stage_html(loop: Any, samples: int = 5) -> str:
+    """The stage view's HTML for ``loop``: the four stages, then details of the one that just ran."""
+    done = last_stage(loop)
+    details = {"forward": _forward_details, "loss": _loss_details, "backward": _backward_details,
+               "update": _update_details}
+    body = details[done](loop, samples) if done else (
+        "<p>Nothing has run yet. Press <b>Forward</b> to send the first batch through the model, "
+        "or <b>Step</b> for a whole batch.</p>")
+    return f"<div class='trainlab-stages'>{_stage_row(done, loop.next_stage)}{body}</div>"
+
+
+def last_stage(loop: Any) -> str | None:
+    """The stage that ran last in the current batch (or "update" after a finished step), or None."""
+    due = loop.next_stage
+    if due in _DONE_BEFORE:
+        return _DONE_BEFORE[due]
+    log = loop.last_log
+    if "loss" in log and log.get("step") == loop.state.step and loop.state.step > 0:
+        return "update"
+    return None  # nothing yet, a restored position, or a skipped (non-finite) batch
+
+
+def _stage_row(done: str | None, due: str) -> str:
+    """The four stages side by side, each with its sentence; the one just run is highlighted."""
+    cells = []
+    for stage in _STAGES:
+        mark = " ✓ just ran" if stage == done else (" ← next" if stage == due else "")
+        style = "background:#e8f0fe;font-weight:bold;" if stage == done else ""
+        cells.append(f"<td style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
+                     f"<span style='font-weight:normal;font-size:90%'>{STAGE_SENTENCES[stage]}</span></td>")
+    return f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>"
+
+
+def _forward_details(loop: Any, samples: int) -> str:
+    inputs, targets = loop.batch
+    outputs = loop.last_outputs.detach()
+    k = min(samples, len(targets))
+    classes = _predicted_classes(loop, outputs[:k])
+    header = ["sample", "input", "output"] + (["predicted class"] if classes is not None else []) + ["target"]
+    rows = []
+    for i in range(k):
+        row = [str(i), _numbers(inputs[i]), _numbers(outputs[i])]
+        if classes is not None:
+            row.append(str(int(classes[i])))
+        row.append(_numbers(targets[i]))
+        rows.append(row)
+    caption = f"Forward: the outputs for the first {k} of the batch's {len(targets)} samples, next to their targets."
+    return _table(caption, header, rows)
+
+
+def _loss_details(loop: Any, samples: int) -> str:
+    value = float(loop.last_loss.detach())
+    formula = LOSS_FORMULAS.get(loop.loss_name, "")
+    formula_line = f" = {html.escape(formula)}" if formula else ""
+    return (f"<p>Loss: <b>{html.escape(str(loop.loss_name))}</b>{formula_line}, over the batch of "
+            f"{len(loop.batch[1])} samples = <b>{value:.4g}</b></p>")
+
+
+def _backward_details(loop: Any, samples: int) -> str:
+    norms = loop.last_grad_norms
+    rows = [[html.escape(name), f"{norm:.3g}", _bar(norm, max(norms.values(), default=0.0))]
+            for name, norm in norms.items()]
+    caption = "Backward: the size (norm) of each parameter's gradient. Big means the loss is sensitive to it."
+    return _table(caption, ["parameter", "gradient norm", ""], rows)
+
+
+def _update_details(loop: Any, samples: int) -> str:
+    ratios = loop.update_ratios()
+    if not ratios:
+        return "<p>The last update was undone (rewind/restore): nothing to compare.</p>"
+    finite = [r for r in ratios.values() if math.isfinite(r)]
+    rows = [[html.escape(name), f"{ratio:.2e}", _bar(ratio, max(finite, default=0.0))] for name, ratio in ratios.items()]
+    caption = (f"Update {loop.state.step}: how far each parameter moved, relative to its size "
+               "(‖change‖ / ‖weights‖). Around 1e-3 is typical; much bigger: the learning rate is high.")
+    return _table(caption, ["parameter", "update / weight", ""], rows)
+
+
+def _predicted_classes(loop: Any, outputs: torch.Tensor) -> torch.Tensor | None:
+    if not loop.classification:
+        return None
+    if outputs.dim() == 2 and outputs.shape[1] > 1:
+        return outputs.argmax(1)
+    threshold = 0.5 if loop.loss_name == "BCELoss" else 0.0  # probabilities vs. raw scores (logits)
+    return (outputs.reshape(-1) > threshold).long()
+
+
+def _numbers(t: torch.Tensor) -> str:
+    """A few numbers as text, or the shape when there are too many to read."""
+    t = t.detach()
+    if t.numel() > _MAX_SHOWN_NUMBERS:
+        return "×".join(str(s) for s in t.shape) + " values"
+    values = t.reshape(-1).tolist()
+    text = ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
+    return f"[{text}]" if t.dim() else text
+
+
+def _bar(value: float, largest: float) -> str:
+    width = 0 if not largest or not math.isfinite(value) else max(1, round(100 * value / largest))
+    return f"<div style='background:#4a86e8;height:0.8em;width:{width}px'></div>"
+
+
+def _table(caption: str, header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px'>{cell}</td>" for cell in row) + "</tr>"
+                   for row in rows)
+    return f"<p>{caption}</p><table><tr>{head}</tr>{body}</table>"
