@@ -108,8 +108,8 @@ def test_save_then_load_continues_the_same_trajectory(tmp_path):
     for _ in range(3):
         loop.step()
     loop.batch_size = 5
-    loop.step()  # step 4 ends epoch 0; the saved point is mid-data-order of epoch 1 after one more
-    loop.step()
+    loop.step()  # step 4 takes the last 2 samples: epoch 0 ends
+    loop.step()  # step 5: the first 5 samples of epoch 1; saved mid-epoch
     saved_losses = loop.history.steps["loss"].copy()
     loop.save(path)
     assert path.is_file()

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 from torch import nn
@@ -87,12 +87,14 @@ class LoopMachine(RuleBasedStateMachine):
         due = STAGES[self.stage]
         if name != due:
             n_forwarded = len(self.forwarded)
-            with pytest.raises(tl.StageError, match=due):
+            event("stage out of order")
+            with pytest.raises(tl.StageError, match=rf"\b{due}\b"):  # the message names the due stage
                 getattr(self.loop, name)()
             assert len(self.forwarded) == n_forwarded
             return
-        batch_size = self.loop.batch_size
+        batch_size, n_forwarded = self.loop.batch_size, len(self.forwarded)
         result = getattr(self.loop, name)()
+        assert len(self.forwarded) == n_forwarded + (name == "forward")
         if name == "forward":
             self.opened(batch_size)
         elif name == "loss":
@@ -125,6 +127,7 @@ class LoopMachine(RuleBasedStateMachine):
         epoch = point.epoch
         if len(used) == N:  # every sample used exactly once: the epoch ends with this update
             epoch, used = epoch + 1, set()
+            event("epoch ended")
         self.line.append(Point(epoch, frozenset(used), self.params(), self.open_loss))
         self.open_batch = None
         self.open_loss = None
@@ -140,6 +143,15 @@ class LoopMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(STAGES))
     def stage_call(self, name):
         self.call_stage(name)
+
+    @rule()
+    def due_stage(self):
+        self.call_stage(STAGES[self.stage])
+
+    @rule(k=st.integers(1, 8))
+    def several_steps(self, k):
+        for _ in range(k):
+            self.step()
 
     @rule()
     def step(self):
@@ -199,6 +211,7 @@ class LoopMachine(RuleBasedStateMachine):
     def restore(self, saved):
         snap, line, hyper = saved
         self.loop.restore(snap)
+        event("restore")
         self.jumped(line)
         if hyper is not None:
             assert (self.loop.lr, self.loop.batch_size) == hyper
@@ -208,6 +221,7 @@ class LoopMachine(RuleBasedStateMachine):
     def rewind(self, steps):
         depth = self.loop.rewind_depth
         assert 0 <= depth <= self.loop.state.step
+        event("rewind too far" if steps > depth else "rewind")
         if steps > depth:
             stage, n_forwarded, before = self.loop.next_stage, len(self.forwarded), self.params()
             with pytest.raises(ValueError):
@@ -263,7 +277,7 @@ class LoopMachine(RuleBasedStateMachine):
 
 
 LoopMachine.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=40, deadline=None,
+    max_examples=60, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_loop_state_machine = LoopMachine.TestCase

@@ -33,6 +33,16 @@ def assert_params_equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
         assert torch.equal(x, y)
 
 
+def clone_tree(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: clone_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(clone_tree(v) for v in value)
+    return value
+
+
 def assert_tree_equal(a, b) -> None:
     """Nested dicts/lists/tensors equal exactly (tensors with torch.equal)."""
     if isinstance(a, torch.Tensor):
@@ -98,9 +108,7 @@ def test_restore_replays_identical_losses_and_parameters_across_an_epoch_boundar
         loop.step()
     snap = loop.snapshot("two")
     assert (snap.step, snap.epoch) == (2, 0)
-    opt_state = loop.optimizer.state_dict()
-    opt_state = {"state": {k: {n: t.clone() if isinstance(t, torch.Tensor) else t for n, t in v.items()}
-                           for k, v in opt_state["state"].items()}, "param_groups": opt_state["param_groups"]}
+    opt_state = clone_tree(loop.optimizer.state_dict())
 
     first = replay(loop, ["step"] * 7)  # steps 3..9: epochs end at steps 4 and 8
     assert loop.state.epoch == 2
@@ -370,6 +378,7 @@ def test_rewind_memory_stays_within_budget_over_10000_steps():
     assert worst <= budget
     depth = loop.rewind_depth
     assert 1 <= depth < 100  # old snapshots were dropped, recent ones kept
+    assert depth * loop.snapshot().nbytes <= budget  # one automatic snapshot per undoable step
     with pytest.raises(ValueError):
         loop.rewind(depth + 1)
     assert loop.rewind(depth) == 10_000 - depth

@@ -241,6 +241,15 @@ class History:
 
         Raises ValueError (and changes nothing) when ``state`` does not fit this history.
         """
+        self.adopt(self.parse_state_dict(state), branch_name)
+
+    def adopt(self, line: "_Timeline", branch_name: str) -> None:
+        """Make a parsed timeline the current one, keeping the old run as a branch."""
+        self.restore(HistoryMark(self._line, 0, 0, 0), branch_name)
+        self._line = line
+
+    def parse_state_dict(self, state: dict) -> "_Timeline":
+        """A timeline from ``state_dict()`` output, checked to fit this history (ValueError if not)."""
         line = _Timeline(len(self.param_names), self.epoch_keys)
         layers = np.asarray(state["layers"], np.float32).reshape(-1, len(self.param_names))
         n = len(layers)
@@ -257,8 +266,9 @@ class History:
         line.epochs = {key: [float(v) for v in state["epochs"][key]] for key in self.epoch_keys}
         line.epoch_index = [int(i) for i in state["epoch_index"]]
         line.changes = [(int(s), str(name), value) for s, name, value in state["changes"]]
-        self.restore(HistoryMark(self._line, 0, 0, 0), branch_name)
-        self._line = line
+        if not len(line.epoch_index) == len(next(iter(line.epochs.values()), line.epoch_index)):
+            raise ValueError("the saved history's epochs do not line up")
+        return line
 
 
 def _columns(scalars: dict[str, np.ndarray], layers: np.ndarray, n: int,

@@ -14,6 +14,7 @@ One training step is always the same fixed sequence::
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -356,10 +357,14 @@ class Loop:
                 self._put_back_weights()  # an interrupted step must not leave half-moved weights
                 raise
             log = self._commit_step()
-            epoch_log = self._finish_epoch() if self._sampler.epoch_done else None
-            self.events.fire("after_update", self)
-            if epoch_log is not None:
-                self.events.fire("after_epoch", self)
+            epoch_ended = self._sampler.epoch_done
+            if epoch_ended:
+                self._finish_epoch()
+            try:
+                self.events.fire("after_update", self)
+            finally:  # an ended epoch is always announced, even if an after_update handler raised
+                if epoch_ended:
+                    self.events.fire("after_epoch", self)
             return log
 
     # --- bigger strides ------------------------------------------------------------------
@@ -491,13 +496,13 @@ class Loop:
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
             checkpoint.check_position(state, self.n_train)
-            before = self._capture(None)
-            try:
-                self._apply(state)
-                self.history.load_state_dict(payload["history"], "before load")
-            except Exception as error:  # put back whatever _apply changed; history changes last
-                self._apply(before.state)
+            try:  # everything is tried on scratch copies first: a refused file changes nothing
+                self._try_state(state)
+                history = self.history.parse_state_dict(payload["history"])
+            except Exception as error:
                 raise CheckpointError(f"{str(path)!r} does not fit this loop: {error}") from None
+            self._apply(state)
+            self.history.adopt(history, "before load")
             self._rewind.clear()
             self.events.fire("after_restore", self)
 
@@ -673,6 +678,21 @@ class Loop:
         self._close_batch()
         self._last_update_start = None
         self.model.zero_grad(set_to_none=True)
+
+    def _try_state(self, state: dict[str, Any]) -> None:
+        """Raise if ``state`` (from a file) would not load; changes nothing of the loop."""
+        kind = state["optimizer_type"]
+        scratch = (make_optimizer(kind, self.model, None, {}) if kind
+                   else copy.deepcopy(self._given_optimizer or self.optimizer))
+        scratch.load_state_dict(clone_optimizer_state(state["optimizer"]))
+        if self.scheduler is not None and state["scheduler"] is not None:
+            copy.deepcopy(self.scheduler).load_state_dict(clone_tree(state["scheduler"]))
+        torch.Generator().set_state(state["rng"])
+        torch.Generator().set_state(state["sampler"]["rng"])
+        counters = state["counters"]
+        values = [counters["epoch"], counters["step"], counters["skipped"], *counters["epoch_sums"]]
+        if len(values) != 6 or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
+            raise ValueError("its counters are malformed")
 
     def _put_back_weights(self) -> None:
         lrs = [group["lr"] for group in self.optimizer.param_groups]

@@ -1,0 +1,10 @@
+"""The notebook layer: a live dashboard for a Loop (ipywidgets + plotly).
+
+    dash = tl.Dashboard(loop)   # buttons, sliders, stage view and live plots; display(dash)
+
+The core never imports this package; ``tl.Dashboard`` reaches it lazily.
+"""
+
+from trainlab.widgets.dashboard import Dashboard
+
+__all__ = ["Dashboard"]

@@ -1,0 +1,370 @@
+"""The dashboard: controls, a stage view and live plots around one loop, as one ipywidgets VBox.
+
+Who draws, when (only ever one thread at a time):
+
+- while playing: the runner thread, between batches, when the render budget allows, and
+  once more when playing ends (still owning the loop);
+- otherwise: the thread that acted, once at the end of each button action or setting
+  change; and while code drives the loop from a cell (``loop.fit()``, ``loop.forward()``)
+  the loop's events redraw on the budget, with a last redraw when the cell ends.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Sequence
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+
+from trainlab.widgets.budget import RenderBudget
+from trainlab.widgets.controls import ACTIONS, Controls, status_html
+from trainlab.widgets.data_view import data_plot_for
+from trainlab.widgets.plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
+from trainlab.widgets.runner import Runner
+from trainlab.widgets.stage_view import StageView
+
+__all__ = ["Dashboard"]
+
+_STAGE_EVENTS = ("after_forward", "after_loss", "after_backward", "after_update")
+_SETTERS = {
+    "lr": lambda loop, value: setattr(loop, "lr", value),
+    "batch_size": lambda loop, value: setattr(loop, "batch_size", value),
+    "weight_decay": lambda loop, value: setattr(loop, "weight_decay", value),
+    "optimizer": lambda loop, value: loop.set_optimizer(value),
+}
+_GETTERS = {
+    "lr": lambda loop: loop.lr,
+    "batch_size": lambda loop: loop.batch_size,
+    "weight_decay": lambda loop: loop.weight_decay,
+    "optimizer": lambda loop: loop.optimizer_name,
+}
+
+
+class Dashboard(widgets.VBox):
+    """Drive a loop by stage, batch, epoch or continuously; turn its knobs; watch it learn.
+
+    Example::
+
+        dash = tl.Dashboard(loop)   # display(dash), or leave it last in a cell
+        dash.play(); dash.wait(steps=200); dash.pause()
+
+    Options: ``fps`` (plot redraws per second while playing), ``boundary_fps`` (the
+    decision boundary's, which costs more), ``max_points`` per trace, ``grid`` (decision
+    boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
+    curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
+    ``max_ui_fraction`` (redraws never take more of the time than this).
+    """
+
+    def __init__(self, loop: Any, *, fps: float = 4.0, boundary_fps: float = 1.0, max_points: int = 500,
+                 grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
+                 max_ui_fraction: float = 0.05) -> None:
+        self.loop = loop
+        self.controls = Controls(loop, self._on_action, self._on_setting)
+        self.stage_view = StageView(layout=widgets.Layout(width="520px"))
+        plots: list[Any] = [LossPlot(loop, max_points, ghosts, smoothing)]
+        if loop.classification:
+            plots.append(AccuracyPlot(loop, max_points))
+        plots += [GradNormPlot(loop, max_points), GradHistogramPlot(loop), UpdateRatioPlot(loop)]
+        self._plots = plots
+        self._data_plot = data_plot_for(loop, grid)
+        self.figures: dict[str, go.FigureWidget] = {plot.name: plot.figure for plot in plots}
+        if self._data_plot is not None:
+            self.figures[self._data_plot.name] = self._data_plot.figure
+        self._budget = RenderBudget(fps, max_ui_fraction)
+        self._data_budget = RenderBudget(boundary_fps, max_ui_fraction)
+        self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
+        self.error: str | None = None  # the last error's message, also shown in the dashboard
+        self.exception: BaseException | None = None  # the last error itself, for a closer look
+        self._acting = False  # a button action is running: it redraws once, at its end
+        self._dirty = False  # code moved the loop and the plots are behind
+        self._rate = _Rate()
+        self._ui_fraction: float | None = None
+        self._stopping = False  # the runner is drawing its last frame: show the controls as paused
+        super().__init__(children=self._layout())
+        self._handles = [loop.on("after_change", self._on_loop_change),
+                         loop.on("after_restore", self._on_loop_restore)]
+        self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
+        self._handles += [handle for callback in callbacks for handle in callback.attach(loop)]
+        self._unregister_cell_hook = _on_cell_end(self._after_cell)
+        self._safe_redraw()
+
+    # --- the widgets, for notebooks and tests ---------------------------------------------
+
+    @property
+    def buttons(self) -> dict[str, widgets.Button]:
+        """label -> Button: Forward, Loss, Backward, Update, Step, Epoch, Play (the Play/Pause button), Rewind, Reset."""
+        return self.controls.buttons
+
+    @property
+    def lr_slider(self) -> widgets.FloatLogSlider:
+        """The learning-rate slider (log scale, 1e-5 ... 10)."""
+        return self.controls.lr_slider
+
+    @property
+    def batch_size_slider(self) -> widgets.IntSlider:
+        """The batch-size slider (1 ... the number of training samples)."""
+        return self.controls.batch_size_slider
+
+    @property
+    def optimizer_dropdown(self) -> widgets.Dropdown:
+        """The optimizer choice (sgd, adam, adamw, rmsprop); disabled when a scheduler drives the optimizer."""
+        return self.controls.optimizer_dropdown
+
+    @property
+    def weight_decay(self) -> widgets.FloatText:
+        """The weight-decay box."""
+        return self.controls.weight_decay
+
+    @property
+    def status(self) -> widgets.HTML:
+        """The status line: epoch, step, samples/s, loss, the stage due, the UI's share of time."""
+        return self.controls.status
+
+    @property
+    def alert(self) -> widgets.HTML:
+        """Where errors (and why playing stopped) are shown."""
+        return self.controls.alert
+
+    # --- playing ----------------------------------------------------------------------------
+
+    @property
+    def playing(self) -> bool:
+        """Whether the loop is playing in the background."""
+        return self._runner.playing
+
+    def play(self) -> None:
+        """Start training in the background; returns at once (the loop refuses cell calls until pause())."""
+        if self.playing:
+            return
+        self._clear_error()
+        self._budget.restart()
+        self._data_budget.restart()
+        self._rate.restart(self.loop)
+        # Show "playing" before the thread starts, so its own last frame (after an instant error) wins.
+        self.controls.refresh(self.loop, playing=True)
+        try:
+            self._runner.play()
+        except Exception as error:  # the loop is busy elsewhere
+            self._show_error(error)
+            self.redraw()
+
+    def pause(self) -> None:
+        """Stop at the next stage boundary; returns once the background thread has stopped."""
+        self._runner.pause()
+
+    def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
+        """Block until ``steps`` more batches are done, or playing stops, or ``timeout`` seconds pass.
+
+        Returns the number of batches done meanwhile. Example: ``dash.play(); dash.wait(steps=100)``.
+        """
+        return self._runner.wait(steps, timeout)
+
+    def close(self) -> None:
+        """Stop playing, stop listening to the loop, and close every widget."""
+        self.pause()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._unregister_cell_hook()
+        for child in self.children:
+            _close_tree(child)
+        super().close()
+
+    # --- drawing -------------------------------------------------------------------------------
+
+    def redraw(self, data: bool = True) -> None:
+        """Show the loop's current state everywhere (``data=False`` skips the decision boundary).
+
+        While playing, only the runner thread draws (on its budget): a call from elsewhere does nothing.
+        """
+        if self._runner.playing and not self._runner.on_runner_thread:
+            return
+        loop = self.loop
+        with self._budget.spending():
+            playing = self._runner.playing and not self._stopping
+            self.controls.refresh(loop, playing)
+            self.stage_view.redraw(loop)
+            for plot in self._plots:
+                plot.redraw(loop)
+            self._show_status(playing)
+        if data and self._data_plot is not None:
+            with self._data_budget.spending():
+                self._data_plot.redraw(loop)
+        self._dirty = False
+
+    def _show_status(self, playing: bool) -> None:
+        if self._runner.playing:
+            self._ui_fraction = self._budget.ui_fraction()
+        rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
+        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction))
+
+    def _safe_redraw(self, data: bool = True) -> None:
+        """Redraw; a failure is shown in the dashboard instead of escaping into a random cell."""
+        try:
+            self.redraw(data)
+        except Exception as error:
+            self._show_error(error, prefix="the dashboard could not redraw")
+
+    # --- runner callbacks (on the runner thread) ---------------------------------------------
+
+    def _on_batch(self) -> None:
+        """After every batch while playing: redraw if the budget allows (the only per-step work)."""
+        if self._budget.due():
+            self.redraw(data=self._data_budget.due())
+
+    def _on_stop(self) -> None:
+        """Playing ended (paused, stopped by a callback, or failed): say why and draw the last frame."""
+        runner = self._runner
+        if runner.error is not None:
+            self._show_error(runner.error)
+        elif runner.stop_reason:
+            self.controls.show_alert(f"Paused: {runner.stop_reason}", kind="notice")
+        self._stopping = True
+        try:
+            self._safe_redraw()
+        finally:
+            self._stopping = False
+
+    # --- what the learner does -----------------------------------------------------------------
+
+    def _on_action(self, label: str) -> None:
+        """A button was pressed: run its loop call, show any error, redraw once."""
+        if label == "Play":
+            if self.playing:
+                self.pause()
+            else:
+                self.play()
+            return
+        if self.playing:
+            self.controls.show_alert("The loop is playing: press Pause first.", kind="notice")
+            return
+        self._clear_error()
+        self._acting = True
+        try:
+            ACTIONS[label](self.loop)
+        except Exception as error:  # StageError, NonFiniteError, a bug in the model...: shown, not lost
+            self._show_error(error)
+        finally:
+            self._acting = False
+            self._safe_redraw()
+
+    def _on_setting(self, name: str, value: Any) -> None:
+        """A slider/dropdown/box changed: apply it to the loop, or show why not and snap back."""
+        loop = self.loop
+        if value == _GETTERS[name](loop):
+            return
+
+        def apply() -> None:
+            try:
+                _SETTERS[name](loop, value)
+            except ValueError as error:  # the loop refused it: nothing changed
+                self._show_error(error)
+                self.controls.sync(loop)
+
+        if name == "optimizer":  # swapping the optimizer must not land in the middle of a batch
+            self._runner.call_at_boundary(apply)
+        else:
+            apply()
+        if not self.playing:
+            self._safe_redraw(data=False)  # mark the change on the plots
+
+    # --- what the loop tells us ----------------------------------------------------------------
+
+    def _on_loop_change(self, loop: Any) -> None:
+        """A hyperparameter changed (perhaps from code): show it on the widgets."""
+        self.controls.sync(loop)
+
+    def _on_loop_restore(self, loop: Any) -> None:
+        """The loop moved in time (rewind, restore, reset, load): its history is a new one."""
+        for plot in self._plots:
+            plot.reset()
+        self.controls.sync(loop)
+        self._dirty = True
+
+    def _on_code_stage(self, loop: Any) -> None:
+        """A stage ran because code called it (not Play, not a button): keep up, on the budget."""
+        if self._acting or self._runner.playing:
+            return
+        self._dirty = True
+        if self._budget.due():
+            self._safe_redraw(data=self._data_budget.due())
+
+    def _after_cell(self, *args: Any) -> None:
+        """A notebook cell ended: draw what code did to the loop, if the plots are behind."""
+        if self._dirty and not self._runner.playing:
+            self._safe_redraw()
+
+    # --- errors -----------------------------------------------------------------------------
+
+    def _show_error(self, error: BaseException, prefix: str = "") -> None:
+        message = f"{type(error).__name__}: {error}"
+        self.error = f"{prefix}: {message}" if prefix else message
+        self.exception = error
+        details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.controls.show_alert(self.error, kind="error", details=details)
+
+    def _clear_error(self) -> None:
+        self.error = None
+        self.exception = None
+        self.controls.show_alert(None)
+
+    # --- layout -------------------------------------------------------------------------------
+
+    def _layout(self) -> list[widgets.Widget]:
+        figures = [plot.figure for plot in self._plots]
+        top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
+        rows = [figures[i:i + 2] for i in range(0, len(figures), 2)]
+        return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
+
+
+class _Rate:
+    """Samples per second while playing, from the history's batch sizes (no per-step work)."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self._steps = 0
+        self._time = time.perf_counter()
+
+    def restart(self, loop: Any) -> None:
+        self._steps = len(loop.history)
+        self._time = time.perf_counter()
+
+    def measure(self, loop: Any) -> float | None:
+        now, n = time.perf_counter(), len(loop.history)
+        if n < self._steps:  # the history was replaced meanwhile
+            self._steps = n
+        elapsed = now - self._time
+        if n > self._steps and elapsed > 0:
+            samples = float(np.sum(loop.history.steps["batch_size"][self._steps:n]))
+            self.last = samples / elapsed
+            self._steps, self._time = n, now
+        return self.last
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
+
+
+def _on_cell_end(fn: Any) -> Any:
+    """Call ``fn`` after every notebook cell (IPython's post_run_cell); returns an unregister function."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return lambda: None
+    shell = get_ipython()
+    if shell is None:  # plain Python, pytest: no cells
+        return lambda: None
+    shell.events.register("post_run_cell", fn)
+
+    def unregister() -> None:
+        try:
+            shell.events.unregister("post_run_cell", fn)
+        except ValueError:
+            pass
+
+    return unregister

@@ -1,0 +1,239 @@
+"""Plots of a run's history: train vs validation curves, live changes, and ghosts of abandoned runs.
+
+    fig = plot_history(loop.history, metrics=("loss", "accuracy"))   # one subplot per metric
+    fig = plot_history(loop, steps=True)     # also every batch's loss (a Loop knows its epoch size)
+    fig = compare_runs({"lr 0.1": run_a, "lr 1.0": run_b}, metric="val_loss")
+
+The x axis counts epochs: an epoch's numbers sit at the epoch's end (1, 2, 3, ...), and a
+step sits at the share of its epoch done after it (so 1.5 = half way through epoch 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from trainlab.history import Branch, History
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
+
+__all__ = ["plot_history", "compare_runs"]
+
+MAX_POINTS = 2000  # per trace: longer per-step curves are thinned before they go to the browser
+MAX_GHOSTS = 5  # the most recent abandoned branches drawn
+MAX_CHANGE_MARKS = 30  # the most recent hyperparameter changes marked
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+GHOST_OPACITY = 0.35
+CHANGE_COLOR = "#7f7f7f"
+
+
+def plot_history(
+    history: History | Loop,
+    metrics: str | Sequence[str] = ("loss",),
+    branches: bool = True,
+    steps: bool = False,
+    changes: bool = True,
+) -> go.FigureWidget:
+    """Train vs validation curves per epoch, one subplot per metric, with changes marked and abandoned runs as ghosts."""
+    history, samples_per_epoch = _unpack(history)
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not metrics:
+        raise ValueError("metrics needs at least one name, like metrics=('loss', 'accuracy')")
+    for metric in metrics:
+        _check_metric(history, metric)
+    columns = history.steps
+    if samples_per_epoch is None:
+        samples_per_epoch = _samples_per_epoch(history)
+    positions = _step_positions(columns["epoch"], columns["batch_size"], samples_per_epoch)
+    ghosts = history.branches[-MAX_GHOSTS:] if branches else []
+
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
+    for col, metric in enumerate(metrics, start=1):
+        per_epoch = metric in history.history
+        keys = [key for key in (metric, f"val_{metric}") if key in history.history] if per_epoch else []
+        if (steps or not per_epoch) and metric in columns:
+            x, y = _thin(positions, columns[metric])
+            fig.add_trace(go.Scatter(x=x, y=y, name=f"{metric} per step" if per_epoch else metric, mode="lines",
+                                     opacity=0.5 if per_epoch else 1.0, line={"color": TRAIN_COLOR, "width": 1}),
+                          row=1, col=col)
+        for key in keys:
+            x = np.asarray(history.epoch, dtype=np.float64) + 1
+            y = np.asarray(history.history[key], dtype=np.float64)
+            fig.add_trace(go.Scatter(x=x, y=y, name=key, mode="lines+markers", marker={"size": 4},
+                                     line={"color": _color(key)}), row=1, col=col)
+        for branch in ghosts:  # one legend entry per branch (in the first subplot) toggles all its curves
+            _add_ghosts(fig, col, history, branch, metric, keys, steps, samples_per_epoch, legend=col == 1)
+        fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+    if changes:
+        _mark_changes(fig, len(metrics), history.changes, positions)
+    fig.update_layout(height=340, template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2})
+    return go.FigureWidget(fig)
+
+
+def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val_loss") -> go.FigureWidget:
+    """One metric of several runs (histories, abandoned branches or loops) on one plot, one named curve each."""
+    if not runs:
+        raise ValueError("compare_runs needs at least one run, like {'lr 0.1': history}")
+    fig = go.Figure()
+    per_step = False
+    for label, run in runs.items():
+        run = run.history if _is_loop(run) else run
+        if metric in run.history:
+            x = np.asarray(run.epoch, dtype=np.float64) + 1
+            y = np.asarray(run.history[metric], dtype=np.float64)
+            mode = "lines+markers"
+        elif metric in run.steps:
+            per_step = True
+            x, y = _thin(np.asarray(run.steps["step"], dtype=np.float64), run.steps[metric])
+            mode = "lines"
+        else:
+            raise ValueError(f"run {label!r} has no {metric!r}; it records {_names(run)}")
+        fig.add_trace(go.Scatter(x=x, y=y, name=str(label), mode=mode, marker={"size": 4}))
+    fig.update_layout(height=340, template="plotly_white", title=metric,
+                      xaxis_title="step" if per_step else "epoch", yaxis_title=metric,
+                      margin={"l": 50, "r": 20, "t": 40, "b": 40})
+    return go.FigureWidget(fig)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _is_loop(obj: Any) -> bool:
+    return isinstance(getattr(obj, "history", None), History)
+
+
+def _unpack(obj: Any) -> tuple[History, int | None]:
+    """A History, and the samples per epoch when known (a Loop knows; a History has to guess)."""
+    if isinstance(obj, History):
+        return obj, None
+    if _is_loop(obj):
+        return obj.history, int(obj.n_train)
+    raise ValueError(f"plot_history takes a loop or its history (loop.history); got {type(obj).__name__}")
+
+
+def _names(run: History | Branch) -> list[str]:
+    return list(run.history) + [name for name in run.steps if name not in ("step", "epoch")]
+
+
+def _check_metric(history: History, metric: str) -> None:
+    if metric.startswith("val_"):
+        raise ValueError(f"name the metric without 'val_' (like {metric[4:]!r}): "
+                         "its validation curve is drawn next to the training one")
+    if metric not in history.history and metric not in history.steps:
+        raise ValueError(f"this history has no {metric!r}; choose from {_names(history)}")
+
+
+def _color(key: str) -> str:
+    return VAL_COLOR if key.startswith("val_") else TRAIN_COLOR
+
+
+def _group(key: str) -> str:
+    return "validation" if key.startswith("val_") else "train"
+
+
+def _samples_per_epoch(history: History) -> int:
+    """The training samples in one epoch: the most any recorded epoch used (complete ones first)."""
+    cols = history.steps
+    best = _largest_epoch(cols["epoch"], cols["batch_size"], history.epoch)
+    for branch in history.branches:
+        best = max(best, _largest_epoch(branch.steps["epoch"], branch.steps["batch_size"], branch.epoch))
+    if best == 0:  # no epoch has ended yet: the samples seen so far are the best guess
+        best = max(_largest_epoch(cols["epoch"], cols["batch_size"], None), 1)
+    return best
+
+
+def _largest_epoch(epochs: np.ndarray, batch_sizes: np.ndarray, which: Sequence[int] | None) -> int:
+    if len(epochs) == 0:
+        return 0
+    sums = np.bincount(epochs.astype(np.int64), weights=batch_sizes.astype(np.float64))
+    if which is not None:
+        index = [e for e in which if e < len(sums)]
+        sums = sums[index] if index else np.zeros(0)
+    return int(sums.max()) if len(sums) else 0
+
+
+def _step_positions(epochs: np.ndarray, batch_sizes: np.ndarray, samples_per_epoch: int,
+                    already_done: int = 0) -> np.ndarray:
+    """Where each step ends on the epoch axis: its epoch plus the share of that epoch done after it."""
+    if len(epochs) == 0:
+        return np.zeros(0)
+    sizes = batch_sizes.astype(np.float64)
+    sizes[0] += already_done  # samples of the first epoch done before these rows
+    done = np.cumsum(sizes)
+    starts = np.flatnonzero(np.r_[True, epochs[1:] != epochs[:-1]])  # first row of each epoch
+    group = np.cumsum(np.r_[True, epochs[1:] != epochs[:-1]]) - 1
+    before = (done - sizes)[starts][group]  # samples done before each epoch's first row
+    return epochs.astype(np.float64) + (done - before) / max(samples_per_epoch, 1)
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most MAX_POINTS evenly spread points (always the last one), as float64 arrays."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) > MAX_POINTS:
+        keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).round().astype(np.int64))
+        x, y = x[keep], y[keep]
+    return x, y
+
+
+def _add_ghosts(fig: go.Figure, col: int, history: History, branch: Branch, metric: str, keys: list[str],
+                steps: bool, samples_per_epoch: int, legend: bool) -> None:
+    """Draw one abandoned branch faintly and dashed, joined to the run it forked from."""
+    curves: list[tuple[str, np.ndarray, np.ndarray]] = []
+    if (steps or not keys) and metric in branch.steps and len(branch.steps["epoch"]):
+        x, y = _thin(_branch_positions(history, branch, samples_per_epoch), branch.steps[metric])
+        curves.append((f"{metric} per step" if keys else metric, x, y))
+    for key in keys:
+        if key not in branch.history or not branch.epoch:
+            continue
+        x = np.asarray(branch.epoch, dtype=np.float64) + 1
+        y = np.asarray(branch.history[key], dtype=np.float64)
+        fork = branch.epoch[0] - 1  # the last epoch both runs share, if the current run still has it
+        if 0 <= fork < len(history.epoch) and len(history) >= branch.start_step:
+            x = np.r_[fork + 1.0, x]
+            y = np.r_[history.history[key][fork], y]
+        curves.append((key, x, y))
+    for i, (key, x, y) in enumerate(curves):
+        fig.add_trace(go.Scatter(x=x, y=y, name=f"{key} ({branch.name})", mode="lines", opacity=GHOST_OPACITY,
+                                 line={"dash": "dash", "width": 1.5, "color": _color(key)},
+                                 legendgroup=f"ghost: {branch.name}", showlegend=legend and i == 0,
+                                 hoverlabel={"namelength": -1}), row=1, col=col)
+
+
+def _branch_positions(history: History, branch: Branch, samples_per_epoch: int) -> np.ndarray:
+    epochs = branch.steps["epoch"]
+    shared = history.steps
+    already_done = 0
+    if len(history) >= branch.start_step:  # samples of the fork's epoch done before the fork
+        before = slice(0, branch.start_step)
+        same_epoch = shared["epoch"][before] == epochs[0]
+        already_done = int(shared["batch_size"][before][same_epoch].sum())
+    return _step_positions(epochs, branch.steps["batch_size"], samples_per_epoch, already_done)
+
+
+def _mark_changes(fig: go.Figure, n_cols: int, changes: list[tuple[int, str, Any]],
+                  positions: np.ndarray) -> None:
+    """A dotted vertical line (and a label) in every subplot where a hyperparameter was changed."""
+    shapes, notes = [], []
+    for step, name, value in changes[-MAX_CHANGE_MARKS:]:
+        if step > len(positions):
+            continue
+        x = float(positions[step - 1]) if step > 0 else 0.0
+        text = f"{name}={value:g}" if isinstance(value, (int, float)) else f"{name}={value}"
+        for col in range(1, n_cols + 1):
+            axis = "" if col == 1 else str(col)
+            shapes.append({"type": "line", "x0": x, "x1": x, "xref": f"x{axis}", "y0": 0, "y1": 1,
+                           "yref": f"y{axis} domain", "line": {"color": CHANGE_COLOR, "dash": "dot", "width": 1}})
+            notes.append({"x": x, "xref": f"x{axis}", "y": 1, "yref": f"y{axis} domain", "text": text,
+                          "showarrow": False, "xanchor": "left", "yanchor": "top", "textangle": -90,
+                          "font": {"size": 10, "color": CHANGE_COLOR}})
+    if shapes:
+        fig.update_layout(shapes=list(fig.layout.shapes) + shapes,
+                          annotations=list(fig.layout.annotations) + notes)
