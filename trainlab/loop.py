@@ -111,21 +111,7 @@ class Loop:
         shuffle = shuffle if shuffle is not None else (True if loader_shuffle is None else loader_shuffle)
         self._batch_size = check_batch_size(batch_size)
 
-        # Data: everything becomes tensors on the device, split once.
-        inputs, targets = as_tensors(data, "data")
-        check_targets(self.loss_name, self._accuracy_kind, targets, "data")
-        self.train_indices, self.val_indices = split_validation(len(inputs), validation_split, seed)
-        if validation_split:
-            self._train = (inputs[self.train_indices].to(self.device), targets[self.train_indices].to(self.device))
-            self._val: tuple[Tensor, Tensor] | None = (inputs[self.val_indices].to(self.device),
-                                                        targets[self.val_indices].to(self.device))
-        else:
-            self._train = (inputs.to(self.device), targets.to(self.device))
-            self._val = None
-        if val_data is not None:
-            if self._val is not None:
-                raise ValueError("give either validation_split or val_data, not both")
-            self._val = self._prepared(val_data, "val_data")
+        self._take_data(data, validation_split, val_data, seed)
         _probe(self.model, self.loss_fn, self._accuracy_kind, *self._train)
 
         options = dict(optimizer_options or {})
@@ -165,6 +151,20 @@ class Loop:
         self.last_epoch_log: dict[str, float] = {}
         self._initial = self.snapshot("initial")
         self._initial_hyper = (self.lr, self._batch_size)
+
+    def _take_data(self, data: Any, validation_split: float, val_data: Any, seed: int) -> None:
+        """Turn the data into tensors on the device and split off the validation part, once."""
+        if val_data is not None and validation_split:
+            raise ValueError("give either validation_split or val_data, not both")
+        inputs, targets = as_tensors(data, "data")
+        check_targets(self.loss_name, self._accuracy_kind, targets, "data")
+        self.train_indices, self.val_indices = split_validation(len(inputs), validation_split, seed)
+        if validation_split:
+            self._train = inputs[self.train_indices].to(self.device), targets[self.train_indices].to(self.device)
+            self._val = inputs[self.val_indices].to(self.device), targets[self.val_indices].to(self.device)
+        else:
+            self._train = inputs.to(self.device), targets.to(self.device)
+            self._val = self._prepared(val_data, "val_data") if val_data is not None else None
 
     # --- what a learner looks at ---------------------------------------------------
 
