@@ -147,3 +147,23 @@ def test_compare_runs_draws_one_named_curve_per_run():
     np.testing.assert_allclose(found["lr 0.5"].y, loop.history.history["val_loss"])
     with pytest.raises(ValueError, match="no 'val_f1'"):
         compare_runs({"a": loop.history}, metric="val_f1")
+
+
+def test_how_many_ghosts_and_a_log_scale():
+    loop = make_loop()
+    start = loop.snapshot()
+    for lr in (0.1, 0.2, 0.3):
+        loop.restore(start)
+        loop.lr = lr
+        loop.fit(1)
+    assert len(loop.history.branches) == 2
+
+    def ghosts(**options):
+        return [name for name in traces(plot_history(loop.history, **options)) if "(" in name]
+
+    name = loop.history.branches[-1].name  # both were left at a restore to the same snapshot
+    assert ghosts() == [f"loss ({name} #1)", f"val_loss ({name} #1)", f"loss ({name} #2)", f"val_loss ({name} #2)"]
+    assert ghosts(branches=1) == [f"loss ({name})", f"val_loss ({name})"]
+    assert ghosts(branches=False) == ghosts(branches=0) == []
+    fig = plot_history(loop.history, metrics=("loss", "accuracy"), log_y=True)
+    assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "log"

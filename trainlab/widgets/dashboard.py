@@ -84,12 +84,16 @@ class Dashboard(widgets.VBox):
         self._ui_fraction: float | None = None
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         super().__init__(children=self._layout())
-        self._handles = [loop.on("after_change", self._on_loop_change),
-                         loop.on("after_restore", self._on_loop_restore)]
+        # Callbacks first: one that refuses this loop (ValueError) leaves no handler of ours behind.
+        self._handles = [handle for callback in callbacks for handle in callback.attach(loop)]
+        self._handles += [loop.on("after_change", self._on_loop_change),
+                          loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
-        self._handles += [handle for callback in callbacks for handle in callback.attach(loop)]
         self._unregister_cell_hook = _on_cell_end(self._after_cell)
         self._safe_redraw()
+
+    def __repr__(self) -> str:
+        return f"Dashboard({self.loop!r}, playing={self.playing}, figures={list(self.figures)})"
 
     # --- the widgets, for notebooks and tests ---------------------------------------------
 
@@ -147,9 +151,9 @@ class Dashboard(widgets.VBox):
         self.controls.refresh(self.loop, playing=True)
         try:
             self._runner.play()
-        except Exception as error:  # the loop is busy elsewhere
+        except Exception as error:  # the loop is busy elsewhere: nothing can be drawn from it now
             self._show_error(error)
-            self.redraw()
+            self.controls.refresh(self.loop, playing=False)
 
     def pause(self) -> None:
         """Stop at the next stage boundary; returns once the background thread has stopped."""
@@ -196,8 +200,8 @@ class Dashboard(widgets.VBox):
         self._dirty = False
 
     def _show_status(self, playing: bool) -> None:
-        if self._runner.playing:
-            self._ui_fraction = self._budget.ui_fraction()
+        if self._runner.playing:  # plots and decision boundary together, since Play was pressed
+            self._ui_fraction = self._budget.ui_fraction() + self._data_budget.ui_fraction()
         rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
         self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction))
 
@@ -213,7 +217,10 @@ class Dashboard(widgets.VBox):
     def _on_batch(self) -> None:
         """After every batch while playing: redraw if the budget allows (the only per-step work)."""
         if self._budget.due():
-            self.redraw(data=self._data_budget.due())
+            try:
+                self.redraw(data=self._data_budget.due())
+            except Exception as error:  # stops the runner: a dashboard that cannot draw must say so
+                raise RuntimeError(f"the dashboard could not redraw: {type(error).__name__}: {error}") from error
 
     def _on_stop(self) -> None:
         """Playing ended (paused, stopped by a callback, or failed): say why and draw the last frame."""

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from trainlab.widgets.plots import new_figure
+from trainlab.widgets.plots import new_figure, restyle
 
 __all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for"]
 
@@ -74,7 +74,7 @@ class DecisionBoundaryPlot:
     def redraw(self, loop: Any) -> None:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
-        self.figure.data[0].z = self._colour(loop, outputs).reshape(self._shape)
+        restyle(self.figure, [0], z=[self._colour(loop, outputs).reshape(self._shape)])
 
     def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
@@ -112,7 +112,7 @@ class PredictionCurvePlot:
         """Draw the model's current curve (one forward pass over the x grid)."""
         outputs = loop.predict(self._grid).detach().cpu().double().reshape(-1).numpy()
         if len(outputs) == len(self._grid):
-            self.figure.data[1].y = outputs
+            restyle(self.figure, [1], y=[outputs])
 
 
 def _axis(values: np.ndarray, n: int) -> np.ndarray:

@@ -36,11 +36,16 @@ CHANGE_COLOR = "#7f7f7f"
 def plot_history(
     history: History | Loop,
     metrics: str | Sequence[str] = ("loss",),
-    branches: bool = True,
+    branches: bool | int = True,
     steps: bool = False,
     changes: bool = True,
+    log_y: bool = False,
 ) -> go.FigureWidget:
-    """Train vs validation curves per epoch, one subplot per metric, with changes marked and abandoned runs as ghosts."""
+    """Train vs validation curves per epoch, one subplot per metric, with changes marked and abandoned runs as ghosts.
+
+    ``branches``: True draws the last few abandoned runs, a number that many of the latest, False none;
+    ``steps``: add every batch's value; ``log_y``: a log scale, so a blown-up run and a normal one both show.
+    """
     history, samples_per_epoch = _unpack(history)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     if not metrics:
@@ -51,7 +56,9 @@ def plot_history(
     if samples_per_epoch is None:
         samples_per_epoch = _samples_per_epoch(history)
     positions = _step_positions(columns["epoch"], columns["batch_size"], samples_per_epoch)
-    ghosts = history.branches[-MAX_GHOSTS:] if branches else []
+    n_ghosts = MAX_GHOSTS if branches is True else int(branches)
+    ghosts = history.branches[-n_ghosts:] if n_ghosts > 0 else []
+    labels = _ghost_labels(ghosts)
 
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics)
     for col, metric in enumerate(metrics, start=1):
@@ -67,9 +74,11 @@ def plot_history(
             y = np.asarray(history.history[key], dtype=np.float64)
             fig.add_trace(go.Scatter(x=x, y=y, name=key, mode="lines+markers", marker={"size": 4},
                                      line={"color": _color(key)}), row=1, col=col)
-        for branch in ghosts:  # one legend entry per branch (in the first subplot) toggles all its curves
-            _add_ghosts(fig, col, history, branch, metric, keys, steps, samples_per_epoch, legend=col == 1)
+        for branch, label in zip(ghosts, labels):  # one legend entry per branch toggles all its curves
+            _add_ghosts(fig, col, history, branch, label, metric, keys, steps, samples_per_epoch, legend=col == 1)
         fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+        if log_y:
+            fig.update_yaxes(type="log", row=1, col=col)
     if changes:
         _mark_changes(fig, len(metrics), history.changes, positions)
     fig.update_layout(height=340, template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 40},
@@ -183,8 +192,19 @@ def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _add_ghosts(fig: go.Figure, col: int, history: History, branch: Branch, metric: str, keys: list[str],
-                steps: bool, samples_per_epoch: int, legend: bool) -> None:
+def _ghost_labels(branches: Sequence[Branch]) -> list[str]:
+    """Each branch's name, numbered where several share one (two restores to the same snapshot)."""
+    names = [branch.name for branch in branches]
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(f"{name} #{seen[name]}" if names.count(name) > 1 else name)
+    return labels
+
+
+def _add_ghosts(fig: go.Figure, col: int, history: History, branch: Branch, label: str, metric: str,
+                keys: list[str], steps: bool, samples_per_epoch: int, legend: bool) -> None:
     """Draw one abandoned branch faintly and dashed, joined to the run it forked from."""
     curves: list[tuple[str, np.ndarray, np.ndarray]] = []
     if (steps or not keys) and metric in branch.steps and len(branch.steps["epoch"]):
@@ -201,9 +221,9 @@ def _add_ghosts(fig: go.Figure, col: int, history: History, branch: Branch, metr
             y = np.r_[history.history[key][fork], y]
         curves.append((key, x, y))
     for i, (key, x, y) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=x, y=y, name=f"{key} ({branch.name})", mode="lines", opacity=GHOST_OPACITY,
+        fig.add_trace(go.Scatter(x=x, y=y, name=f"{key} ({label})", mode="lines", opacity=GHOST_OPACITY,
                                  line={"dash": "dash", "width": 1.5, "color": _color(key)},
-                                 legendgroup=f"ghost: {branch.name}", showlegend=legend and i == 0,
+                                 legendgroup=f"ghost: {label}", showlegend=legend and i == 0,
                                  hoverlabel={"namelength": -1}), row=1, col=col)
 
 

@@ -59,9 +59,13 @@ def stage_html(loop: Any, samples: int = 5) -> str:
     done = last_stage(loop)
     details = {"forward": _forward_details, "loss": _loss_details, "backward": _backward_details,
                "update": _update_details}
-    body = details[done](loop, samples) if done else (
-        "<p>Nothing has run yet. Press <b>Forward</b> to send the first batch through the model, "
-        "or <b>Step</b> for a whole batch.</p>")
+    if done:
+        body = details[done](loop, samples)
+    elif loop.last_log.get("skipped") and loop.last_log.get("step") == loop.state.step:
+        body = "<p>The last batch was skipped: its loss or gradients were not finite, so no update was made.</p>"
+    else:
+        body = ("<p>Nothing has run yet. Press <b>Forward</b> to send the first batch through the model, "
+                "or <b>Step</b> for a whole batch.</p>")
     return f"<div class='trainlab-stages'>{_stage_row(done, loop.next_stage)}{body}</div>"
 
 

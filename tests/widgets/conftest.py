@@ -1,0 +1,105 @@
+"""Shared fixtures: a real loop on the moons data and a real dashboard around it (no browser, no mocks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import pytest
+import torch
+
+import trainlab as tl
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Run these tests with one intra-op thread.
+
+    The models here are tiny: extra threads gain nothing, and on a shared 2-core machine
+    their barriers stall for whole scheduler slices (measured: loop.fit 0.15 s with one
+    thread, 4-8 s with two while other processes ran), which makes timing tests meaningless.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _make_loop(**options) -> tl.Loop:
+    """The workshop's first loop: two moons, a small MLP, cross-entropy, SGD."""
+    X, y = tl.datasets.moons(n=400, noise=0.2, seed=0)
+    settings = dict(lr=0.1, batch_size=32, validation_split=0.2, seed=0)
+    settings.update(options)
+    return tl.Loop(tl.models.mlp(2, [16, 16], 2, seed=0), (X, y), "cross_entropy", **settings)
+
+
+@pytest.fixture
+def make_loop() -> Callable[..., tl.Loop]:
+    """``make_loop(lr=..., ...)``: a fresh moons loop with these options changed."""
+    return _make_loop
+
+
+@pytest.fixture
+def loop() -> tl.Loop:
+    return _make_loop()
+
+
+@pytest.fixture
+def dashboards():
+    """Make dashboards with ``dashboards(loop, **options)``; all are closed (runner stopped) afterwards."""
+    made: list = []
+
+    def make(loop, **options):
+        dash = tl.Dashboard(loop, **options)
+        made.append(dash)
+        return dash
+
+    yield make
+    for dash in made:
+        run_within(5, dash.close)
+
+
+@pytest.fixture
+def dash(loop, dashboards):
+    return dashboards(loop)
+
+
+@pytest.fixture
+def within() -> Callable[[float, Callable[[], object]], None]:
+    """``within(seconds, fn)``: call fn, failing instead of hanging if it deadlocks."""
+    return run_within
+
+
+@pytest.fixture
+def until() -> Callable[..., bool]:
+    """``until(condition, timeout=2.0)``: poll until condition() holds."""
+    return wait_until
+
+
+def run_within(seconds: float, fn: Callable[[], object]) -> None:
+    """Call ``fn`` in a helper thread and fail (instead of hanging) if it takes longer than ``seconds``."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            fn()
+        except BaseException as error:  # handed to the test thread below
+            errors.append(error)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{getattr(fn, '__name__', fn)} did not return within {seconds} s (deadlock?)"
+    if errors:
+        raise errors[0]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; returns whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

@@ -1,0 +1,172 @@
+"""Play/Pause: the loop trains in a background thread while the controls stay live."""
+
+import time
+
+import pytest
+
+import trainlab as tl
+
+
+def _loss_points(dash) -> int:
+    trace = next(t for t in dash.figures["loss"].data if t.name == "loss")
+    return len(trace.y) if trace.y is not None else 0
+
+
+def test_play_trains_in_the_background_and_the_loss_plot_grows(dash, loop, until):
+    steps, points = loop.state.step, _loss_points(dash)
+    dash.play()
+    assert dash.playing
+    assert dash.buttons["Play"].description == "Pause"
+    assert until(lambda: loop.state.step > steps + 5 and _loss_points(dash) > points, timeout=1.0)
+    dash.pause()
+    assert not dash.playing
+    assert dash.buttons["Play"].description == "Play"
+
+
+def test_pause_returns_once_the_thread_has_stopped_at_a_stage_boundary(dash, loop, within):
+    dash.play()
+    dash.wait(steps=20, timeout=5)
+    within(5, dash.pause)
+    step, stage = loop.state.step, loop.next_stage
+    time.sleep(0.2)
+    assert (loop.state.step, loop.next_stage) == (step, stage)
+    loop.forward() if stage == "forward" else loop.step()  # the loop is ours again
+
+
+def test_stage_calls_from_another_thread_are_refused_while_playing(dash, loop):
+    dash.play()
+    try:
+        for call in (loop.forward, loop.step, loop.reset, lambda: loop.fit(1)):
+            with pytest.raises(tl.LoopBusyError, match="[Pp]ause"):
+                call()
+    finally:
+        dash.pause()
+    loop.step()
+
+
+def test_while_playing_only_pause_is_enabled_and_clicks_are_refused_politely(dash, loop):
+    dash.play()
+    try:
+        disabled = {label for label, button in dash.buttons.items() if button.disabled}
+        assert disabled == {"Forward", "Loss", "Backward", "Update", "Step", "Epoch", "Rewind", "Reset"}
+        dash.buttons["Step"].disabled = False  # a click the browser could not make
+        dash.buttons["Step"].click()
+        assert "Pause" in dash.alert.value and dash.error is None
+    finally:
+        dash.buttons["Play"].click()  # the same button pauses
+    assert not dash.playing
+    assert not dash.buttons["Step"].disabled
+
+
+def test_wait_blocks_for_n_more_steps_and_returns(dash, loop):
+    dash.play()
+    done = dash.wait(steps=30, timeout=10)
+    dash.pause()
+    assert done >= 30
+    assert dash.wait(steps=10, timeout=1) == 0  # not playing: returns at once
+
+
+def test_sliders_apply_while_playing(dash, loop, until):
+    dash.play()
+    try:
+        dash.lr_slider.value = 0.05
+        dash.batch_size_slider.value = 8
+        assert loop.lr == pytest.approx(0.05)
+        assert until(lambda: loop.history.steps["batch_size"][-1] == 8 if len(loop.history) else False)
+        assert loop.history.steps["lr"][-1] == pytest.approx(0.05)
+    finally:
+        dash.pause()
+
+
+def test_switching_the_optimizer_while_playing_lands_at_a_batch_boundary(dash, loop, until):
+    dash.play()
+    try:
+        dash.optimizer_dropdown.value = "adam"
+        assert until(lambda: loop.optimizer_name == "adam")
+        steps = len(loop.history)
+        assert until(lambda: len(loop.history) > steps + 5)
+    finally:
+        dash.pause()
+    assert dash.error is None
+    loop.rewind(3)  # the snapshots taken around the switch are consistent
+    loop.step()
+
+
+def test_hammering_the_sliders_while_playing_neither_crashes_nor_deadlocks(dash, loop, within):
+    dash.play()
+    try:
+        lrs = [0.01, 0.03, 0.1, 0.3]
+        sizes = [8, 16, 32, 64, 5]
+        for i in range(1000):
+            dash.lr_slider.value = lrs[i % len(lrs)]
+            dash.batch_size_slider.value = sizes[i % len(sizes)]
+        assert dash.playing and dash.error is None
+    finally:
+        within(5, dash.pause)
+    assert loop.lr == pytest.approx(dash.lr_slider.value) == pytest.approx(0.3)
+    assert loop.batch_size == dash.batch_size_slider.value == 5
+    within(5, loop.step)  # finish whatever batch Pause left open
+    done, total = loop.epoch_progress
+    loop.forward()
+    assert len(loop.batch[0]) == min(5, total - done)  # the last size set is the one in force
+    # the plots marked the changes without drawing a thousand lines
+    assert 0 < len(dash.figures["loss"].layout.shapes) <= 20
+
+
+def test_a_callback_that_stops_the_loop_pauses_the_dashboard_and_says_why(dash, loop):
+    loop.on("after_update", lambda lp: lp.stop("enough for today") if lp.state.step == 25 else None)
+    dash.play()
+    dash.wait(timeout=10)
+    assert not dash.playing
+    assert loop.state.step == 25
+    assert "enough for today" in dash.alert.value
+    assert dash.error is None
+    dash.play()  # the old stop request does not end the next run at once
+    dash.wait(steps=10, timeout=10)
+    dash.pause()
+    assert loop.state.step >= 35
+
+
+def test_callbacks_given_to_the_dashboard_are_attached_while_it_lives(loop, dashboards):
+    dash = dashboards(loop, callbacks=[tl.StopAtTarget("accuracy", 0.0)])
+    dash.play()
+    dash.wait(timeout=10)
+    assert loop.state.epoch == 1 and not dash.playing
+    assert "target reached" in dash.alert.value
+
+
+def test_the_ui_share_is_measured_and_shown(dash, loop):
+    dash.play()
+    dash.wait(steps=200, timeout=10)
+    dash.pause()
+    assert "UI: " in dash.status.value and "% of time" in dash.status.value
+    assert "samples/s" in dash.status.value and "– samples/s" not in dash.status.value
+
+
+def test_playing_costs_little_next_to_a_bare_loop(make_loop, dashboards):
+    """Training with the dashboard playing stays close to loop.fit (target: 15% slower at most;
+    asserted loosely, because other processes share this machine)."""
+    steps = 500
+
+    def bare_rate() -> float:
+        lp = make_loop()
+        start = time.perf_counter()
+        lp.fit(epochs=steps // 10)
+        return lp.state.step / (time.perf_counter() - start)
+
+    def dashboard_rate() -> float:
+        lp = make_loop()
+        dash = dashboards(lp)
+        start = time.perf_counter()
+        dash.play()
+        dash.wait(steps=steps, timeout=30)
+        dash.pause()
+        return lp.state.step / (time.perf_counter() - start)
+
+    dashboard_rate()  # warm up: the first redraws of a process are slower
+    bare, played = [], []
+    for _ in range(3):  # interleaved, best of each
+        bare.append(bare_rate())
+        played.append(dashboard_rate())
+    print(f"steps/s: bare {[round(r) for r in bare]}, dashboard playing {[round(r) for r in played]}")
+    assert max(played) >= 0.7 * max(bare), (bare, played)

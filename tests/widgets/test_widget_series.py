@@ -1,0 +1,70 @@
+"""Downsampling keeps spikes and a fixed point budget; EMA smoothing matches a plain loop."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainlab.widgets.series import Downsampler, Ema, downsample
+
+
+def test_short_columns_are_kept_whole():
+    y = np.arange(100.0)
+    assert np.array_equal(downsample(y, 500), np.arange(100))
+
+
+def test_a_long_column_fits_the_budget_and_keeps_a_single_spike():
+    y = np.ones(1_000_000, np.float32)
+    y[123_457] = 50.0  # one exploding step among a million
+    y[876_543] = -3.0
+    rows = downsample(y, 500)
+    assert len(rows) <= 500
+    assert 123_457 in rows and 876_543 in rows
+    assert np.all(np.diff(rows) > 0)  # in time order, no repeats
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=3000),
+       st.integers(8, 120),
+       st.lists(st.integers(1, 400), min_size=1, max_size=12))
+def test_incremental_growth_matches_the_contract(values, max_points, growth):
+    """Fed a growing column in uneven pieces: always within budget, sorted, and both extremes kept."""
+    column = np.asarray(values, np.float64)
+    sampler = Downsampler(max_points)
+    n = 0
+    for extra in growth + [len(column)]:
+        n = min(len(column), n + extra)
+        rows = sampler.indices(column[:n])
+        assert len(rows) <= max_points
+        assert np.all(np.diff(rows) > 0) and rows[0] >= 0 and rows[-1] < n
+        seen = column[:n][rows]
+        assert seen.min() == column[:n].min() and seen.max() == column[:n].max()
+
+
+def test_a_replaced_column_is_detected_when_it_shrinks():
+    sampler = Downsampler(16)
+    sampler.indices(np.arange(1000.0))
+    rows = sampler.indices(np.zeros(40))  # e.g. a rewind: a shorter, different history
+    assert len(rows) <= 16 and rows[-1] < 40
+
+
+def test_points_are_float64_numpy_arrays_on_the_step_axis():
+    x, y = Downsampler(500).points(np.array([3.0, 2.0, 1.0], np.float32))
+    assert x.dtype == y.dtype == np.float64
+    assert x.tolist() == [1.0, 2.0, 3.0]  # step numbers start at 1
+
+
+def test_ema_matches_a_plain_debiased_loop_and_skips_non_finite_values():
+    values = [4.0, 2.0, math.nan, 1.0, 3.0]
+    ema = Ema(0.9)
+    first = ema(np.array(values[:2])).copy()
+    smoothed = ema(np.array(values))  # incremental: only the new rows are computed
+    expected, total, weight = [], 0.0, 0.0
+    for v in values:
+        if math.isfinite(v):
+            total, weight = 0.9 * total + 0.1 * v, 0.9 * weight + 0.1
+        expected.append(total / weight)
+    assert np.allclose(smoothed, expected)
+    assert np.allclose(first, expected[:2])
+    assert smoothed[0] == 4.0  # debiased: the first point is not pulled toward 0
