@@ -20,7 +20,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     val = list(loop.history.history["val_loss"])
     assert loop.state.epoch < 200 and stopper.stopped_epoch == loop.state.epoch - 1
     best = min(range(len(val)), key=val.__getitem__)
-    assert stopper.best_epoch == best and len(val) == best + 3 + 2  # patience 3: 4 epochs without progress
+    assert stopper.best_epoch == best and len(val) == best + 1 + 3  # patience 3: 3 epochs without progress
     assert "early stopping" in loop.stop_reason
     # The weights in the model now are the best epoch's, not the last one's.
     assert loop.evaluate()["loss"] == pytest.approx(val[best], rel=1e-6)

@@ -29,7 +29,7 @@ def _check_monitor(loop: Any, monitor: str, who: str) -> None:
 
 
 class EarlyStopping:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs in a row (as Keras does).
 
     With ``restore_best=True`` the model's weights go back to the best epoch's when it
     stops; the history keeps every epoch, so the plot still shows what came after.
@@ -76,10 +76,11 @@ class EarlyStopping:
                 self._best_weights = {k: v.detach().clone() for k, v in loop.model.state_dict().items()}
             return
         self.wait += 1
-        if self.wait > self.patience or math.isnan(value):
+        if self.wait >= self.patience or math.isnan(value):
             self.stopped_epoch = log["epoch"]
             reason = (f"early stopping: {self.monitor} has not improved for {self.wait} epochs "
-                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
+                      f"(best {self.best:.4g} after epoch {self.best_epoch + 1})" if self.best_epoch is not None
+                      else f"early stopping: {self.monitor} is {value}")
             if self.restore_best and self._best_weights is not None:
                 loop.model.load_state_dict(self._best_weights)
                 reason += "; the best epoch's weights are restored"
@@ -111,4 +112,4 @@ class StopAtTarget:
         reached = value <= self.target if self.mode == "min" else value >= self.target
         if reached:
             self.reached_epoch = log["epoch"]
-            loop.stop(f"target reached: {self.monitor} = {value:.4g} at epoch {log['epoch']}")
+            loop.stop(f"target reached: {self.monitor} = {value:.4g} after epoch {log['epoch'] + 1}")

@@ -82,6 +82,7 @@ class Loop:
         device: str | torch.device = "cpu",
         on_nonfinite: str = "raise",
         rewind_memory_mb: float = 64,
+        threads: int | None = 1,
     ) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training.
 
@@ -91,6 +92,9 @@ class Loop:
         ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
         scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
         (``"step"``). ``rewind_memory_mb`` caps the automatic snapshots behind ``rewind``.
+        ``threads`` sets torch's intra-op threads for the whole process (None: leave them): one
+        thread runs a lab's small models fastest, and on a shared CPU (Binder, a dashboard
+        playing next to the kernel) more threads make tiny operations 10-100x slower.
         """
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -100,6 +104,8 @@ class Loop:
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch'; got {on_nonfinite!r}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a whole number, at least 1, or None; got {threads!r}")
         self.device = _pick_device(device)
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
@@ -124,6 +130,8 @@ class Loop:
         self.scheduler_interval = scheduler_interval
         self.on_nonfinite = on_nonfinite
         self.seed = seed
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         # Parameters we watch: every trainable one, in module order.
         named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from trainlab.widgets.plots import new_figure, restyle
+from trainlab.widgets.plots import new_figure
 
 __all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for"]
 
@@ -58,7 +58,9 @@ class DecisionBoundaryPlot:
         self.figure = new_figure("Decision boundary", "x₁", "x₂", width=420, height=380)
         colorscale = _binary_scale() if self.classes == 2 else _class_scale(self.classes)
         zmax = 1.0 if self.classes == 2 else self.classes - 1.0
-        self.figure.add_heatmap(x=xs, y=ys, z=np.full(gx.shape, np.nan), zmin=0, zmax=zmax, colorscale=colorscale,
+        # z comes with the first redraw, as rows: plotly sends 1-D float arrays as binary
+        # buffers, but turns a 2-D array into a JSON list (slow, and NaN is not valid JSON).
+        self.figure.add_heatmap(x=xs, y=ys, zmin=0, zmax=zmax, colorscale=colorscale,
                                 showscale=False, opacity=0.75, hoverinfo="skip",
                                 name="P(class 1)" if self.classes == 2 else "predicted class")
         shown = _subset(len(points))
@@ -74,7 +76,8 @@ class DecisionBoundaryPlot:
     def redraw(self, loop: Any) -> None:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
-        restyle(self.figure, [0], z=[self._colour(loop, outputs).reshape(self._shape)])
+        z = self._colour(loop, outputs).reshape(self._shape)
+        self.figure.send_traces([0], z=[list(z)])  # a list of row arrays: each goes as binary
 
     def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
@@ -112,7 +115,7 @@ class PredictionCurvePlot:
         """Draw the model's current curve (one forward pass over the x grid)."""
         outputs = loop.predict(self._grid).detach().cpu().double().reshape(-1).numpy()
         if len(outputs) == len(self._grid):
-            restyle(self.figure, [1], y=[outputs])
+            self.figure.send_traces([1], y=[outputs])
 
 
 def _axis(values: np.ndarray, n: int) -> np.ndarray:

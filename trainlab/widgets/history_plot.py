@@ -242,17 +242,20 @@ def _mark_changes(fig: go.Figure, n_cols: int, changes: list[tuple[int, str, Any
                   positions: np.ndarray) -> None:
     """A dotted vertical line (and a label) in every subplot where a hyperparameter was changed."""
     shapes, notes = [], []
+    at_x: dict[float, int] = {}  # labels already at an x: the next one moves right, not on top
     for step, name, value in changes[-MAX_CHANGE_MARKS:]:
         if step > len(positions):
             continue
         x = float(positions[step - 1]) if step > 0 else 0.0
+        shift = 11 * at_x.get(x, 0)
+        at_x[x] = at_x.get(x, 0) + 1
         text = f"{name}={value:g}" if isinstance(value, (int, float)) else f"{name}={value}"
         for col in range(1, n_cols + 1):
             axis = "" if col == 1 else str(col)
             shapes.append({"type": "line", "x0": x, "x1": x, "xref": f"x{axis}", "y0": 0, "y1": 1,
                            "yref": f"y{axis} domain", "line": {"color": CHANGE_COLOR, "dash": "dot", "width": 1}})
             notes.append({"x": x, "xref": f"x{axis}", "y": 1, "yref": f"y{axis} domain", "text": text,
-                          "showarrow": False, "xanchor": "left", "yanchor": "top", "textangle": -90,
+                          "showarrow": False, "xanchor": "left", "yanchor": "top", "textangle": -90, "xshift": shift,
                           "font": {"size": 10, "color": CHANGE_COLOR}})
     if shapes:
         fig.update_layout(shapes=list(fig.layout.shapes) + shapes,

@@ -1,7 +1,7 @@
 """Live plots over training time: loss, accuracy, gradient norms, gradient histograms, update ratios.
 
-Each plot is a plotly ``FigureWidget`` with a fixed set of traces made once; a redraw
-only assigns new numpy arrays to them (never Python lists: ~100x slower to validate),
+Each plot is a plotly ``FigureWidget`` (a ``LiveFigure``) with a fixed set of traces made
+once; a redraw only sends new numpy arrays to them (never Python lists: ~100x slower),
 at most ``max_points`` per trace, and skips what has not changed since the last one.
 Time-axis plots mark every hyperparameter change ("lr=0.3") and draw runs left behind
 by a rewind/restore as faint "ghost" curves, so a learner can compare.
@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from trainlab.widgets.live_figure import LiveFigure
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
-           "new_figure", "restyle", "change_marks", "epoch_end_steps"]
+           "new_figure", "change_marks", "epoch_end_steps"]
 
 _EMPTY = np.empty(0, np.float64)
 _MAX_MARKED_STEPS = 20  # hyperparameter changes: only the latest steps that had one are marked
@@ -27,26 +28,15 @@ _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly
 
 
 def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
-               width: int = 460, height: int = 280) -> go.FigureWidget:
-    """An empty, compact FigureWidget; ``uirevision`` keeps the learner's zoom across redraws."""
-    return go.FigureWidget(layout=go.Layout(
+               width: int = 460, height: int = 280) -> LiveFigure:
+    """An empty, compact figure widget; ``uirevision`` keeps the learner's zoom across redraws."""
+    return LiveFigure(layout=go.Layout(
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
         margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template="plotly_white",
         xaxis=dict(title=dict(text=x_title, standoff=4)),
         yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
         legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
     ))
-
-
-def restyle(figure: go.FigureWidget, indexes: list[int], **values: list[Any]) -> None:
-    """Set properties of several traces in one message: ``restyle(fig, [0, 1], x=[x0, x1], y=[y0, y1])``.
-
-    ``plotly_restyle`` skips the per-property validation of ``trace.x = ...`` (4x faster
-    here); our values are fresh float64 numpy arrays already, which is what validation
-    would produce. Unchanged values are not sent again.
-    """
-    if indexes:
-        figure.plotly_restyle(values, indexes)
 
 
 def change_marks(changes: list[tuple[int, str, Any]], limit: int = _MAX_MARKED_STEPS) -> tuple[list, list]:
@@ -77,7 +67,7 @@ def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int]) -> np.ndarray:
 class _TimePlot:
     """What the time-axis plots share: change marks, and a reset after the loop moves in time."""
 
-    def __init__(self, figure: go.FigureWidget) -> None:
+    def __init__(self, figure: LiveFigure) -> None:
         self.figure = figure
         self._marks_key: tuple | None = None
 
@@ -91,8 +81,7 @@ class _TimePlot:
             return
         self._marks_key = key
         shapes, annotations = change_marks(changes)
-        self.figure.layout.shapes = shapes
-        self.figure.layout.annotations = annotations
+        self.figure.send_layout(shapes=shapes, annotations=annotations)
 
 
 class LossPlot(_TimePlot):
@@ -152,7 +141,7 @@ class LossPlot(_TimePlot):
 
     def _draw_steps(self, loss: np.ndarray) -> None:
         (raw_x, raw_y), (smooth_x, smooth_y) = self._raw.points(loss), self._smooth.points(self._ema(loss))
-        restyle(self.figure, [0, 1], x=[raw_x, smooth_x], y=[raw_y, smooth_y])
+        self.figure.send_traces([0, 1], x=[raw_x, smooth_x], y=[raw_y, smooth_y])
 
     def _draw_epochs(self, epoch_column: np.ndarray, history: Any) -> None:
         x = epoch_end_steps(epoch_column, history.epoch)
@@ -162,7 +151,7 @@ class LossPlot(_TimePlot):
             rows = downsample(y, self.max_points) if len(y) == len(x) else np.arange(0)
             xs.append(x[rows])
             ys.append(y[rows] if len(rows) else _EMPTY)
-        restyle(self.figure, [2, 3], x=xs, y=ys)
+        self.figure.send_traces([2, 3], x=xs, y=ys)
 
     def _draw_ghosts(self, branches: list[Any]) -> None:
         cache = {}
@@ -176,20 +165,25 @@ class LossPlot(_TimePlot):
         self._ghost_cache = cache
         used = [cache[id(b)] for b in branches]
         unused = self.ghosts - len(used)
-        restyle(self.figure, list(range(4, 4 + self.ghosts)),
+        self.figure.send_traces(list(range(4, 4 + self.ghosts)),
                 x=[c[1] for c in used] + [_EMPTY] * unused, y=[c[2] for c in used] + [_EMPTY] * unused,
                 name=[f"earlier run ({b.name})" for b in branches] + [""] * unused,
                 showlegend=[True] * len(used) + [False] * unused)
 
 
 class GradNormPlot(_TimePlot):
-    """Each parameter's gradient norm over time, on a log axis (vanishing and exploding gradients show)."""
+    """Each parameter's gradient norm over time, smoothed, on a log axis (vanishing and exploding gradients show).
+
+    Smoothed like the loss: raw per-step norms of six layers drawn on top of each other
+    are an unreadable band of colour.
+    """
 
     name = "grad_norm"
 
-    def __init__(self, loop: Any, max_points: int = 500) -> None:
-        super().__init__(new_figure("Gradient norm per parameter", "step", "‖gradient‖", log_y=True))
+    def __init__(self, loop: Any, max_points: int = 500, smoothing: float = 0.9) -> None:
+        super().__init__(new_figure("Gradient norm per parameter (smoothed)", "step", "‖gradient‖", log_y=True))
         self.max_points = max_points
+        self.smoothing = smoothing
         self.param_names = list(loop.param_names)
         for name in self.param_names:
             self.figure.add_scatter(name=name, mode="lines", line=dict(width=1.5))
@@ -199,6 +193,7 @@ class GradNormPlot(_TimePlot):
         """Forget cached state (the history was replaced)."""
         super().reset()
         self._downsamplers = [Downsampler(self.max_points) for _ in self.param_names]
+        self._emas = [Ema(self.smoothing) for _ in self.param_names]
         self._n: int | None = None
 
     def redraw(self, loop: Any) -> None:
@@ -208,9 +203,9 @@ class GradNormPlot(_TimePlot):
         if len(history) != self._n:
             self._n = len(history)
             steps = history.steps
-            points = [sampler.points(steps[f"grad_norm/{name}"])
-                      for name, sampler in zip(self.param_names, self._downsamplers)]
-            restyle(self.figure, list(range(len(points))), x=[p[0] for p in points], y=[p[1] for p in points])
+            points = [sampler.points(ema(steps[f"grad_norm/{name}"]))
+                      for name, sampler, ema in zip(self.param_names, self._downsamplers, self._emas)]
+            self.figure.send_traces(list(range(len(points))), x=[p[0] for p in points], y=[p[1] for p in points])
         self._mark_changes(changes)
 
 
@@ -245,7 +240,7 @@ class AccuracyPlot:
             rows = downsample(y, self.max_points) if len(y) == len(x) else np.arange(0)
             xs.append(x[rows])
             ys.append(y[rows] if len(rows) else _EMPTY)
-        restyle(self.figure, [0, 1], x=xs, y=ys)
+        self.figure.send_traces([0, 1], x=xs, y=ys)
 
 
 class GradHistogramPlot:
@@ -271,7 +266,7 @@ class GradHistogramPlot:
             return
         self._key = key
         histograms = [_histogram(p.grad) for _, p in self.params]
-        restyle(self.figure, list(range(len(histograms))), x=[h[0] for h in histograms],
+        self.figure.send_traces(list(range(len(histograms))), x=[h[0] for h in histograms],
                 y=[h[1] for h in histograms])
 
 
@@ -284,8 +279,9 @@ class UpdateRatioPlot:
         self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)
         self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
         # A rule of thumb: around 1e-3. Far above: the lr is too high; far below: too low.
-        self.figure.add_hline(y=1e-3, line=dict(color="gray", dash="dot"), annotation_text="1e-3",
-                              annotation_position="top left")
+        self.figure.add_hline(y=1e-3, line=dict(color="gray", dash="dot"))
+        self.figure.add_annotation(x=0, xref="paper", y=-3, yref="y", text="1e-3: typical", showarrow=False,
+                                   xanchor="left", yanchor="bottom", font=dict(size=10, color="#555"))  # log axis: y=log10
         self.reset()
 
     def reset(self) -> None:
@@ -301,7 +297,7 @@ class UpdateRatioPlot:
         ratios = loop.update_ratios()
         values = np.array([ratios.get(name, math.nan) for name in loop.param_names], np.float64)
         values[~np.isfinite(values) | (values <= 0)] = np.nan  # a log axis cannot show 0 or inf
-        restyle(self.figure, [0], y=[values])
+        self.figure.send_traces([0], y=[values])
 
 
 def _histogram(grad: Any) -> tuple[np.ndarray, np.ndarray]:
