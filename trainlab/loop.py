@@ -573,7 +573,7 @@ class Loop:
         self._close_batch()
         raise NonFiniteError(
             f"{message}: the parameters were not updated. Undo recent updates with loop.rewind(), "
-            "or lower the learning rate (loop.lr = ...) and continue", stage=stage, where=where)
+            "lower the learning rate (loop.lr = ...) and continue", stage=stage, where=where)
 
     def _commit_step(self) -> dict[str, float]:
         batch_size = len(self.batch[1])

@@ -96,7 +96,7 @@ def lab_server(output_dir: Path) -> Iterator[Server]:
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--allow-root",
                f"--ServerApp.root_dir={ROOT}", "--LabApp.news_url=None",
-               "--ServerApp.disable_check_xsrf=False"]
+               "--LabApp.expose_app_in_browser=True"]
     server = Server(command, port, token, output_dir / "jupyterlab.log", f"/api/status?token={token}")
     yield server
     server.stop()
@@ -107,8 +107,7 @@ def voila_server(output_dir: Path) -> Iterator[Server]:
     """A real Voila serving the notebooks folder."""
     port, token = free_port(), secrets.token_hex(16)
     command = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-               f"--Voila.root_dir={ROOT / 'notebooks'}", f"--token={token}",
-               "--VoilaConfiguration.file_allowlist=['.*']", "--allow-root"]
+               f"--token={token}", str(ROOT / "notebooks")]
     server = Server(command, port, token, output_dir / "voila.log", f"/?token={token}")
     yield server
     server.stop()

@@ -12,7 +12,7 @@ import torch
 import trainlab as tl
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def one_torch_thread():
     """Run these tests with one intra-op thread.
 

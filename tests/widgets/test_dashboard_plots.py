@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 import trainlab as tl
 
@@ -165,3 +164,14 @@ def test_redraws_follow_code_that_drives_the_loop_from_a_cell(loop, dashboards, 
         assert dash.buttons["Backward"].button_style == "primary"
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_a_lighter_dashboard_shows_only_the_plots_asked_for(loop, dashboards):
+    dash = dashboards(loop, plots=("decision_boundary",))
+    assert set(dash.figures) == {"loss", "decision_boundary"}  # the loss plot is always there
+    dash.play()
+    dash.wait(steps=50, timeout=10)
+    dash.pause()
+    assert dash.error is None and len(dash.figures["loss"].data[1].y) > 0
+    with pytest.raises(ValueError, match="unknown plots"):
+        tl.Dashboard(loop, plots=("loss", "weights"))

@@ -162,7 +162,7 @@ def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_f
     """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of time."""
     done, total = loop.epoch_progress
     parts = [
-        "▶ playing" if playing else "⏸ paused",
+        "▶ playing" if playing else "■ paused",
         f"epoch {loop.state.epoch} ({done}/{total} samples)",
         f"step {loop.state.step}",
         f"{samples_per_second:,.0f} samples/s" if samples_per_second else "– samples/s",

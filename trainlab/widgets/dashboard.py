@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
-from trainlab.widgets.data_view import data_plot_for
+from trainlab.widgets.data_view import data_plot_for, data_view_name
 from trainlab.widgets.plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
 from trainlab.widgets.runner import Runner
 from trainlab.widgets.stage_view import StageView
@@ -55,22 +55,29 @@ class Dashboard(widgets.VBox):
     decision boundary's, which costs more), ``max_points`` per trace, ``grid`` (decision
     boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
-    ``max_ui_fraction`` (redraws never take more of the time than this).
+    ``max_ui_fraction`` (redraws never take more of the time than this), ``plots`` (which
+    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: all that fit).
+    Each figure costs the browser a 5 MB script download (plotly's widget bundle) and a
+    re-render per update, so on a slow link or machine ``plots=("loss", "decision_boundary")``
+    keeps the dashboard light.
     """
+
+    #: Every figure a dashboard can show (accuracy: classification only; decision_boundary:
+    #: 2-D classification; prediction: 1-D regression).
+    PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction")
 
     def __init__(self, loop: Any, *, fps: float = 4.0, boundary_fps: float = 1.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
-                 max_ui_fraction: float = 0.05) -> None:
+                 max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None) -> None:
+        wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
+        if not wanted <= set(self.PLOT_NAMES):
+            raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         self.loop = loop
         self.controls = Controls(loop, self._on_action, self._on_setting)
         self.stage_view = StageView(layout=widgets.Layout(width="520px"))
-        plots: list[Any] = [LossPlot(loop, max_points, ghosts, smoothing)]
-        if loop.classification:
-            plots.append(AccuracyPlot(loop, max_points))
-        plots += [GradNormPlot(loop, max_points, smoothing), GradHistogramPlot(loop), UpdateRatioPlot(loop)]
-        self._plots = plots
-        self._data_plot = data_plot_for(loop, grid)
-        self.figures: dict[str, go.FigureWidget] = {plot.name: plot.figure for plot in plots}
+        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing)
+        self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
+        self.figures: dict[str, go.FigureWidget] = {plot.name: plot.figure for plot in self._plots}
         if self._data_plot is not None:
             self.figures[self._data_plot.name] = self._data_plot.figure
         self._budget = RenderBudget(fps, max_ui_fraction)
@@ -94,13 +101,15 @@ class Dashboard(widgets.VBox):
         self._safe_redraw()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_runner"):  # failed while being built
+            return "Dashboard(<not built>)"
         return f"Dashboard({self.loop!r}, playing={self.playing}, figures={list(self.figures)})"
 
     # --- the widgets, for notebooks and tests ---------------------------------------------
 
     @property
     def buttons(self) -> dict[str, widgets.Button]:
-        """label -> Button: Forward, Loss, Backward, Update, Step, Epoch, Play (the Play/Pause button), Rewind, Reset."""
+        """label -> Button: Forward, Loss, Backward, Update, Step, Epoch, Play (Play/Pause), Rewind, Reset."""
         return self.controls.buttons
 
     @property
@@ -169,6 +178,9 @@ class Dashboard(widgets.VBox):
 
     def close(self) -> None:
         """Stop playing, stop listening to the loop, and close every widget."""
+        if not hasattr(self, "_unregister_cell_hook"):  # failed while being built (Widget.__del__ calls close)
+            super().close()
+            return
         self.pause()
         for handle in self._handles:
             handle.remove()
@@ -374,6 +386,19 @@ class _Rate:
             self.last = samples / elapsed
             self._steps, self._time = n, now
         return self.last
+
+
+def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float) -> list[Any]:
+    """The plots over training time that were asked for and fit the loop; the loss plot first."""
+    makers = {
+        "loss": lambda: LossPlot(loop, max_points, ghosts, smoothing),
+        "accuracy": lambda: AccuracyPlot(loop, max_points) if loop.classification else None,
+        "grad_norm": lambda: GradNormPlot(loop, max_points, smoothing),
+        "gradients": lambda: GradHistogramPlot(loop),
+        "update_ratio": lambda: UpdateRatioPlot(loop),
+    }
+    plots = [make() for name, make in makers.items() if name in wanted]
+    return [plot for plot in plots if plot is not None]
 
 
 def _close_tree(widget: widgets.Widget) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from trainlab.widgets.plots import new_figure
 
-__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for"]
+__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name"]
 
 _MAX_DATA_POINTS = 1000  # training points drawn (an even subset beyond this)
 _CURVE_POINTS = 200
@@ -27,14 +26,24 @@ _PALETTE = ["#f59322", "#0877bd", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#bcbd22", "#17becf"]
 
 
-def data_plot_for(loop: Any, grid: int = 60) -> "DecisionBoundaryPlot | PredictionCurvePlot | None":
-    """The data view that fits the loop's data, or None (images, many features, several targets)."""
+def data_view_name(loop: Any) -> str | None:
+    """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
     inputs, targets = loop.train_data
     if inputs.dim() != 2:
         return None
     if inputs.shape[1] == 2 and loop.classification:
-        return DecisionBoundaryPlot(loop, grid)
+        return DecisionBoundaryPlot.name
     if inputs.shape[1] == 1 and not loop.classification and targets[0].numel() == 1:
+        return PredictionCurvePlot.name
+    return None
+
+
+def data_plot_for(loop: Any, grid: int = 60) -> "DecisionBoundaryPlot | PredictionCurvePlot | None":
+    """The data view that fits the loop's data, or None."""
+    name = data_view_name(loop)
+    if name == DecisionBoundaryPlot.name:
+        return DecisionBoundaryPlot(loop, grid)
+    if name == PredictionCurvePlot.name:
         return PredictionCurvePlot(loop)
     return None
 

@@ -280,8 +280,9 @@ class UpdateRatioPlot:
         self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
         # A rule of thumb: around 1e-3. Far above: the lr is too high; far below: too low.
         self.figure.add_hline(y=1e-3, line=dict(color="gray", dash="dot"))
+        # On a log axis an annotation's y is the log10 of the value: -3 for 1e-3.
         self.figure.add_annotation(x=0, xref="paper", y=-3, yref="y", text="1e-3: typical", showarrow=False,
-                                   xanchor="left", yanchor="bottom", font=dict(size=10, color="#555"))  # log axis: y=log10
+                                   xanchor="left", yanchor="bottom", font=dict(size=10, color="#555"))
         self.reset()
 
     def reset(self) -> None:

@@ -129,7 +129,8 @@ def _update_details(loop: Any, samples: int) -> str:
     if not ratios:
         return "<p>The last update was undone (rewind/restore): nothing to compare.</p>"
     finite = [r for r in ratios.values() if math.isfinite(r)]
-    rows = [[html.escape(name), f"{ratio:.2e}", _bar(ratio, max(finite, default=0.0))] for name, ratio in ratios.items()]
+    largest = max(finite, default=0.0)
+    rows = [[html.escape(name), f"{ratio:.2e}", _bar(ratio, largest)] for name, ratio in ratios.items()]
     caption = (f"Update {loop.state.step}: how far each parameter moved, relative to its size "
                "(‖change‖ / ‖weights‖). Around 1e-3 is typical; much bigger: the learning rate is high.")
     return _table(caption, ["parameter", "update / weight", ""], rows)
