@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import rows
+from benchmarks import dashboard_rows, rows
 from benchmarks.harness import Row, compare
 from benchmarks.memory import history_memory
 
@@ -32,15 +32,23 @@ def main(argv: list[str] | None = None) -> int:
                 rounds, None, "informative: the strictest baseline"),
         compare("3. digits CNN, batch 64", *rows.cnn(scale // 5 + 1), rounds, 1.05),
         compare("4. (2) stage by stage", *rows.mlp(scale // 5 + 1, stages=True), rounds, 1.05),
+        compare("5. (2) with a Dashboard playing", *dashboard_rows.playing(scale // 5 + 1), rounds, 1.15,
+                "widgets live, messages serialised as in a kernel"),
     ]
+    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
+    redraws = dashboard_rows.redraws(sizes, repeats=1 if args.quick else 5)
     memory = history_memory(10_000 if args.quick else 1_000_000)
     print(table(results))
+    print("\n6. redraw cost as the history grows (bounded by the point budget):")
+    for row in redraws:
+        print(f"   {row['steps']:>9,} steps: {row['redraw_ms']:7.1f} ms, {row['bytes_per_redraw'] / 1024:8.1f} KiB sent")
     print(f"\nhistory memory at {memory['steps']:,} steps: {memory['mb']:.1f} MB (target <= 64 MB)")
     report = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "platform": platform.platform()},
         "quick": args.quick, "rounds": rounds,
         "rows": [asdict(row) | {"verdict": row.verdict} for row in results],
+        "redraws": redraws,
         "history_memory": memory,
     }
     Path(args.json).write_text(json.dumps(report, indent=2))

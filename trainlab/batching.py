@@ -102,6 +102,7 @@ class EpochSampler:
         self.n = n
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self._generator_state = self.generator.get_state()  # it only moves when an epoch starts
         self.order: Tensor | None = None  # this epoch's order (None: not drawn yet)
         self.position = n  # samples of this epoch already handed out; n means "epoch done"
 
@@ -113,6 +114,7 @@ class EpochSampler:
     def start_epoch(self) -> None:
         """Draw the next epoch's order (the identity when not shuffling)."""
         self.order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        self._generator_state = self.generator.get_state()
         self.position = 0
 
     def take(self, batch_size: int) -> tuple[int, int]:
@@ -129,10 +131,11 @@ class EpochSampler:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the same sequence of batches later."""
-        return {"rng": self.generator.get_state(), "order": self.order, "position": self.position}
+        return {"rng": self._generator_state, "order": self.order, "position": self.position}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Go back to a state from ``state()``."""
         self.generator.set_state(state["rng"])
+        self._generator_state = self.generator.get_state()
         self.order = state["order"]
         self.position = state["position"]

@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
-__all__ = ["StageView", "stage_html", "STAGE_SENTENCES", "LOSS_FORMULAS"]
+__all__ = ["StageView", "stage_html", "last_stage", "STAGE_SENTENCES", "LOSS_FORMULAS"]
 
 #: One sentence per stage, shown under its name.
 STAGE_SENTENCES: dict[str, str] = {
