@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from trees import assert_tree_equal, clone_tree
 import trainlab.checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,29 +30,8 @@ def make_loop(optimizer="adam", out=1, n=20, batch_size=6, seed=0, **options) ->
     return tl.Loop(model, (X, y), "mse", optimizer=optimizer, batch_size=batch_size, seed=seed, **options)
 
 
-def clone_tree(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    if isinstance(value, dict):
-        return {k: clone_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(clone_tree(v) for v in value)
-    return value
 
 
-def assert_tree_equal(a, b) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys()
-        for key in a:
-            assert_tree_equal(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_tree_equal(x, y)
-    else:
-        assert a == b
 
 
 def fingerprint(loop: tl.Loop) -> dict:

@@ -22,15 +22,16 @@ __all__ = [
     "Loop", "State", "STAGES", "EVENTS", "History", "Branch", "Snapshot",
     "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError",
-    "datasets", "models", "Dashboard",
+    "datasets", "models", "Dashboard", "plot_history", "compare_runs",
 ]
+_WIDGET_NAMES = ("Dashboard", "plot_history", "compare_runs")
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     """Reach the widget layer only when asked, so the core never needs ipywidgets or plotly."""
-    if name == "Dashboard":
-        from trainlab.widgets import Dashboard
+    if name in _WIDGET_NAMES:
+        import trainlab.widgets
 
-        return Dashboard
+        return getattr(trainlab.widgets, name)
     raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

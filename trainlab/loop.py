@@ -266,6 +266,8 @@ class Loop:
     def set_optimizer(self, name: str, **options: Any) -> None:
         """Switch to another optimizer by name (fresh state, same lr and weight decay) from the next update.
 
+        Call it at a batch boundary from the thread that runs the loop (the dashboard does).
+
         Example: ``loop.set_optimizer("adam")`` or ``loop.set_optimizer("sgd", momentum=0.9)``
         """
         if self.scheduler is not None:
@@ -392,7 +394,7 @@ class Loop:
     def run_epoch(self) -> dict[str, float]:
         """Finish the current epoch (or run a whole new one), then validate; returns its log."""
         with self._exclusive(), self._interrupts_deferred():
-            self._stop_requested = False
+            self.clear_stop()
             target = self.state.epoch + 1
             while self.state.epoch < target and not self._stop_requested:
                 self.step()
@@ -408,7 +410,7 @@ class Loop:
         with self._exclusive(), self._interrupts_deferred():
             handles = [h for callback in callbacks for h in _attach(callback, self)]
             try:
-                self._stop_requested = False
+                self.clear_stop()
                 target = self.state.epoch + epochs
                 self.events.fire("before_fit", self)
                 while self.state.epoch < target and not self._stop_requested:
@@ -423,6 +425,11 @@ class Loop:
         """Ask ``fit``/``run_epoch`` (or the dashboard's player) to stop at the next batch boundary."""
         self.stop_reason = reason
         self._stop_requested = True
+
+    def clear_stop(self) -> None:
+        """Forget a stop request (fit and run_epoch do this when they start; so does the dashboard's Play)."""
+        self._stop_requested = False
+        self.stop_reason = ""
 
     @property
     def stop_requested(self) -> bool:

@@ -6,5 +6,6 @@ The core never imports this package; ``tl.Dashboard`` reaches it lazily.
 """
 
 from trainlab.widgets.dashboard import Dashboard
+from trainlab.widgets.history_plot import compare_runs, plot_history
 
-__all__ = ["Dashboard"]
+__all__ = ["Dashboard", "plot_history", "compare_runs"]

@@ -59,7 +59,7 @@ class Runner:
             return
         self.error, self.stop_reason, self.steps = None, "", 0
         self._hold_failed = None
-        _clear_stop(self.loop)  # a stop left over from an earlier fit must not end this run at once
+        self.loop.clear_stop()  # a stop left over from an earlier fit must not end this run at once
         self._pause.clear()
         self._holding.clear()
         self._accepting_calls = True
@@ -158,16 +158,3 @@ class Runner:
                 last()
             except Exception as error:  # keep the first error: it is the one the learner must see
                 self.error = self.error or error
-
-
-def _clear_stop(loop: Any) -> None:
-    """Forget a stop request left over from earlier, as fit() does when it starts.
-
-    The loop has no public way to do this yet (see the report to the lead): use
-    ``loop.clear_stop()`` once it exists, and until then the same private flag fit() resets.
-    """
-    clear = getattr(loop, "clear_stop", None)
-    if clear is not None:
-        clear()
-    elif loop.stop_requested:
-        loop._stop_requested = False
