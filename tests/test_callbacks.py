@@ -1,7 +1,6 @@
 """Early stopping, stop-at-target and loop.stop()."""
 
 import pytest
-import torch
 
 import trainlab as tl
 

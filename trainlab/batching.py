@@ -113,8 +113,9 @@ class EpochSampler:
 
     def start_epoch(self) -> None:
         """Draw the next epoch's order (the identity when not shuffling)."""
-        self.order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
-        self._generator_state = self.generator.get_state()
+        if self.shuffle:  # unshuffled, the generator never moves: no state to copy
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self._generator_state = self.generator.get_state()
         self.position = 0
 
     def take(self, batch_size: int) -> tuple[int, int]:

@@ -151,7 +151,7 @@ class Loop:
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._random_model = _may_draw_random_numbers(self.model)
         self._rewind = RewindBuffer(int(rewind_memory_mb * 2**20))
-        self._lock = threading.RLock()
+        self._guard = _Exclusive(threading.RLock())
         self._stop_requested = False
         self.stop_reason = ""
         self._last_update_start: Snapshot | None = None
@@ -721,22 +721,16 @@ class Loop:
 
     # --- threads and interrupts --------------------------------------------------------------------
 
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self) -> "_Exclusive":
         """Refuse calls from a thread while another thread (the dashboard's player) owns the loop."""
-        if not self._lock.acquire(blocking=False):
-            raise LoopBusyError("the loop is playing in the background (the dashboard's Play); "
-                                "press Pause, or call dash.pause(), before calling it from a cell")
-        try:
-            yield
-        finally:
-            self._lock.release()
+        return self._guard
 
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        """Own the loop from this thread until the block ends; other threads get LoopBusyError."""
-        with self._exclusive():
-            yield
+    def hold(self) -> "_Exclusive":
+        """Own the loop from this thread until the block ends; other threads get LoopBusyError.
+
+        Example: ``with loop.hold(): ...`` (the dashboard's player holds it while playing).
+        """
+        return self._guard
 
     @contextmanager
     def _interrupts_deferred(self) -> Iterator[None]:
@@ -762,6 +756,23 @@ class Loop:
 
 
 _ZERO = torch.zeros(())
+
+
+class _Exclusive:
+    """A re-entrant, non-blocking lock as a context manager (a plain class: it runs five times a step)."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(blocking=False):
+            raise LoopBusyError("the loop is playing in the background (the dashboard's Play); "
+                                "press Pause, or call dash.pause(), before calling it from a cell")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
 
 
 _RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)

@@ -23,7 +23,8 @@ def test_dashboard_resolves_lazily_from_the_package():
 
 
 def test_widgets_package_exports_the_dashboard_widget():
-    assert trainlab.widgets.__all__ == ["Dashboard"]
+    assert trainlab.widgets.__all__ == ["Dashboard", "plot_history", "compare_runs"]
+    assert tl.plot_history is trainlab.widgets.plot_history
     assert tl.Dashboard is trainlab.widgets.Dashboard
     assert issubclass(tl.Dashboard, ipywidgets.VBox)  # display(dash) works: it is the widget
 

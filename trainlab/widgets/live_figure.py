@@ -12,12 +12,22 @@ Two problems with updating a FigureWidget many times a second from a background 
   trace edits, which every live frame makes, are counted.)
 - **Races.** Plotly applies those answers to the figure on the kernel's main thread; a
   lock keeps them from interleaving with our updates on the runner thread.
+- **Late views.** Plotly syncs the figure's traces and layout (the ``_widget_data`` and
+  ``_widget_layout`` traits) only when they are assigned: at construction and when the
+  figure itself is displayed. Every later change (``add_scatter``, restyle, relayout) is a
+  one-off message to the views that exist right then. A figure shown inside a dashboard
+  (a child of a VBox) is never displayed itself, so its synced state stays the empty figure
+  it was made as, and a page that connects later (Voila runs the whole notebook before
+  the page asks for the widgets' state; a reloaded JupyterLab tab) draws it empty. So
+  ``get_state`` fills those two traits from the figure as it is now: nothing more is sent
+  per update, and any state request gets the present traces.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from copy import deepcopy
 from typing import Any
 
 import plotly.graph_objects as go
@@ -26,6 +36,7 @@ from traitlets import observe
 __all__ = ["LiveFigure"]
 
 _GIVE_UP_WAITING = 2.0  # seconds: a view that was closed never answers; do not wait forever
+_FIGURE_TRAITS = ("_widget_data", "_widget_layout")  # the figure as a newly connecting view draws it
 
 
 class LiveFigure(go.FigureWidget):
@@ -67,6 +78,32 @@ class LiveFigure(go.FigureWidget):
                 for name, value in values.items():
                     self.layout[name] = value
             self._sent_at = time.monotonic()
+
+    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict:
+        """The widget's state for a view, with traces and layout as they are now (not as constructed).
+
+        ipywidgets calls this when a frontend asks for the state (Voila's page, a reloaded
+        tab) and, with ``key``, for each property it sends; only the first kind includes
+        the figure traits, so per-update messages cost the same as before.
+        """
+        if key is None:
+            wanted = _FIGURE_TRAITS
+        else:
+            names = [key] if isinstance(key, str) else list(key)
+            wanted = tuple(name for name in _FIGURE_TRAITS if name in names)
+            key = names
+        if not wanted:
+            return super().get_state(key, drop_defaults=drop_defaults)
+        with self._lock:  # not while the runner thread is halfway through an update
+            # Copies: the answer's buffers may be sent after we return, and the figure moves on.
+            current = {"_widget_data": deepcopy(self._data), "_widget_layout": deepcopy(self._layout_obj._props)}
+            for name in wanted:
+                self.set_trait_silently(name, current[name])
+            return super().get_state(key, drop_defaults=drop_defaults)
+
+    def set_trait_silently(self, name: str, value: Any) -> None:
+        """Store a synced trait's value without sending it (the caller sends it, in a state reply)."""
+        self._trait_values[name] = value
 
     # Plotly's handlers for the browser's answers, run on the kernel's main thread: under our lock.
 
