@@ -19,11 +19,12 @@ lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q tests
+	mkdir -p test-output && $(PY) -m benchmarks --quick --json test-output/bench-quick.json
+	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(MAKE) --no-print-directory test-notebooks
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -q tests -m "not browser"
+	$(PY) -m pytest -q -p no:cacheprovider tests -m "not browser"
 
 test-notebooks: $(VENV)/.installed
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
