@@ -398,3 +398,7 @@ print("not killed")
     loop = make_loop("adam")
     loop.load(path)
     assert loop.state.step == 1
+    # The killed save left its temp file; the next save to the same path cleans it up.
+    assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    loop.save(path)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())

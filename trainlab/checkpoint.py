@@ -25,6 +25,8 @@ def write(path: str | os.PathLike, state: dict[str, Any], history: dict[str, Any
     """Save atomically: a temp file in the same folder, flushed to disk, then renamed over ``path``."""
     target = Path(path)
     payload = {"format": FORMAT, "version": VERSION, "state": state, "history": history}
+    for stale in (target.parent or Path(".")).glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)  # left by a save that was killed before its rename
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb") as file:

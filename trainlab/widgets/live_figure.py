@@ -92,18 +92,16 @@ class LiveFigure(go.FigureWidget):
             names = [key] if isinstance(key, str) else list(key)
             wanted = tuple(name for name in _FIGURE_TRAITS if name in names)
             key = names
-        if not wanted:
+        if not wanted or "_layout_obj" not in self.__dict__:  # (during __init__ plotly's traits are still to come)
             return super().get_state(key, drop_defaults=drop_defaults)
         with self._lock:  # not while the runner thread is halfway through an update
             # Copies: the answer's buffers may be sent after we return, and the figure moves on.
             current = {"_widget_data": deepcopy(self._data), "_widget_layout": deepcopy(self._layout_obj._props)}
             for name in wanted:
-                self.set_trait_silently(name, current[name])
+                # Stored without a change event, which would send the whole figure to every view:
+                # the state we return carries it to the view that asked.
+                self._trait_values[name] = current[name]
             return super().get_state(key, drop_defaults=drop_defaults)
-
-    def set_trait_silently(self, name: str, value: Any) -> None:
-        """Store a synced trait's value without sending it (the caller sends it, in a state reply)."""
-        self._trait_values[name] = value
 
     # Plotly's handlers for the browser's answers, run on the kernel's main thread: under our lock.
 
