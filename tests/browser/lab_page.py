@@ -77,3 +77,14 @@ def set_slider(page: Any, label: str, value: str) -> None:
     readout.press("Control+a")
     readout.type(value)
     readout.press("Enter")
+
+
+def screenshot_whole(page: Any, element: Any, path: Any) -> None:
+    """Screenshot ``element`` in full: grow the window to fit it, since JupyterLab draws only what is in view."""
+    size = page.viewport_size
+    height = int(element.bounding_box()["height"]) + 400
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+    element.scroll_into_view_if_needed()
+    time.sleep(0.5)  # let the newly visible part paint
+    element.screenshot(path=str(path))
+    page.set_viewport_size(size)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import nbformat
 
-from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, loss_points, set_slider, status_text,
-                      step_count, wait_until)
+from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, loss_points, screenshot_whole, set_slider,
+                      status_text, step_count, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSHOP = "notebooks/04_live_lab.ipynb"
@@ -90,7 +90,7 @@ def test_the_workshop_notebook_in_jupyterlab(page, lab_server, output_dir):
     wait_until(lambda: any(re.search(r"lr\s*=\s*0\.05", t) for t in page.evaluate(ANNOTATIONS_JS)), 15,
                "the lr change to be marked on a plot")
     page.screenshot(path=str(output_dir / "3-playing.png"))
-    dashboard.screenshot(path=str(output_dir / "dashboard.png"))  # the README's picture: the dashboard alone
+    screenshot_whole(page, dashboard, output_dir / "dashboard.png")  # the README's picture: the dashboard alone
     shutil.copy(output_dir / "dashboard.png", ROOT / "docs" / "dashboard.png")
 
     # Pause: the counter stops.
