@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = [
         compare("1. tiny: seed-000 linear, full batch", *rows.tiny(20 * scale), rounds, 1.25),
+        compare("1'. (1)'s bare loop + copying weights, grad norms", *rows.tiny_floor(20 * scale), rounds, None,
+                "informative: the floor for row 1 (both loops are bare PyTorch)"),
         compare("2. MLP 64-128-10 on digits, batch 32", *rows.mlp(scale // 5 + 1), rounds, 1.05),
         compare("2'. (2) against a bare loop without DataLoader", *rows.mlp(scale // 5 + 1, tensor_bare=True),
                 rounds, None, "informative: the strictest baseline"),

@@ -16,28 +16,52 @@ Factory = Callable[[], Callable[[], int]]
 
 def tiny(epochs: int) -> tuple[Factory, Factory]:
     """Row 1: seed 000's loop (nn.Linear(10, 1), MSE, SGD, 100 samples, full batch)."""
-    torch.manual_seed(0)
-    model, inputs, targets = nn.Linear(10, 1), torch.randn(100, 10), torch.randn(100, 1)
-
-    def bare() -> Callable[[], int]:
-        m = copy.deepcopy(model)
-        criterion, optimizer = nn.MSELoss(), torch.optim.SGD(m.parameters(), lr=0.01)
-
-        def run() -> int:
-            for _ in range(epochs):
-                outputs = m(inputs)
-                loss = criterion(outputs, targets)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                loss.item()  # the seed prints it every epoch
-            return epochs
-        return run
+    model, inputs, targets = _seed000()
 
     def lab() -> Callable[[], int]:
         loop = tl.Loop(copy.deepcopy(model), (inputs, targets), "mse", lr=0.01, batch_size=100, shuffle=False)
         return lambda: _fit(loop, epochs)
-    return bare, lab
+    return _seed000_bare(epochs), lab
+
+
+def tiny_floor(epochs: int) -> tuple[Factory, Factory]:
+    """Row 1': seed 000's bare loop against itself plus the least any lab step must do.
+
+    That least is what the contract asks of every step: keep a copy of the weights from
+    before the update (rewind, exact restore) and record every layer's gradient norm.
+    """
+    return _seed000_bare(epochs), _seed000_bare(epochs, essentials=True)
+
+
+def _seed000() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Linear(10, 1), torch.randn(100, 10), torch.randn(100, 1)
+
+
+def _seed000_bare(epochs: int, essentials: bool = False) -> Factory:
+    model, inputs, targets = _seed000()
+
+    def bare() -> Callable[[], int]:
+        m = copy.deepcopy(model)
+        criterion, optimizer = nn.MSELoss(), torch.optim.SGD(m.parameters(), lr=0.01)
+        params, kept, norms = list(m.parameters()), [], []
+
+        def run() -> int:
+            for _ in range(epochs):
+                if essentials:
+                    kept.append([p.detach().clone() for p in params])
+                    del kept[:-100]
+                outputs = m(inputs)
+                loss = criterion(outputs, targets)
+                optimizer.zero_grad()
+                loss.backward()
+                if essentials:
+                    norms.append(torch.stack(torch._foreach_norm([p.grad for p in params])).tolist())
+                optimizer.step()
+                loss.item()  # the seed prints it every epoch
+            return epochs
+        return run
+    return bare
 
 
 def _fit(loop: tl.Loop, epochs: int) -> int:

@@ -34,10 +34,6 @@ def assert_params_equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
         assert torch.equal(x, y)
 
 
-
-
-
-
 class Recorder:
     """Records what each step saw and produced: its batch (inputs), loss, and the parameters after."""
 
@@ -397,3 +393,49 @@ def test_reset_returns_to_the_initial_weights_and_keeps_lr_and_batch_size():
     ra.step(7)
     rb.step(7)
     ra.assert_same(rb)
+
+
+# --- the optimizer copy behind every snapshot ------------------------------------------------
+
+
+def _trained_optimizer(name: str) -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.5}]
+    optimizer = {"sgd": lambda: torch.optim.SGD(groups, lr=0.1, momentum=0.9),
+                 "adam": lambda: torch.optim.Adam(groups, lr=0.1),
+                 "rmsprop": lambda: torch.optim.RMSprop(groups, lr=0.1)}[name]()
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(5, 3)).pow(2).mean().backward()
+        optimizer.step()
+    return model, optimizer
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_the_optimizer_copy_equals_its_state_dict_and_shares_nothing(name):
+    model, optimizer = _trained_optimizer(name)
+    copier = tl.snapshot.OptimizerCopier()
+    copy = copier.copy(optimizer)
+    assert_tree_equal(copy, optimizer.state_dict())
+    kept = clone_tree(copy)
+    for per_param in optimizer.state.values():  # the optimizer moves on; the copy must not
+        for value in per_param.values():
+            if isinstance(value, torch.Tensor):
+                value.add_(1.0)
+    optimizer.param_groups[1]["lr"] = 0.01
+    assert_tree_equal(copy, kept)
+    assert_tree_equal(copier.copy(optimizer), optimizer.state_dict())
+
+
+def test_the_optimizer_copy_follows_new_groups_and_honours_state_dict_hooks():
+    model, optimizer = _trained_optimizer("adam")
+    copier = tl.snapshot.OptimizerCopier()
+    copier.copy(optimizer)
+    optimizer.add_param_group({"params": [nn.Parameter(torch.ones(2))], "lr": 0.2})
+    assert_tree_equal(copier.copy(optimizer), optimizer.state_dict())
+
+    def mark(opt, state):
+        state["param_groups"][0]["marked"] = True
+    optimizer.register_state_dict_post_hook(mark)
+    assert copier.copy(optimizer)["param_groups"][0]["marked"] is True

@@ -33,7 +33,7 @@ from trainlab.events import Events, Handle
 from trainlab.history import History
 from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_targets, make_loss,
                               make_optimizer)
-from trainlab.snapshot import RewindBuffer, Snapshot, clone_optimizer_state, clone_tree
+from trainlab.snapshot import OptimizerCopier, RewindBuffer, Snapshot, clone_optimizer_state, clone_tree
 
 __all__ = ["Loop", "State", "STAGES"]
 
@@ -151,6 +151,7 @@ class Loop:
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._random_model = _may_draw_random_numbers(self.model)
         self._rewind = RewindBuffer(int(rewind_memory_mb * 2**20))
+        self._optimizer_copier = OptimizerCopier()
         self._guard = _Exclusive(threading.RLock())
         self._stop_requested = False
         self.stop_reason = ""
@@ -455,9 +456,10 @@ class Loop:
     def snapshot(self, name: str | None = None) -> Snapshot:
         """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
         with self._exclusive():
-            if self.batch is not None:
+            if self.batch is not None:  # the batch's start; its weights get a copy of their own (see _copy_weights)
                 pending = self._pending
-                return Snapshot(name, pending.step, pending.epoch, pending.state, pending.history, id(self))
+                state = dict(pending.state, model={key: t.clone() for key, t in pending.state["model"].items()})
+                return Snapshot(name, pending.step, pending.epoch, state, pending.history, id(self))
             return self._capture(name)
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -662,9 +664,9 @@ class Loop:
 
     def _capture(self, name: str | None) -> Snapshot:
         state = {
-            "model": {key: tensor.detach().clone() for key, tensor in self._model_state.items()},
+            "model": self._copy_weights(),
             "optimizer_type": self._optimizer_name,
-            "optimizer": clone_optimizer_state(self.optimizer.state_dict()),
+            "optimizer": self._optimizer_copier.copy(self.optimizer),
             "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "rng": self._rng_state,  # never written in place: swapping replaces it
             "sampler": self._sampler.state(),
@@ -673,6 +675,21 @@ class Loop:
             "batch_size": self._batch_size,
         }
         return Snapshot(name, self.state.step, self.state.epoch, state, self.history.mark(), id(self))
+
+    def _copy_weights(self) -> dict[str, Tensor]:
+        """The model's weights and buffers, copied into the memory of a snapshot the rewind buffer dropped.
+
+        Reusing that memory (rather than allocating a new copy every step) keeps the
+        allocator out of the hot path; in a background thread it would otherwise hand
+        memory back to the system and fault it in again several times a step.
+        """
+        spare = self._rewind.reuse()
+        with torch.no_grad():
+            if spare is None:
+                return {key: tensor.clone() for key, tensor in self._model_state.items()}
+            for key, tensor in self._model_state.items():
+                spare[key].copy_(tensor)
+            return spare
 
     def _apply(self, state: dict[str, Any]) -> None:
         """Put a captured state back (model, optimizer, scheduler, randomness, position, counters)."""

@@ -14,11 +14,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from trainlab.history import HistoryMark
 
-__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "clone_optimizer_state"]
+__all__ = ["Snapshot", "RewindBuffer", "OptimizerCopier", "clone_tree", "clone_optimizer_state"]
 
 
 @dataclass(eq=False)
@@ -58,6 +59,38 @@ def clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class OptimizerCopier:
+    """Copies of one optimizer's ``state_dict()``, made straight from its state (a snapshot per step needs it cheap).
+
+    ``Optimizer.state_dict()`` renumbers the parameters on every call; here the numbering
+    is worked out once per optimizer. Optimizers with state_dict hooks get the real thing.
+    """
+
+    def __init__(self) -> None:
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def copy(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``clone_optimizer_state(optimizer.state_dict())``, only faster."""
+        if optimizer._optimizer_state_dict_pre_hooks or optimizer._optimizer_state_dict_post_hooks:
+            return clone_optimizer_state(optimizer.state_dict())
+        if optimizer is not self.optimizer or len(optimizer.param_groups) != len(self._numbers):
+            self._learn(optimizer)  # a new optimizer, or add_param_group was called
+        index = self._index
+        return {
+            "state": {index.get(id(param), param): {name: _copy_leaf(value) for name, value in per_param.items()}
+                      for param, per_param in optimizer.state.items()},
+            "param_groups": [{name: (list(numbers) if name == "params" else _copy_leaf(value))
+                              for name, value in group.items()}
+                             for group, numbers in zip(optimizer.param_groups, self._numbers)],
+        }
+
+    def _learn(self, optimizer: torch.optim.Optimizer) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self._index = {id(p): i for i, p in reversed(list(enumerate(params)))}  # first occurrence wins
+        self._numbers = [[self._index[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+        self.optimizer = optimizer
+
+
 def _copy_leaf(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach().clone()
@@ -89,6 +122,7 @@ class RewindBuffer:
         self.max_snapshots = max_snapshots
         self._snapshots: deque[tuple[Snapshot, int]] = deque()
         self.nbytes = 0
+        self._spare: dict[str, Tensor] | None = None  # the weights of the last snapshot dropped, for reuse
 
     def __len__(self) -> int:
         return len(self._snapshots)
@@ -101,8 +135,18 @@ class RewindBuffer:
         self._snapshots.append((snapshot, size))
         self.nbytes += size
         while self._snapshots and (self.nbytes > self.budget_bytes or len(self._snapshots) > self.max_snapshots):
-            _, dropped = self._snapshots.popleft()
-            self.nbytes -= dropped
+            dropped, dropped_size = self._snapshots.popleft()
+            self.nbytes -= dropped_size
+            if dropped is not snapshot:  # the newest is still the loop's "last update" (update_ratios)
+                self._spare = dropped.state["model"]
+
+    def reuse(self) -> dict[str, Tensor] | None:
+        """The weights of a dropped snapshot, to copy the next one into; None when there is none.
+
+        Only the buffer ever held them: the loop hands out copies, never these tensors.
+        """
+        spare, self._spare = self._spare, None
+        return spare
 
     def depth(self, current_step: int) -> int:
         """How many updates can be undone from ``current_step``."""
@@ -121,3 +165,4 @@ class RewindBuffer:
         """Forget everything (after a jump that leaves the current line)."""
         self._snapshots.clear()
         self.nbytes = 0
+        self._spare = None
