@@ -415,8 +415,7 @@ def _trained_optimizer(name: str) -> tuple[nn.Module, torch.optim.Optimizer]:
 @pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
 def test_the_optimizer_copy_equals_its_state_dict_and_shares_nothing(name):
     model, optimizer = _trained_optimizer(name)
-    copier = tl.snapshot.OptimizerCopier()
-    copy = copier.copy(optimizer)
+    copy = tl.snapshot.copy_optimizer_state(optimizer)
     assert_tree_equal(copy, optimizer.state_dict())
     kept = clone_tree(copy)
     for per_param in optimizer.state.values():  # the optimizer moves on; the copy must not
@@ -425,17 +424,25 @@ def test_the_optimizer_copy_equals_its_state_dict_and_shares_nothing(name):
                 value.add_(1.0)
     optimizer.param_groups[1]["lr"] = 0.01
     assert_tree_equal(copy, kept)
-    assert_tree_equal(copier.copy(optimizer), optimizer.state_dict())
+    assert_tree_equal(tl.snapshot.copy_optimizer_state(optimizer), optimizer.state_dict())
 
 
-def test_the_optimizer_copy_follows_new_groups_and_honours_state_dict_hooks():
+def test_the_optimizer_copy_follows_changed_groups_and_honours_custom_state_dicts():
     model, optimizer = _trained_optimizer("adam")
-    copier = tl.snapshot.OptimizerCopier()
-    copier.copy(optimizer)
     optimizer.add_param_group({"params": [nn.Parameter(torch.ones(2))], "lr": 0.2})
-    assert_tree_equal(copier.copy(optimizer), optimizer.state_dict())
+    assert_tree_equal(tl.snapshot.copy_optimizer_state(optimizer), optimizer.state_dict())
+    optimizer.param_groups[0]["params"].append(nn.Parameter(torch.zeros(3)))  # "unfreeze" in place
+    assert_tree_equal(tl.snapshot.copy_optimizer_state(optimizer), optimizer.state_dict())
+
+    class CountingSGD(torch.optim.SGD):
+        def state_dict(self):
+            state = super().state_dict()
+            state["param_groups"][0]["count"] = 5
+            return state
+    counting = CountingSGD(model.parameters(), lr=0.1)
+    assert tl.snapshot.copy_optimizer_state(counting)["param_groups"][0]["count"] == 5
 
     def mark(opt, state):
         state["param_groups"][0]["marked"] = True
     optimizer.register_state_dict_post_hook(mark)
-    assert copier.copy(optimizer)["param_groups"][0]["marked"] is True
+    assert tl.snapshot.copy_optimizer_state(optimizer)["param_groups"][0]["marked"] is True

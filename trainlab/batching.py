@@ -126,8 +126,8 @@ class EpochSampler:
 
     def select(self, tensor: Tensor, start: int, stop: int) -> Tensor:
         """The rows of ``tensor`` for positions start..stop of this epoch's order."""
-        if self.order is None:  # not shuffled: a view, no copy (the tensor itself for a full batch)
-            return tensor if start == 0 and stop == self.n else tensor[start:stop]
+        if self.order is None:
+            return tensor[start:stop]  # a view: no copy when the data is not shuffled
         return tensor.index_select(0, self.order[start:stop])
 
     def state(self) -> dict[str, Any]:

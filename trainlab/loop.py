@@ -33,7 +33,7 @@ from trainlab.events import Events, Handle
 from trainlab.history import History
 from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_targets, make_loss,
                               make_optimizer)
-from trainlab.snapshot import OptimizerCopier, RewindBuffer, Snapshot, clone_optimizer_state, clone_tree
+from trainlab.snapshot import RewindBuffer, Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
 
 __all__ = ["Loop", "State", "STAGES"]
 
@@ -152,7 +152,6 @@ class Loop:
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._random_model = _may_draw_random_numbers(self.model)
         self._rewind = RewindBuffer(int(rewind_memory_mb * 2**20))
-        self._optimizer_copier = OptimizerCopier()
         self._guard = _Exclusive(threading.RLock())
         self._stop_requested = False
         self.stop_reason = ""
@@ -507,8 +506,9 @@ class Loop:
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
         with self._exclusive():
-            snapshot = self.snapshot()
-            checkpoint.write(path, snapshot.state, self.history.state_dict(snapshot.history))
+            # Mid-batch, the batch's start; nothing is copied: the file is written before anything moves.
+            start = self._pending if self.batch is not None else self._capture(None)
+            checkpoint.write(path, start.state, self.history.state_dict(start.history))
 
     def load(self, path: str | os.PathLike) -> None:
         """Load a checkpoint from ``save``; a bad file raises CheckpointError and changes nothing."""
@@ -603,8 +603,8 @@ class Loop:
         self.state.step += 1
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
-        self._rewind.push(self._pending)
-        self._last_update_start = self._pending
+        self._rewind.push(self._pending)  # never recycles the snapshot just pushed: it is also...
+        self._last_update_start = self._pending  # ...the last update's start, for update_ratios
         self._close_batch()
         log = {"step": self.state.step, "epoch": self.state.epoch, "loss": self._loss_value, "lr": lr,
                "batch_size": batch_size, "grad_norm": grad_norm}
@@ -667,7 +667,7 @@ class Loop:
         state = {
             "model": self._copy_weights(),
             "optimizer_type": self._optimizer_name,
-            "optimizer": self._optimizer_copier.copy(self.optimizer),
+            "optimizer": copy_optimizer_state(self.optimizer),
             "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
             "rng": self._rng_state,  # never written in place: swapping replaces it
             "sampler": self._sampler.state(),

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from trainlab.history import HistoryMark
 
-__all__ = ["Snapshot", "RewindBuffer", "OptimizerCopier", "clone_tree", "clone_optimizer_state"]
+__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "clone_optimizer_state", "copy_optimizer_state"]
 
 
 @dataclass(eq=False)
@@ -59,36 +59,27 @@ def clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class OptimizerCopier:
-    """Copies of one optimizer's ``state_dict()``, made straight from its state (a snapshot per step needs it cheap).
+def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``clone_optimizer_state(optimizer.state_dict())``, built straight from the optimizer's state.
 
-    ``Optimizer.state_dict()`` renumbers the parameters on every call; here the numbering
-    is worked out once per optimizer. Optimizers with state_dict hooks get the real thing.
+    A snapshot is taken every step, and ``state_dict()`` costs more than the copy itself for
+    a small model. Optimizers that customise ``state_dict`` (an override, or hooks) get the real one.
     """
-
-    def __init__(self) -> None:
-        self.optimizer: torch.optim.Optimizer | None = None
-
-    def copy(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """``clone_optimizer_state(optimizer.state_dict())``, only faster."""
-        if optimizer._optimizer_state_dict_pre_hooks or optimizer._optimizer_state_dict_post_hooks:
-            return clone_optimizer_state(optimizer.state_dict())
-        if optimizer is not self.optimizer or len(optimizer.param_groups) != len(self._numbers):
-            self._learn(optimizer)  # a new optimizer, or add_param_group was called
-        index = self._index
-        return {
-            "state": {index.get(id(param), param): {name: _copy_leaf(value) for name, value in per_param.items()}
-                      for param, per_param in optimizer.state.items()},
-            "param_groups": [{name: (list(numbers) if name == "params" else _copy_leaf(value))
-                              for name, value in group.items()}
-                             for group, numbers in zip(optimizer.param_groups, self._numbers)],
-        }
-
-    def _learn(self, optimizer: torch.optim.Optimizer) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self._index = {id(p): i for i, p in reversed(list(enumerate(params)))}  # first occurrence wins
-        self._numbers = [[self._index[id(p)] for p in group["params"]] for group in optimizer.param_groups]
-        self.optimizer = optimizer
+    if (type(optimizer).state_dict is not torch.optim.Optimizer.state_dict
+            or getattr(optimizer, "_optimizer_state_dict_pre_hooks", None)
+            or getattr(optimizer, "_optimizer_state_dict_post_hooks", None)):
+        return clone_optimizer_state(optimizer.state_dict())
+    numbers: dict[int, int] = {}  # id(parameter) -> its number, counted over all groups as torch does
+    groups, start = [], 0
+    for group in optimizer.param_groups:
+        params = [numbers.setdefault(id(p), i) for i, p in enumerate(group["params"], start)]
+        start += len(params)
+        groups.append({name: (params if name == "params" else _copy_leaf(value)) for name, value in group.items()})
+    return {
+        "state": {numbers[id(param)]: {name: _copy_leaf(value) for name, value in per_param.items()}
+                  for param, per_param in optimizer.state.items()},
+        "param_groups": groups,
+    }
 
 
 def _copy_leaf(value: Any) -> Any:
@@ -143,7 +134,9 @@ class RewindBuffer:
     def reuse(self) -> dict[str, Tensor] | None:
         """The weights of a dropped snapshot, to copy the next one into; None when there is none.
 
-        Only the buffer ever held them: the loop hands out copies, never these tensors.
+        Nothing else holds them: the loop gives out copies of buffered weights (``snapshot()``
+        mid-batch), and its only other reference, ``_last_update_start``, is the newest
+        snapshot, which ``push`` never hands over.
         """
         spare, self._spare = self._spare, None
         return spare
