@@ -458,7 +458,7 @@ class Loop:
         with self._exclusive():
             if self.batch is not None:  # the batch's start; its weights get a copy of their own (see _copy_weights)
                 pending = self._pending
-                state = dict(pending.state, model={key: t.clone() for key, t in pending.state["model"].items()})
+                state = dict(pending.state, model=clone_tree(pending.state["model"]))
                 return Snapshot(name, pending.step, pending.epoch, state, pending.history, id(self))
             return self._capture(name)
 

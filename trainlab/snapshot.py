@@ -60,7 +60,7 @@ def clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """``clone_optimizer_state(optimizer.state_dict())``, built straight from the optimizer's state.
+    """``clone_optimizer_state(optimizer.state_dict())``, without building the state_dict first.
 
     A snapshot is taken every step, and ``state_dict()`` costs more than the copy itself for
     a small model. Optimizers that customise ``state_dict`` (an override, or hooks) get the real one.
@@ -74,12 +74,9 @@ def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     for group in optimizer.param_groups:
         params = [numbers.setdefault(id(p), i) for i, p in enumerate(group["params"], start)]
         start += len(params)
-        groups.append({name: (params if name == "params" else _copy_leaf(value)) for name, value in group.items()})
-    return {
-        "state": {numbers[id(param)]: {name: _copy_leaf(value) for name, value in per_param.items()}
-                  for param, per_param in optimizer.state.items()},
-        "param_groups": groups,
-    }
+        groups.append(dict(group, params=params))
+    state = {numbers[id(param)]: per_param for param, per_param in optimizer.state.items()}
+    return clone_optimizer_state({"state": state, "param_groups": groups})  # the same layout, uncopied
 
 
 def _copy_leaf(value: Any) -> Any:
