@@ -124,11 +124,12 @@ class EpochSampler:
         self.position = min(start + batch_size, self.n)
         return start, self.position
 
-    def select(self, tensor: Tensor, start: int, stop: int) -> Tensor:
-        """The rows of ``tensor`` for positions start..stop of this epoch's order."""
+    def rows(self, inputs: Tensor, targets: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        """The (inputs, targets) rows for positions start..stop of this epoch's order."""
         if self.order is None:
-            return tensor[start:stop]  # a view: no copy when the data is not shuffled
-        return tensor.index_select(0, self.order[start:stop])
+            return inputs[start:stop], targets[start:stop]  # views: no copy when the data is not shuffled
+        index = self.order[start:stop]
+        return inputs.index_select(0, index), targets.index_select(0, index)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the same sequence of batches later."""

@@ -306,91 +306,109 @@ class Loop:
 
     # --- the four stages ---------------------------------------------------------------
 
+    # Each public stage checks that it is due, then runs its body (``_forward`` ...);
+    # ``step`` runs the bodies directly, in order, so a batch pays for one check, not four.
+
     def forward(self) -> Tensor:
         """Run the model on the current batch (starting the next batch if none is open)."""
         with self._exclusive():
             self._expect("forward")
-            if self.batch is None:
-                self._open_batch()
-            self.events.fire("before_forward", self)
-            if not self.model.training:
-                self.model.train()
-            x = self.batch[0]
-            outputs = self._with_loop_rng(self.model, x) if self._random_model else self.model(x)
-            self.last_outputs = outputs
-            self._stage = 1
-            self.events.fire("after_forward", self)
-            return outputs
+            return self._forward()
 
     def loss(self) -> Tensor:
         """Compare the outputs with the targets: a 0-d tensor, still attached to the graph."""
         with self._exclusive():
             self._expect("loss")
-            self.events.fire("before_loss", self)
-            loss = self.loss_fn(self.last_outputs, self.batch[1])
-            if not isinstance(loss, Tensor) or loss.dim() != 0:
-                raise ValueError("the loss function must return one number (a 0-d tensor); "
-                                 "use a loss with reduction='mean'")
-            value = loss.item()  # the step's one sync for the loss
-            if not math.isfinite(value):
-                return self._non_finite(loss, "loss", "loss",
-                                        f"the loss is {value} at step {self.state.step + 1}")
-            self.last_loss = loss
-            self._loss_value = value
-            self._stage = 2
-            self.events.fire("after_loss", self)
-            return loss
+            return self._loss()
 
     def backward(self) -> dict[str, float]:
         """Backpropagate: fill every parameter's ``.grad``; returns {parameter name: gradient norm}."""
         with self._exclusive():
             self._expect("backward")
-            self.events.fire("before_backward", self)
-            for p in self._params:  # zeroed here, so after update() they can still be read
-                p.grad = None
-            self.last_loss.backward()
-            norms, correct = self._grad_norms()
-            bad = _first_non_finite(self.param_names, self._params, norms)
-            if bad is not None:
-                return self._non_finite(self.last_loss, "backward", bad,
-                                        f"the gradient of {bad!r} is not finite at step {self.state.step + 1}")
-            self.last_grad_norms = dict(zip(self.param_names, norms))
-            self._correct = correct
-            self._stage = 3
-            self.events.fire("after_backward", self)
-            return self.last_grad_norms
+            return self._backward()
 
     def update(self) -> dict[str, float]:
         """Let the optimizer move the parameters; closes the batch and returns the step's log."""
         with self._exclusive():
             self._expect("update")
-            self.events.fire("before_update", self)
-            try:
-                self.optimizer.step()
-            except BaseException:
-                self._put_back_weights()  # an interrupted step must not leave half-moved weights
-                raise
-            log = self._commit_step()
-            epoch_ended = self._sampler.epoch_done
+            return self._update()
+
+    def _forward(self) -> Tensor:
+        if self.batch is None:
+            self._open_batch()
+        self.events.fire("before_forward", self)
+        if not self.model.training:
+            self.model.train()
+        x = self.batch[0]
+        outputs = self._with_loop_rng(self.model, x) if self._random_model else self.model(x)
+        self.last_outputs = outputs
+        self._stage = 1
+        self.events.fire("after_forward", self)
+        return outputs
+
+    def _loss(self) -> Tensor:
+        self.events.fire("before_loss", self)
+        loss = self.loss_fn(self.last_outputs, self.batch[1])
+        if not isinstance(loss, Tensor) or loss.dim() != 0:
+            raise ValueError("the loss function must return one number (a 0-d tensor); "
+                             "use a loss with reduction='mean'")
+        value = loss.item()  # the step's one sync for the loss
+        if not math.isfinite(value):
+            return self._non_finite(loss, "loss", "loss", f"the loss is {value} at step {self.state.step + 1}")
+        self.last_loss = loss
+        self._loss_value = value
+        self._stage = 2
+        self.events.fire("after_loss", self)
+        return loss
+
+    def _backward(self) -> dict[str, float]:
+        self.events.fire("before_backward", self)
+        for p in self._params:  # zeroed here, so after update() they can still be read
+            p.grad = None
+        self.last_loss.backward()
+        norms, correct = self._grad_norms()
+        bad = _first_non_finite(self.param_names, self._params, norms)
+        if bad is not None:
+            return self._non_finite(self.last_loss, "backward", bad,
+                                    f"the gradient of {bad!r} is not finite at step {self.state.step + 1}")
+        self.last_grad_norms = dict(zip(self.param_names, norms))
+        self._correct = correct
+        self._stage = 3
+        self.events.fire("after_backward", self)
+        return self.last_grad_norms
+
+    def _update(self) -> dict[str, float]:
+        self.events.fire("before_update", self)
+        try:
+            self.optimizer.step()
+        except BaseException:
+            self._put_back_weights()  # an interrupted step must not leave half-moved weights
+            raise
+        log = self._commit_step()
+        epoch_ended = self._sampler.epoch_done
+        if epoch_ended:
+            self._finish_epoch()
+        try:
+            self.events.fire("after_update", self)
+        finally:  # an ended epoch is always announced, even if an after_update handler raised
             if epoch_ended:
-                self._finish_epoch()
-            try:
-                self.events.fire("after_update", self)
-            finally:  # an ended epoch is always announced, even if an after_update handler raised
-                if epoch_ended:
-                    self.events.fire("after_epoch", self)
-            return log
+                self.events.fire("after_epoch", self)
+        return log
 
     # --- bigger strides ------------------------------------------------------------------
 
     def step(self) -> dict[str, float]:
         """Run the stages left in the current batch (or a whole new batch); returns its log."""
         with self._exclusive():
-            while True:
-                stage = self.next_stage
-                getattr(self, stage)()
-                if stage == "update" or self.batch is None:  # done, or skipped (non-finite)
-                    return self.last_log
+            return self._step()
+
+    def _step(self) -> dict[str, float]:
+        bodies = (self._forward, self._loss, self._backward, self._update)
+        while True:
+            stage = self._stage  # read again each time: a handler may have run a stage itself
+            bodies[stage]()
+            if stage == 3 or self.batch is None:  # updated, or skipped (non-finite)
+                return self.last_log
 
     def run_epoch(self) -> dict[str, float]:
         """Finish the current epoch (or run a whole new one), then validate; returns its log."""
@@ -398,7 +416,7 @@ class Loop:
             self.clear_stop()
             target = self.state.epoch + 1
             while self.state.epoch < target and not self._stop_requested:
-                self.step()
+                self._step()
             return self.last_epoch_log
 
     def fit(self, epochs: int = 1, callbacks: Sequence[Any] = ()) -> History:
@@ -415,7 +433,7 @@ class Loop:
                 target = self.state.epoch + epochs
                 self.events.fire("before_fit", self)
                 while self.state.epoch < target and not self._stop_requested:
-                    self.step()
+                    self._step()
                 self.events.fire("after_fit", self)
             finally:
                 for handle in handles:
@@ -543,8 +561,7 @@ class Loop:
             self.events.fire("before_epoch", self)
         start, stop = self._sampler.take(self._batch_size)
         self._batch_start = start
-        self.batch = (self._sampler.select(self._train[0], start, stop),
-                      self._sampler.select(self._train[1], start, stop))
+        self.batch = self._sampler.rows(*self._train, start, stop)
 
     def _close_batch(self) -> None:
         self.batch: tuple[Tensor, Tensor] | None = None

@@ -51,12 +51,8 @@ _RNG_BYTES = 2 * 5056  # the loop's torch RNG state and the data-order generator
 
 def clone_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
     """A copy of an optimizer ``state_dict()`` sharing no tensor with it (fast path of clone_tree)."""
-    return {
-        "state": {key: {name: _copy_leaf(value) for name, value in per_param.items()}
-                  for key, per_param in state["state"].items()},
-        "param_groups": [{name: _copy_leaf(value) for name, value in group.items()}
-                         for group in state["param_groups"]],
-    }
+    return {"state": {key: _copy_values(per_param) for key, per_param in state["state"].items()},
+            "param_groups": [_copy_values(group) for group in state["param_groups"]]}
 
 
 def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -72,17 +68,26 @@ def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     numbers: dict[int, int] = {}  # id(parameter) -> its number, counted over all groups as torch does
     groups, start = [], 0
     for group in optimizer.param_groups:
-        params = [numbers.setdefault(id(p), i) for i, p in enumerate(group["params"], start)]
-        start += len(params)
-        groups.append(dict(group, params=params))
-    state = {numbers[id(param)]: per_param for param, per_param in optimizer.state.items()}
-    return clone_optimizer_state({"state": state, "param_groups": groups})  # the same layout, uncopied
+        copied = _copy_values(group)
+        copied["params"] = [numbers.setdefault(id(p), i) for i, p in enumerate(group["params"], start)]
+        start += len(copied["params"])
+        groups.append(copied)
+    state = {numbers[id(param)]: _copy_values(per_param) for param, per_param in optimizer.state.items()}
+    return {"state": state, "param_groups": groups}
+
+
+_IMMUTABLE = frozenset({float, int, bool, str, type(None)})
+
+
+def _copy_values(mapping: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a flat dict: tensors cloned, lists copied, numbers and strings kept (they are immutable)."""
+    return {name: value if type(value) in _IMMUTABLE else _copy_leaf(value) for name, value in mapping.items()}
 
 
 def _copy_leaf(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach().clone()
-    return list(value) if isinstance(value, list) else value  # numbers, tuples: immutable
+    return list(value) if isinstance(value, list) else value  # tuples are immutable
 
 
 def clone_tree(value: Any) -> Any:
