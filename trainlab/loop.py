@@ -583,7 +583,7 @@ class Loop:
         grads = [p.grad if p.grad is not None else _ZERO for p in self._params]
         values = list(torch._foreach_norm(grads))
         if self._accuracy_kind:
-            values.append(_correct(self._accuracy_kind, self.last_outputs.detach(), self.batch[1]).to(values[0]))
+            values.append(_correct(self._accuracy_kind, self.last_outputs.detach(), self.batch[1], values[0].dtype))
         numbers = torch.stack(values).tolist() if values else []
         correct = numbers.pop() if self._accuracy_kind else 0.0
         return numbers, correct
@@ -838,13 +838,13 @@ def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
     return scheduler
 
 
-def _correct(kind: str, outputs: Tensor, targets: Tensor) -> Tensor:
-    """The number of right predictions in a batch, as a tensor (no sync)."""
+def _correct(kind: str, outputs: Tensor, targets: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """The number of right predictions in a batch, as a tensor (no sync); counted as ``dtype`` if given."""
     if kind == "multiclass":
         labels = targets.argmax(1) if targets.is_floating_point() else targets
-        return (outputs.argmax(1) == labels).sum()
+        return (outputs.argmax(1) == labels).sum(dtype=dtype)
     threshold = 0.0 if kind == "binary_logits" else 0.5
-    return ((outputs.reshape(targets.shape) > threshold) == (targets > 0.5)).sum()
+    return ((outputs.reshape(targets.shape) > threshold) == (targets > 0.5)).sum(dtype=dtype)
 
 
 def _first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[float]) -> str | None:
