@@ -1,0 +1,29 @@
+"""Row 7: the workshop notebook's kernel at its peak memory, run in a real kernel as a participant would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+WORKSHOP = Path(__file__).resolve().parent.parent / "notebooks" / "04_live_lab.ipynb"
+
+# After the notebook's own cells: play on (the history grows, the rewind buffer fills),
+# then read the kernel's peak resident memory (ru_maxrss is in KiB on Linux).
+_PLAY = "dash.play()\ndash.wait(steps=10**9, timeout={seconds})\ndash.pause()"
+_REPORT = ("import json, resource\n"
+           "print(json.dumps({'kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+           "'steps': loop.state.step}))")
+
+
+def workshop_peak_memory(play_seconds: float) -> dict[str, float]:
+    """Run every cell of the workshop notebook, play ``play_seconds`` more, and return the kernel's peak MB."""
+    notebook = nbformat.read(WORKSHOP, as_version=4)
+    notebook.cells += [nbformat.v4.new_code_cell(_PLAY.format(seconds=play_seconds)),
+                       nbformat.v4.new_code_cell(_REPORT)]
+    NotebookClient(notebook, timeout=120 + play_seconds, kernel_name="python3",
+                   resources={"metadata": {"path": str(WORKSHOP.parent)}}).execute()
+    report = json.loads(notebook.cells[-1].outputs[0]["text"])
+    return {"mb": report["kib"] / 1024, "steps": report["steps"], "play_seconds": play_seconds}
