@@ -36,14 +36,10 @@ class Snapshot:
     @property
     def nbytes(self) -> int:
         """Memory held by the snapshot's own tensors: weights and optimizer state (the rest is small)."""
-        total = _RNG_BYTES
-        for tensor in self.state["model"].values():  # plain loops: this runs once a step
-            total += tensor.nbytes
-        for per_param in self.state["optimizer"]["state"].values():
-            for value in per_param.values():
-                if isinstance(value, Tensor):
-                    total += value.nbytes
-        return total
+        model = sum(t.nbytes for t in self.state["model"].values())
+        optimizer = sum(v.nbytes for per_param in self.state["optimizer"]["state"].values()
+                        for v in per_param.values() if isinstance(v, Tensor))
+        return model + optimizer + _RNG_BYTES
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
