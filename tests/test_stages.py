@@ -84,6 +84,16 @@ def test_step_finishes_an_open_batch_or_runs_a_whole_one():
     assert log["step"] == 2 and loop.state.step == 2
 
 
+def test_step_goes_on_from_wherever_a_handler_left_the_batch():
+    loop = make_loop()
+    losses = []
+    loop.on("before_loss", lambda lp: losses.append(lp.next_stage))
+    loop.on("after_forward", lambda lp: lp.loss())  # a handler may run the next stage itself
+    log = loop.step()
+    assert losses == ["loss"]  # step() did not compute the loss a second time
+    assert log["step"] == 1 and loop.next_stage == "forward"
+
+
 def test_backward_zeroes_gradients_first_so_they_never_accumulate():
     loop = make_loop(shuffle=False)
     loop.forward(); loop.loss(); first = {k: v for k, v in loop.backward().items()}
