@@ -94,6 +94,22 @@ def test_step_goes_on_from_wherever_a_handler_left_the_batch():
     assert log["step"] == 1 and loop.next_stage == "forward"
 
 
+def test_a_subclass_that_redefines_a_stage_has_it_run_by_step_and_fit():
+    class CountingLoop(tl.Loop):
+        calls = 0
+
+        def loss(self):
+            CountingLoop.calls += 1
+            return super().loss()
+
+    X, y = tl.datasets.moons(n=120, noise=0.2, seed=0)
+    loop = CountingLoop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy", batch_size=40)
+    loop.fit(epochs=1)
+    loop.step()
+    assert CountingLoop.calls == 4 and loop.state.step == 4  # 3 batches an epoch, then one more
+    assert tl.Loop._stage_methods[1] == "_loss"  # the plain Loop still skips the public checks
+
+
 def test_backward_zeroes_gradients_first_so_they_never_accumulate():
     loop = make_loop(shuffle=False)
     loop.forward(); loop.loss(); first = {k: v for k, v in loop.backward().items()}

@@ -308,6 +308,13 @@ class Loop:
 
     # Each public stage checks that it is due, then runs its body (``_forward`` ...);
     # ``step`` runs the bodies directly, in order, so a batch pays for one check, not four.
+    # A subclass that redefines a stage has its own version run by step/fit/run_epoch too.
+    _stage_methods: tuple[str, ...] = ("_forward", "_loss", "_backward", "_update")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if any(getattr(cls, stage) is not getattr(Loop, stage) for stage in STAGES):
+            cls._stage_methods = STAGES
 
     def forward(self) -> Tensor:
         """Run the model on the current batch (starting the next batch if none is open)."""
@@ -403,10 +410,9 @@ class Loop:
             return self._step()
 
     def _step(self) -> dict[str, float]:
-        bodies = (self._forward, self._loss, self._backward, self._update)
         while True:
             stage = self._stage  # read again each time: a handler may have run a stage itself
-            bodies[stage]()
+            getattr(self, self._stage_methods[stage])()
             if stage == 3 or self.batch is None:  # updated, or skipped (non-finite)
                 return self.last_log
 
