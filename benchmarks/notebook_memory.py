@@ -32,5 +32,6 @@ def workshop_peak_memory(play_seconds: float) -> dict[str, float]:
                        nbformat.v4.new_code_cell(_REPORT)]
     NotebookClient(notebook, timeout=120 + play_seconds, kernel_name="python3",
                    resources={"metadata": {"path": str(WORKSHOP.parent)}}).execute()
-    report = json.loads(notebook.cells[-1].outputs[0]["text"])
+    printed = "".join(out.get("text", "") for out in notebook.cells[-1].outputs if out.get("name") == "stdout")
+    report = json.loads(printed.splitlines()[-1])  # the last line: a warning may come first
     return {"mb": report["kib"] / 1024, "steps": report["steps"], "play_seconds": play_seconds}
