@@ -337,6 +337,17 @@ def test_rewind_mid_batch_drops_the_open_batch():
     assert_params_equal(params(loop), at_one)
 
 
+def test_step_whose_batch_a_handler_rewound_returns_where_the_loop_is_now():
+    loop = make_loop("sgd")
+    loop.step()
+    loop.step()
+    handle = loop.on("after_backward", lambda lp: lp.rewind(1))
+    log = loop.step()  # the third batch is dropped by the rewind: no update, no loss to report
+    handle.remove()
+    assert loop.state.step == 1
+    assert log == {"step": 1, "epoch": 0, "restored": True} and loop.last_log == log
+
+
 def test_rewind_memory_stays_within_budget_over_10000_steps():
     torch.manual_seed(0)
     loop = tl.Loop(nn.Linear(2, 1), (torch.randn(8, 2), torch.randn(8, 1)), "mse", "sgd", lr=0.01,

@@ -735,6 +735,8 @@ class Loop:
         self._batch_size = int(state["batch_size"])
         self._close_batch()
         self._last_update_start = None
+        # No update ran at the new position: a step whose batch this jump dropped returns this.
+        self.last_log = {"step": self.state.step, "epoch": self.state.epoch, "restored": True}
         self.model.zero_grad(set_to_none=True)
 
     def _try_state(self, state: dict[str, Any]) -> None:
