@@ -185,6 +185,7 @@ def test_stage_calls_from_another_thread_raise_loop_busy_and_change_nothing(tmp_
         "evaluate": lambda: loop.evaluate(loop.train_data), "snapshot": loop.snapshot,
         "restore": lambda: loop.restore(snap), "rewind": lambda: loop.rewind(1), "reset": loop.reset,
         "save": lambda: loop.save(tmp_path / "x.pt"), "load": lambda: loop.load(tmp_path / "x.pt"),
+        "set_optimizer": lambda: loop.set_optimizer("sgd"),
     }
     with Holder(loop):
         for name, call in calls.items():
@@ -194,6 +195,7 @@ def test_stage_calls_from_another_thread_raise_loop_busy_and_change_nothing(tmp_
         assert (loop.state.step, loop.next_stage, len(loop.history)) == (2, stage_due, 2)
         assert_params_equal(params(loop), before)
         assert not (tmp_path / "x.pt").exists()
+        assert loop.optimizer_name == "adam" and not loop.history.changes
     # once the other thread lets go, the loop works again from where it was
     loop.step()
     assert loop.state.step == 3 and loop.next_stage == "forward"

@@ -267,18 +267,19 @@ class Loop:
     def set_optimizer(self, name: str, **options: Any) -> None:
         """Switch to another optimizer by name (fresh state, same lr and weight decay) from the next update.
 
-        Call it at a batch boundary from the thread that runs the loop (the dashboard does).
+        While the dashboard plays, use its optimizer menu (it switches between two batches).
 
         Example: ``loop.set_optimizer("adam")`` or ``loop.set_optimizer("sgd", momentum=0.9)``
         """
-        if self.scheduler is not None:
-            raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
-        if not isinstance(name, str):
-            raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
-        options.setdefault("weight_decay", self.weight_decay)
-        self.optimizer = make_optimizer(name, self.model, self.lr, options)
-        self._optimizer_name = name.lower()
-        self._record_change("optimizer", self._optimizer_name)
+        with self._exclusive():  # the optimizer must not change under a step running in another thread
+            if self.scheduler is not None:
+                raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
+            if not isinstance(name, str):
+                raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
+            options.setdefault("weight_decay", self.weight_decay)
+            self.optimizer = make_optimizer(name, self.model, self.lr, options)
+            self._optimizer_name = name.lower()
+            self._record_change("optimizer", self._optimizer_name)
 
     def update_ratios(self) -> dict[str, float]:
         """How far the last update moved each parameter, relative to its size: ||change|| / ||weights||."""
