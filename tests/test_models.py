@@ -114,6 +114,21 @@ def test_mlp_without_seed_uses_the_global_rng():
 # --- mlp: bad arguments ---------------------------------------------------------------
 
 
+def test_mlp_dropout_follows_each_hidden_activation_and_is_off_in_eval_mode():
+    model = models.mlp(2, [8, 8], 3, dropout=0.5, seed=0)
+    assert [name for name, _ in model.named_children()] == [
+        "hidden1", "act1", "drop1", "hidden2", "act2", "drop2", "output"]
+    assert model.drop1.p == 0.5
+    x = torch.randn(16, 2)
+    model.train()
+    assert not torch.equal(model(x), model(x))  # a new random mask each call
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    plain = models.mlp(2, [8, 8], 3, seed=0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    assert torch.equal(model.hidden1.weight, plain.hidden1.weight)  # dropout draws nothing at build time
+
+
 def test_mlp_unknown_activation_lists_the_choices():
     with pytest.raises(ValueError) as info:
         models.mlp(2, [4], 1, activation="swish")
@@ -132,6 +147,10 @@ def test_mlp_unknown_activation_lists_the_choices():
         (dict(in_features=2, hidden="16", out_features=1), "hidden=\\[16, 16\\]"),
         (dict(in_features=2, hidden=[4], out_features=1, activation=3), "choose one of"),
         (dict(in_features=2, hidden=[4], out_features=1, seed=0.5), "seed"),
+        (dict(in_features=2, hidden=[4], out_features=1, dropout=1.0), "dropout=0.2"),
+        (dict(in_features=2, hidden=[4], out_features=1, dropout=-0.1), "dropout=0.2"),
+        (dict(in_features=2, hidden=[4], out_features=1, dropout=float("nan")), "dropout=0.2"),
+        (dict(in_features=2, hidden=[4], out_features=1, dropout=True), "dropout=0.2"),
     ],
 )
 def test_mlp_bad_arguments_raise_with_a_hint(kwargs, hint):

@@ -40,19 +40,27 @@ def mlp(
     out_features: int,
     activation: str | None = "relu",
     seed: int | None = None,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
-    """A stack of Linear layers with an activation between them: (N, in_features) -> (N, out_features)."""
+    """A stack of Linear layers with an activation between them: (N, in_features) -> (N, out_features).
+
+    ``dropout=0.2`` adds a Dropout layer (``drop1``, ...) after each hidden activation: in
+    training it zeroes a random 20% of the values, a classic cure for overfitting.
+    """
     _check_positive_int("in_features", in_features, "in_features=2")
     _check_positive_int("out_features", out_features, "out_features=2")
     sizes = _check_hidden(hidden)
     make_activation = _activation(activation)
     _check_seed(seed)
+    _check_dropout(dropout)
     widths = [int(in_features), *sizes, int(out_features)]
     with _seeded(seed):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for i, (width_in, width_out) in enumerate(pairwise(widths[:-1]), start=1):
             layers[f"hidden{i}"] = nn.Linear(width_in, width_out)
             layers[f"act{i}"] = make_activation()
+            if dropout:
+                layers[f"drop{i}"] = nn.Dropout(float(dropout))
         layers["output"] = nn.Linear(widths[-2], widths[-1])
         return nn.Sequential(layers)
 
@@ -133,6 +141,13 @@ def _check_positive_int(name: str, value: object, example: str) -> None:
     """Reject a size that is not a whole number of at least 1."""
     if not (_is_int(value) and value >= 1):
         raise ValueError(f"{name} must be a whole number of at least 1, like {example}; got {value!r}")
+
+
+def _check_dropout(dropout: object) -> None:
+    """Reject a dropout rate outside [0, 1)."""
+    if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+        raise ValueError(f"dropout is the fraction of values zeroed in training, from 0 (none) to below 1, "
+                         f"like dropout=0.2; got {dropout!r}")
 
 
 def _check_seed(seed: object) -> None:
