@@ -55,6 +55,25 @@ def test_monitoring_what_is_not_recorded_is_refused_with_a_hint():
         tl.EarlyStopping(patience=-1)
 
 
+@pytest.mark.parametrize("second", [tl.EarlyStopping(monitor="val_loss"), object()])
+def test_a_refused_callback_leaves_none_of_the_others_attached(second):
+    X, y = tl.datasets.moons(n=100, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy")
+    with pytest.raises(ValueError):
+        loop.fit(epochs=10, callbacks=[tl.StopAtTarget("accuracy", 0.0), second])
+    assert loop.state.step == 0
+    loop.fit(epochs=3)  # the StopAtTarget of the refused call would have stopped this after one epoch
+    assert loop.state.epoch == 3 and not loop.stop_requested
+
+
+def test_callbacks_must_be_a_list():
+    X, y = tl.datasets.moons(n=100, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy")
+    with pytest.raises(ValueError, match=r"callbacks=\[tl.EarlyStopping\(\)\]"):
+        loop.fit(epochs=1, callbacks=tl.StopAtTarget("accuracy", 0.0))
+    assert loop.state.step == 0
+
+
 def test_stop_from_a_handler_ends_fit_at_the_batch_boundary():
     X, y = tl.datasets.moons(n=100, seed=0)
     loop = tl.Loop(tl.models.mlp(2, [8], 2), (X, y), "cross_entropy", batch_size=10)

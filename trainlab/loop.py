@@ -433,9 +433,13 @@ class Loop:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a whole number of at least 1; got {epochs!r}")
+        if hasattr(callbacks, "attach"):
+            raise ValueError("callbacks is a list: fit(epochs, callbacks=[tl.EarlyStopping()])")
         with self._exclusive(), self._interrupts_deferred():
-            handles = [h for callback in callbacks for h in _attach(callback, self)]
-            try:
+            handles: list[Handle] = []
+            try:  # inside the try: a callback refused halfway leaves none of the others attached
+                for callback in callbacks:
+                    handles += _attach(callback, self)
                 self.clear_stop()
                 target = self.state.epoch + epochs
                 self.events.fire("before_fit", self)
