@@ -316,6 +316,38 @@ def test_a_checkpoint_of_another_optimizer_is_refused_or_fully_usable(tmp_path):
         assert_tree_equal(got[1], expected[1])
 
 
+def object_loop(kind: type | str) -> tl.Loop:
+    """A loop given an optimizer object of class ``kind`` (or a name), stepped once."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    g = torch.Generator().manual_seed(1234)
+    X, y = torch.randn(20, 4, generator=g), torch.randn(20, 1, generator=g)
+    optimizer = kind if isinstance(kind, str) else kind(model.parameters(), lr=0.01)
+    loop = tl.Loop(model, (X, y), "mse", optimizer=optimizer, lr=0.01, batch_size=6)
+    loop.step()
+    return loop
+
+
+@pytest.mark.parametrize("stages_done", [0, 2])
+@pytest.mark.parametrize("saved_by, loaded_by, why", [
+    (torch.optim.Adam, torch.optim.SGD, "another kind of optimizer"),
+    (torch.optim.SGD, torch.optim.Adam, "another kind of optimizer"),
+    (torch.optim.SGD, "sgd", "optimizer object"),
+])
+def test_a_checkpoint_of_another_optimizer_object_is_refused(tmp_path, stages_done, saved_by, loaded_by, why):
+    object_loop(saved_by).save(tmp_path / "other.pt")
+    loop = object_loop(loaded_by)
+    for stage in tl.STAGES[:stages_done]:
+        getattr(loop, stage)()
+    before = fingerprint(loop)
+    with pytest.raises(tl.CheckpointError, match=why):
+        loop.load(tmp_path / "other.pt")
+    assert_unchanged(loop, before)
+    steps = loop.state.step
+    loop.step()  # and it still trains
+    assert loop.state.step == steps + 1
+
+
 # --- interrupted saves ---------------------------------------------------------------------------
 
 

@@ -210,3 +210,30 @@ def test_on_nonfinite_must_be_a_known_option():
     X, y = regression_data()
     with pytest.raises(ValueError):
         tl.Loop(nn.Linear(3, 1), (X, y), "mse", on_nonfinite="ignore")
+
+
+def test_a_batch_put_back_after_a_nan_is_retried_with_the_same_random_numbers():
+    """With dropout, the retry of a refused batch gives exactly what a first try would have."""
+    poison = {"at": None}
+
+    def loss_fn(outputs, targets):  # NaN once, on the call poison["at"] names
+        loss = nn.functional.mse_loss(outputs, targets)
+        if poison["at"] == 0:
+            loss = loss * float("nan")
+        poison["at"] = None if poison["at"] is None else poison["at"] - 1
+        return loss
+
+    def make() -> tl.Loop:
+        torch.manual_seed(0)
+        X, y = torch.randn(40, 4), torch.randn(40, 1)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 1))
+        return tl.Loop(model, (X, y), loss_fn, "sgd", lr=0.05, batch_size=8)
+
+    twin, loop = make(), make()
+    expected = [twin.step()["loss"] for _ in range(4)]
+    loop.step()
+    poison["at"] = 0
+    with pytest.raises(tl.NonFiniteError):
+        loop.step()
+    assert [loop.step()["loss"] for _ in range(3)] == expected[1:]
+    assert_params_equal(params(loop), params(twin))

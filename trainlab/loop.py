@@ -609,8 +609,10 @@ class Loop:
                 self._finish_epoch()
                 self.events.fire("after_epoch", self)
             return loss
-        # Put the batch back, so that after a rewind or a smaller lr the same samples come next.
+        # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
+        # with the same random numbers (dropout): a retry gives what a first try would have.
         self._sampler.position = self._batch_start
+        self._rng_state = self._pending.state["rng"]
         self._close_batch()
         raise NonFiniteError(
             f"{message}: the parameters were not updated. Undo recent updates with loop.rewind(), "
@@ -747,9 +749,16 @@ class Loop:
     def _try_state(self, state: dict[str, Any]) -> None:
         """Raise if ``state`` (from a file) would not load; changes nothing of the loop."""
         kind = state["optimizer_type"]
-        scratch = (make_optimizer(kind, self.model, None, {}) if kind
-                   else copy.deepcopy(self._given_optimizer or self.optimizer))
+        if not kind and self._given_optimizer is None:
+            raise ValueError("it was saved by a loop given an optimizer object, and this loop's optimizer was "
+                             "chosen by name; build the loop with the same kind of optimizer object to load it")
+        scratch = make_optimizer(kind, self.model, None, {}) if kind else copy.deepcopy(self._given_optimizer)
         scratch.load_state_dict(clone_optimizer_state(state["optimizer"]))
+        for group in scratch.param_groups:  # torch loads any optimizer's settings into any other
+            missing = set(scratch.defaults) - set(group)
+            if missing:
+                raise ValueError(f"it was saved with another kind of optimizer than {type(scratch).__name__} "
+                                 f"(its settings lack {', '.join(sorted(missing))})")
         if self.scheduler is not None and state["scheduler"] is not None:
             copy.deepcopy(self.scheduler).load_state_dict(clone_tree(state["scheduler"]))
         torch.Generator().set_state(state["rng"])
