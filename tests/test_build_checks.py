@@ -91,6 +91,18 @@ def test_regression_targets_must_be_float_and_shaped_like_the_outputs():
     ({"device": "tpu9"}, "device"),
     ({"seed": 1.5}, "seed"),
     ({"accuracy": True, "loss_fn": "mse"}, "classification"),
+    ({"accuracy": "yes"}, "accuracy must be True, False or None"),
+    ({"shuffle": "no"}, "shuffle must be True, False or None"),
+    ({"seed": 2**70}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"rewind_memory_mb": "16"}, "rewind_memory_mb=16"),
+    ({"rewind_memory_mb": float("nan")}, "rewind_memory_mb=16"),
+    ({"rewind_memory_mb": float("inf")}, "rewind_memory_mb=16"),
+    ({"rewind_memory_mb": -5}, "rewind_memory_mb=16"),
+    ({"rewind_memory_mb": None}, "rewind_memory_mb=16"),
+    ({"device": "cuda" if not torch.cuda.is_available() else "mps"}, "device='cpu'"),
+    ({"loss_fn": torch.nn.CrossEntropyLoss(reduction="none")}, "reduction='mean'"),
+    ({"loss_fn": lambda outputs, targets: 0.5}, "reduction='mean'"),
 ])
 def test_bad_options_are_refused_when_the_loop_is_built(moons, options, message):
     options = {"loss_fn": "cross_entropy", **options}
@@ -131,3 +143,59 @@ def test_auto_device_picks_what_is_there(moons):
     loop = tl.Loop(model(), moons, "cross_entropy", device="auto")
     assert loop.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert next(loop.model.parameters()).device.type == loop.device.type
+
+
+def test_a_refused_loop_leaves_the_given_optimizer_as_it_was(moons):
+    net = model()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    with pytest.raises(ValueError, match="scheduler"):
+        tl.Loop(net, moons, "cross_entropy", optimizer=optimizer, lr=0.1, scheduler="step")
+    assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_float64_numpy_data_is_converted_to_the_models_dtype():
+    X, y = tl.datasets.linear(n=40, seed=0)
+    loop = tl.Loop(torch.nn.Linear(10, 1), (X.double().numpy(), y.double().numpy()), "mse", batch_size=8)
+    loop.step()
+    assert loop.batch is None and loop.train_data[0].dtype == torch.float32
+    assert loop.train_data[1].dtype == torch.float32
+
+
+def test_inputs_without_a_feature_axis_get_a_reshape_hint(moons):
+    X, y = moons
+    with pytest.raises(ValueError, match=r"X\.view\(-1, 1\)"):
+        tl.Loop(model(), (X[:, 0], y), "cross_entropy")
+
+
+@pytest.mark.parametrize("bad_val, message", [
+    ((torch.randn(8, 2), torch.full((8,), 7)), "at least 8 outputs"),
+    ((torch.randn(8, 2), torch.zeros(8, 3)), "the loss function failed"),
+])
+def test_validation_and_test_data_are_checked_like_the_training_data(moons, bad_val, message):
+    with pytest.raises(ValueError, match=message):
+        tl.Loop(model(), moons, "cross_entropy", val_data=bad_val)
+    loop = tl.Loop(model(), moons, "cross_entropy")
+    loop.step()
+    weights = [p.detach().clone() for p in loop.model.parameters()]
+    with pytest.raises(ValueError, match=message):
+        loop.evaluate(bad_val)
+    assert all(torch.equal(a, b) for a, b in zip(weights, loop.model.parameters()))
+    assert loop.state.step == 1 and loop.next_stage == "forward"
+
+
+def test_regression_test_targets_must_match_the_outputs_shape():
+    X, y = tl.datasets.linear(n=40, seed=0)
+    loop = tl.Loop(torch.nn.Linear(10, 1), (X, y), "mse")
+    with pytest.raises(ValueError, match=r"y\.view\(-1, 1\)"):
+        loop.evaluate((X, y.view(-1)))  # (n,) against (n, 1) outputs would broadcast to a wrong loss
+
+
+def test_predict_takes_a_batch_like_the_training_inputs(moons):
+    loop = tl.Loop(model(), moons, "cross_entropy")
+    grid = torch.randn(5, 2)
+    expected = loop.predict(grid)
+    assert expected.shape == (5, 2)
+    assert torch.allclose(loop.predict(grid.double().numpy()), expected)  # numpy float64 works too
+    for bad, message in [(None, r"shape \(n, 2\)"), (torch.randn(5, 3), r"\(n, 2\)"), (torch.randn(2), "unsqueeze")]:
+        with pytest.raises(ValueError, match=message):
+            loop.predict(bad)

@@ -237,3 +237,13 @@ def test_a_batch_put_back_after_a_nan_is_retried_with_the_same_random_numbers():
         loop.step()
     assert [loop.step()["loss"] for _ in range(3)] == expected[1:]
     assert_params_equal(params(loop), params(twin))
+
+
+def test_a_nan_in_the_data_is_named_as_bad_data_not_a_too_large_learning_rate():
+    X, y = regression_data()
+    X[5, 1] = float("nan")
+    torch.manual_seed(0)
+    loop = tl.Loop(nn.Linear(3, 1), (X, y), "mse", "sgd", lr=0.1, batch_size=4, shuffle=False)
+    loop.step()
+    with pytest.raises(tl.NonFiniteError, match="batch's inputs hold NaN or infinite values.*skip_batch"):
+        loop.step()

@@ -99,14 +99,18 @@ class Loop:
         """
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be a whole number like 0; got {seed!r}")
         if on_nonfinite not in ("raise", "skip_batch"):
             raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch'; got {on_nonfinite!r}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a whole number, at least 1, or None; got {threads!r}")
+        for name, flag in (("shuffle", shuffle), ("accuracy", accuracy)):
+            if flag is not None and not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True, False or None (the default); got {flag!r}")
+        _check_seed(seed)
+        rewind_bytes = _rewind_bytes(rewind_memory_mb)
+        _check_scheduler_argument(scheduler)  # before a given optimizer object is touched
         self.device = _pick_device(device)
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
@@ -151,7 +155,7 @@ class Loop:
         # Models made only of deterministic torch.nn layers skip the swap (it costs a few us).
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._random_model = _may_draw_random_numbers(self.model)
-        self._rewind = RewindBuffer(int(rewind_memory_mb * 2**20))
+        self._rewind = RewindBuffer(rewind_bytes)
         self._guard = _Exclusive(threading.RLock())
         self._stop_requested = False
         self.stop_reason = ""
@@ -169,6 +173,7 @@ class Loop:
             raise ValueError("give either validation_split or val_data, not both")
         inputs, targets = as_tensors(data, "data")
         check_targets(self.loss_name, self._accuracy_kind, targets, "data")
+        inputs, targets = _usable_data(inputs, targets, _float_dtype(self.model), "data")
         self.train_indices, self.val_indices = split_validation(len(inputs), validation_split, seed)
         if validation_split:
             self._train = inputs[self.train_indices].to(self.device), targets[self.train_indices].to(self.device)
@@ -358,8 +363,7 @@ class Loop:
         self.events.fire("before_loss", self)
         loss = self.loss_fn(self.last_outputs, self.batch[1])
         if not isinstance(loss, Tensor) or loss.dim() != 0:
-            raise ValueError("the loss function must return one number (a 0-d tensor); "
-                             "use a loss with reduction='mean'")
+            raise ValueError(_ONE_NUMBER_LOSS)
         value = loss.item()  # the step's one sync for the loss
         if not math.isfinite(value):
             return self._non_finite(loss, "loss", "loss", f"the loss is {value} at step {self.state.step + 1}")
@@ -477,8 +481,26 @@ class Loop:
 
     def predict(self, inputs: Tensor) -> Tensor:
         """The model's outputs for ``inputs``, in eval mode, without gradients (for plots)."""
-        with self._exclusive(), _eval_mode(self.model), torch.no_grad():
-            return self.model(torch.as_tensor(inputs).to(self.device))
+        with self._exclusive():
+            x = self._predict_inputs(inputs)
+            with _eval_mode(self.model), torch.no_grad():
+                return self.model(x)
+
+    def _predict_inputs(self, inputs: Any) -> Tensor:
+        """``inputs`` as a batch like the training inputs (same dtype and device), or a ValueError."""
+        train_x = self._train[0]
+        shape = tuple(train_x.shape[1:])
+        try:
+            x = torch.as_tensor(inputs)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"predict takes a batch of inputs, a tensor or array of shape (n, {', '.join(map(str, shape))}); "
+                             f"got {type(inputs).__name__}") from None
+        if tuple(x.shape) == shape:
+            raise ValueError(f"predict takes a batch; for one sample of shape {shape} pass x.unsqueeze(0) or [x]")
+        if tuple(x.shape[1:]) != shape:
+            raise ValueError(f"predict takes inputs shaped like the training inputs, (n, {', '.join(map(str, shape))}); "
+                             f"got shape {tuple(x.shape)}")
+        return x.to(self.device, train_x.dtype)
 
     # --- time travel -----------------------------------------------------------------------
 
@@ -609,14 +631,16 @@ class Loop:
                 self._finish_epoch()
                 self.events.fire("after_epoch", self)
             return loss
+        bad_data = _non_finite_data(self.batch)
+        advice = (f"This batch's {bad_data} hold NaN or infinite values: fix the data, or build the loop with "
+                  "on_nonfinite='skip_batch' to skip such batches" if bad_data else
+                  "Undo recent updates with loop.rewind(), lower the learning rate (loop.lr = ...) and continue")
         # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
         # with the same random numbers (dropout): a retry gives what a first try would have.
         self._sampler.position = self._batch_start
         self._rng_state = self._pending.state["rng"]
         self._close_batch()
-        raise NonFiniteError(
-            f"{message}: the parameters were not updated. Undo recent updates with loop.rewind(), "
-            "lower the learning rate (loop.lr = ...) and continue", stage=stage, where=where)
+        raise NonFiniteError(f"{message}: the parameters were not updated. {advice}", stage=stage, where=where)
 
     def _commit_step(self) -> dict[str, float]:
         batch_size = len(self.batch[1])
@@ -689,7 +713,10 @@ class Loop:
         if inputs.shape[1:] != train_x.shape[1:]:
             raise ValueError(f"{what}: each input has shape {tuple(inputs.shape[1:])} but the training "
                              f"inputs have {tuple(train_x.shape[1:])}")
-        return inputs.to(self.device), targets.to(self.device)
+        inputs, targets = _usable_data(inputs, targets, train_x.dtype, what)
+        inputs, targets = inputs.to(self.device), targets.to(self.device)
+        _probe(self.model, self.loss_fn, self._accuracy_kind, inputs, targets)  # labels, target shapes
+        return inputs, targets
 
     # --- state capture (snapshots, rewind, checkpoints) -----------------------------------------
 
@@ -844,9 +871,22 @@ def _pick_device(device: str | torch.device) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(chosen.type, False):
+        raise ValueError(f"this machine has no {chosen.type} device; use device='cpu' (or 'auto': a GPU if there is one)")
+    return chosen
+
+
+_SCHEDULER_HINT = ("scheduler must be a torch.optim.lr_scheduler built on the loop's optimizer, "
+                   "or a function optimizer -> scheduler, e.g. lambda opt: StepLR(opt, step_size=10)")
+
+
+def _check_scheduler_argument(scheduler: Any) -> None:
+    if scheduler is not None and not callable(scheduler) and not hasattr(scheduler, "step"):
+        raise ValueError(_SCHEDULER_HINT)
 
 
 def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
@@ -855,8 +895,7 @@ def _make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
     if callable(scheduler) and not hasattr(scheduler, "step"):
         scheduler = scheduler(optimizer)
     if not hasattr(scheduler, "step") or getattr(scheduler, "optimizer", optimizer) is not optimizer:
-        raise ValueError("scheduler must be a torch.optim.lr_scheduler built on the loop's optimizer, "
-                         "or a function optimizer -> scheduler, e.g. lambda opt: StepLR(opt, step_size=10)")
+        raise ValueError(_SCHEDULER_HINT)
     return scheduler
 
 
@@ -882,6 +921,50 @@ def _first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[
             if not bool(torch.isfinite(p.grad).all()):
                 return name
             norms[i] = float(p.grad.double().norm())
+    return None
+
+
+_ONE_NUMBER_LOSS = "the loss function must return one number (a 0-d tensor); use a loss with reduction='mean'"
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, like 0; got {seed!r}")
+
+
+def _rewind_bytes(megabytes: Any) -> int:
+    """The rewind budget in bytes, or a ValueError: a number of MB, at least 0 (0 turns rewind off)."""
+    if isinstance(megabytes, bool) or not isinstance(megabytes, (int, float)) or not 0 <= megabytes < math.inf:
+        raise ValueError(f"rewind_memory_mb is a number of megabytes, at least 0 (0 turns rewind off), "
+                         f"like rewind_memory_mb=16; got {megabytes!r}")
+    return int(megabytes * 2**20)
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of the model's floating-point weights (None if it has none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def _usable_data(inputs: Tensor, targets: Tensor, dtype: torch.dtype | None, what: str) -> tuple[Tensor, Tensor]:
+    """Floating data in ``dtype``, refused if it has no feature axis.
+
+    NaN/inf in the data are allowed: a teacher may poison a batch on purpose, and
+    ``on_nonfinite="skip_batch"`` exists to skip such batches; the error then names the data.
+    """
+    if inputs.dim() == 1:
+        raise ValueError(f"{what}'s inputs have shape {tuple(inputs.shape)}: one number per sample, with no "
+                         "feature axis; reshape them to (n, 1) with X.view(-1, 1)")
+    if dtype is not None:  # numpy gives float64, the model is float32: convert, as Keras does
+        inputs = inputs.to(dtype)
+        targets = targets.to(dtype) if targets.is_floating_point() else targets
+    return inputs, targets
+
+
+def _non_finite_data(batch: tuple[Tensor, Tensor]) -> str | None:
+    """Which part of a batch holds NaN/inf ("inputs" or "targets"), or None if it is all finite."""
+    for name, tensor in zip(("inputs", "targets"), batch):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
     return None
 
 
@@ -922,6 +1005,8 @@ def _probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, tar
         raise ValueError(f"the model outputs shape {tuple(outputs.shape[1:])} per sample but the targets have "
                          f"{tuple(y.shape[1:])}; reshape the targets (e.g. y.view(-1, 1)) so they match")
     try:
-        loss_fn(outputs, y)
+        loss = loss_fn(outputs, y)
     except Exception as error:
         raise ValueError(f"the loss function failed on the model's outputs: {error}") from error
+    if not isinstance(loss, Tensor) or loss.dim() != 0:
+        raise ValueError(_ONE_NUMBER_LOSS)
