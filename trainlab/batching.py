@@ -62,14 +62,30 @@ def _stack_dataset(dataset: Dataset, what: str) -> tuple[Tensor, Tensor]:
         n = len(dataset)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"{what}: the Dataset has no len(); trainlab needs a sized Dataset") from None
-    pairs = [dataset[i] for i in range(n)]
-    if n and not all(isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in pairs[:1]):
-        raise ValueError(f"{what}: each Dataset item must be an (x, y) pair; got {type(pairs[0]).__name__}")
     if n == 0:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
-    inputs = torch.stack([torch.as_tensor(x) for x, _ in pairs])
-    targets = torch.stack([torch.as_tensor(y) for _, y in pairs])
-    return inputs, targets
+    inputs, targets = [], []
+    for i in range(n):  # one pass: each item is checked against item 0 as it is read
+        x, y = _dataset_item(dataset[i], i, what)
+        if i and (x.shape != inputs[0].shape or y.shape != targets[0].shape):
+            raise ValueError(f"{what}: Dataset item {i} has input shape {tuple(x.shape)} and target shape "
+                             f"{tuple(y.shape)}, but item 0 has {tuple(inputs[0].shape)} and "
+                             f"{tuple(targets[0].shape)}; every item needs the same shapes to be batched")
+        inputs.append(x)
+        targets.append(y)
+    return torch.stack(inputs), torch.stack(targets)
+
+
+def _dataset_item(item: Any, i: int, what: str) -> tuple[Tensor, Tensor]:
+    """Item ``i`` of a Dataset as (input, target) tensors, or a ValueError naming it."""
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        got = type(item).__name__ + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+        raise ValueError(f"{what}: each Dataset item must be an (x, y) pair; item {i} is a {got}; "
+                         "make __getitem__ return (input, target)")
+    try:
+        return torch.as_tensor(item[0]), torch.as_tensor(item[1])
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{what}: Dataset item {i} is not a pair of numbers or tensors ({error})") from None
 
 
 def loader_settings(data: Any) -> tuple[int | None, bool | None]:

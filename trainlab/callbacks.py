@@ -8,8 +8,15 @@ from typing import Any
 from torch import Tensor
 
 from trainlab.events import Handle
+from trainlab.options import real_number
 
 __all__ = ["EarlyStopping", "StopAtTarget"]
+
+
+def _monitor_name(monitor: Any, who: str) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"{who} monitors a metric by name, like 'val_loss' or 'val_accuracy'; got {monitor!r}")
+    return monitor
 
 
 def _mode_for(monitor: str, mode: str) -> str:
@@ -41,11 +48,12 @@ class EarlyStopping:
                  restore_best: bool = True, mode: str = "auto") -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be a whole number of epochs, 0 or more; got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a number, 0 or more; got {min_delta!r}")
-        self.monitor = monitor
+        delta = real_number(min_delta)
+        if delta is None or not 0 <= delta < math.inf:  # NaN or inf would never count an improvement
+            raise ValueError(f"min_delta must be a finite number, 0 or more, like 0.001; got {min_delta!r}")
+        self.monitor = _monitor_name(monitor, "EarlyStopping")
         self.patience = patience
-        self.min_delta = float(min_delta)
+        self.min_delta = delta
         self.restore_best = restore_best
         self.mode = _mode_for(monitor, mode)
         self._reset()
@@ -94,10 +102,11 @@ class StopAtTarget:
     """
 
     def __init__(self, monitor: str = "val_accuracy", target: float = 0.95, mode: str = "auto") -> None:
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target):
+        number = real_number(target)
+        if number is None or not math.isfinite(number):
             raise ValueError(f"target must be a finite number, like 0.95; got {target!r}")
-        self.monitor = monitor
-        self.target = float(target)
+        self.monitor = _monitor_name(monitor, "StopAtTarget")
+        self.target = number
         self.mode = _mode_for(monitor, mode)
         self.reached_epoch: int | None = None
 

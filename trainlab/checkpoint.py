@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -11,9 +12,9 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS
+from trainlab.options import OPTIMIZERS, numbers_finite, real_number
 
-__all__ = ["FORMAT", "write", "read", "check_model", "check_position"]
+__all__ = ["FORMAT", "write", "read", "check_model", "check_position", "check_optimizer_groups"]
 
 FORMAT = "trainlab-checkpoint"
 VERSION = 1
@@ -24,6 +25,7 @@ _STATE_KEYS = {"model", "optimizer_type", "optimizer", "scheduler", "rng", "samp
 def write(path: str | os.PathLike, state: dict[str, Any], history: dict[str, Any]) -> Path:
     """Save atomically: a temp file in the same folder, flushed to disk, then renamed over ``path``."""
     target = Path(path)
+    _check_writable(target)
     payload = {"format": FORMAT, "version": VERSION, "state": state, "history": history}
     for stale in (target.parent or Path(".")).glob(f".{target.name}.*.tmp"):
         stale.unlink(missing_ok=True)  # left by a save that was killed before its rename
@@ -38,6 +40,17 @@ def write(path: str | os.PathLike, state: dict[str, Any], history: dict[str, Any
         Path(temp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def _check_writable(target: Path) -> None:
+    """Refuse a path whose folder is missing (or that is a folder) before any temp file is made."""
+    folder = target.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot save to {str(target)!r}: the folder {str(folder)!r} does not exist; "
+                         "create it first (os.makedirs(folder, exist_ok=True)) or choose another path")
+    if target.is_dir():
+        raise ValueError(f"cannot save to {str(target)!r}: it is a folder; give a file name inside it, "
+                         "like 'run.pt'")
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
@@ -67,27 +80,75 @@ def check_model(saved: Any, current: dict[str, Tensor]) -> None:
     _expect_keys(saved, set(current), "the checkpoint's model (another architecture?)")
     for name, tensor in current.items():
         other = saved[name]
-        if not isinstance(other, Tensor) or other.shape != tensor.shape or other.dtype != tensor.dtype:
-            shape = tuple(other.shape) if isinstance(other, Tensor) else type(other).__name__
-            raise CheckpointError(f"the checkpoint's {name!r} has shape {shape} but the model's has "
+        if not isinstance(other, Tensor):
+            raise CheckpointError(f"the checkpoint's {name!r} is a {type(other).__name__}, not a tensor")
+        if other.shape != tensor.shape:
+            raise CheckpointError(f"the checkpoint's {name!r} has shape {tuple(other.shape)} but the model's has "
                                   f"{tuple(tensor.shape)}: it was saved from another architecture")
+        if other.dtype != tensor.dtype:
+            raise CheckpointError(f"the checkpoint's {name!r} is {other.dtype} but the model's is {tensor.dtype}; "
+                                  f"build the loop with a {other.dtype} model (e.g. model.double() for float64) "
+                                  "to load it")
 
 
-def check_position(state: dict[str, Any], n_train: int) -> None:
-    """Refuse a checkpoint whose place in the epoch does not fit this loop's training data."""
+def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = None) -> None:
+    """Refuse a checkpoint whose place in the epoch (or settings) does not fit this loop.
+
+    ``shuffle`` is the loop's setting; when given, a checkpoint saved with the other setting is refused.
+    """
     sampler = state["sampler"]
     if not isinstance(sampler, dict) or set(sampler) != {"rng", "order", "position"}:
         raise CheckpointError("the checkpoint's data position is malformed")
     order, position = sampler["order"], sampler["position"]
     if order is not None and (not isinstance(order, Tensor) or order.shape != (n_train,)):
         raise CheckpointError(f"the checkpoint was saved with another training set (not {n_train} samples)")
-    if not isinstance(position, int) or not 0 <= position <= n_train:
+    if order is not None and not _is_permutation(order, n_train):
+        raise CheckpointError(f"the checkpoint's sample order is not an order of the {n_train} training samples "
+                              "(edited by hand?); save a new checkpoint with loop.save(path)")
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= n_train:
         raise CheckpointError(f"the checkpoint's position in the epoch ({position!r}) does not fit "
                               f"{n_train} training samples")
+    _check_shuffle(order, position, n_train, shuffle)
     if state["optimizer_type"] is not None and state["optimizer_type"] not in OPTIMIZERS:
         raise CheckpointError(f"the checkpoint's optimizer {state['optimizer_type']!r} is unknown")
-    if not isinstance(state["batch_size"], int) or state["batch_size"] < 1:
+    if isinstance(state["batch_size"], bool) or not isinstance(state["batch_size"], int) or state["batch_size"] < 1:
         raise CheckpointError(f"the checkpoint's batch size {state['batch_size']!r} is not valid")
+    check_optimizer_groups(state)
+
+
+def _is_permutation(order: Tensor, n: int) -> bool:
+    """Whether ``order`` holds each index 0..n-1 exactly once (as EpochSampler draws it)."""
+    return order.dtype == torch.int64 and torch.equal(order.sort().values, torch.arange(n))
+
+
+def _check_shuffle(order: Tensor | None, position: int, n_train: int, shuffle: bool | None) -> None:
+    # A shuffling loop draws an order at each epoch's start; an unshuffled one never has one
+    # (EpochSampler.start_epoch), so an order loaded into it would be kept for every later epoch.
+    if shuffle is None:
+        return
+    if not shuffle and order is not None:
+        raise CheckpointError("the checkpoint was saved from a loop with shuffle=True and this loop has "
+                              "shuffle=False; build the loop with shuffle=True to load it")
+    if shuffle and order is None and position < n_train:  # mid-epoch in the data's own order
+        raise CheckpointError("the checkpoint was saved mid-epoch from a loop with shuffle=False and this "
+                              "loop has shuffle=True; build the loop with shuffle=False to load it")
+
+
+def check_optimizer_groups(state: dict[str, Any]) -> None:
+    """Refuse saved optimizer settings that would break the next update: an lr that is not a number, NaN or inf."""
+    optimizer = state["optimizer"]
+    groups = optimizer.get("param_groups") if isinstance(optimizer, dict) else None
+    if not isinstance(groups, list) or not all(isinstance(group, dict) for group in groups):
+        raise CheckpointError("the checkpoint's optimizer state is malformed; save a new one with loop.save(path)")
+    for i, group in enumerate(groups):
+        lr = real_number(group.get("lr"))
+        if lr is None or not 0 <= lr < math.inf:  # 0 is allowed: a scheduler can anneal down to it
+            raise CheckpointError(f"the checkpoint's learning rate (parameter group {i}) is {group.get('lr')!r}, "
+                                  "not a finite number, 0 or more; save a new checkpoint with loop.save(path)")
+        for name, value in group.items():
+            if name != "params" and not numbers_finite(value):
+                raise CheckpointError(f"the checkpoint's optimizer setting {name!r} (parameter group {i}) is "
+                                      f"{value!r}, not a finite number; save a new checkpoint with loop.save(path)")
 
 
 def _expect_keys(mapping: Any, expected: set[str], what: str) -> None:

@@ -31,8 +31,8 @@ from trainlab.batching import EpochSampler, as_tensors, loader_settings, split_v
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
 from trainlab.events import Events, Handle
 from trainlab.history import History
-from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_targets, make_loss,
-                              make_optimizer)
+from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_optimizer_options, check_targets,
+                              check_weight_decay, make_loss, make_optimizer)
 from trainlab.snapshot import RewindBuffer, Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -125,7 +125,7 @@ class Loop:
         self._take_data(data, validation_split, val_data, seed)
         _probe(self.model, self.loss_fn, self._accuracy_kind, *self._train)
 
-        options = dict(optimizer_options or {})
+        options = check_optimizer_options(optimizer_options)
         options.update({k: v for k, v in (("momentum", momentum), ("weight_decay", weight_decay)) if v is not None})
         self.optimizer = make_optimizer(optimizer, self.model, None if lr is None else check_lr(lr), options)
         # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
@@ -256,13 +256,12 @@ class Loop:
 
     @weight_decay.setter
     def weight_decay(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-            raise ValueError(f"weight_decay must be a finite number, 0 or more, like 1e-4; got {value!r}")
+        value = check_weight_decay(value)
         if "weight_decay" not in self.optimizer.param_groups[0]:
             raise ValueError(f"{type(self.optimizer).__name__} has no weight_decay setting")
         for group in self.optimizer.param_groups:
-            group["weight_decay"] = float(value)
-        self._record_change("weight_decay", float(value))
+            group["weight_decay"] = value
+        self._record_change("weight_decay", value)
 
     @property
     def optimizer_name(self) -> str:
@@ -567,7 +566,7 @@ class Loop:
             payload = checkpoint.read(path)
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
-            checkpoint.check_position(state, self.n_train)
+            checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle)
             try:  # everything is tried on scratch copies first: a refused file changes nothing
                 self._try_state(state)
                 history = self.history.parse_state_dict(payload["history"])

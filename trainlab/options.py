@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "make_optimizer", "check_lr", "check_batch_size",
-           "accuracy_kind", "check_targets"]
+__all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "make_optimizer", "check_optimizer_options", "check_lr",
+           "check_weight_decay", "check_batch_size", "accuracy_kind", "check_targets", "real_number",
+           "numbers_finite"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -69,6 +72,7 @@ def check_targets(loss_name: str, kind: str | None, targets: Tensor, what: str) 
 def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
                    options: dict[str, Any]) -> torch.optim.Optimizer:
     """An optimizer over the model's parameters: built from a name, or the given object."""
+    options = check_optimizer_options(options)
     if isinstance(optimizer, torch.optim.Optimizer):
         if options:
             raise ValueError("optimizer options (momentum, weight_decay, optimizer_options) apply only "
@@ -82,11 +86,50 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)} "
                          "or pass a torch.optim.Optimizer")
     cls = OPTIMIZERS[optimizer.lower()]
+    options = _check_option_values(cls, options)
     try:
         return cls(model.parameters(), lr=0.01 if lr is None else lr, **options)
     except (TypeError, ValueError) as error:
         raise ValueError(f"bad options for {optimizer!r}: {error}. {cls.__name__} accepts the "
                          f"keyword arguments of torch.optim.{cls.__name__}") from None
+
+
+def check_optimizer_options(options: Any) -> dict[str, Any]:
+    """A copy of ``optimizer_options`` as a dict of keyword arguments (None: no options).
+
+    Example: ``check_optimizer_options({"momentum": 0.9, "nesterov": True})``
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError("optimizer_options must be a dict of keyword arguments for the optimizer, like "
+                         f"{{'momentum': 0.9, 'nesterov': True}}; got {type(options).__name__}")
+    bad_keys = [key for key in options if not isinstance(key, str)]
+    if bad_keys:
+        raise ValueError(f"optimizer_options' keys must be option names like 'momentum'; got {bad_keys[0]!r}")
+    if "lr" in options:
+        # The loop owns the learning rate: it checks it, records its changes and sets every group.
+        raise ValueError("the learning rate is not an optimizer option here: pass lr= to the Loop "
+                         "(Loop(..., lr=0.1)) or set loop.lr = 0.1")
+    return dict(options)
+
+
+def _check_option_values(cls: type[torch.optim.Optimizer], options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse NaN/inf numbers and bools where the optimizer expects a number; numbers become floats."""
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    checked = {}
+    for name, value in options.items():
+        default = defaults.get(name)
+        wants_number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if wants_number and _is_bool(value):
+            raise ValueError(f"{name} must be a number, not a bool; got {value!r}")
+        if not numbers_finite(value):  # torch refuses only negative values
+            raise ValueError(f"{name} must be a finite number (NaN or inf would turn the weights to NaN "
+                             f"at the first update); got {value!r}")
+        number = real_number(value)
+        # Plain floats, not numpy or tensor scalars: checkpoints are read with weights_only=True.
+        checked[name] = float(number) if wants_number and number is not None else value
+    return checked
 
 
 def _check_covers(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
@@ -99,12 +142,20 @@ def _check_covers(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
 
 def check_lr(value: Any) -> float:
     """A learning rate: a finite number above zero."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_real_scalar(value):
-        raise ValueError(f"the learning rate must be a number like 0.01; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {value!r}")
-    return value
+    number = real_number(value)
+    if number is None:
+        raise ValueError(f"the learning rate must be a single number like 0.01; got {_short(value)}")
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {_short(value)}")
+    return number
+
+
+def check_weight_decay(value: Any) -> float:
+    """A weight decay: a finite number, 0 or more."""
+    number = real_number(value)
+    if number is None or not 0 <= number < math.inf:
+        raise ValueError(f"weight_decay must be a finite number, 0 or more, like 1e-4; got {_short(value)}")
+    return number
 
 
 def check_batch_size(value: Any) -> int:
@@ -120,8 +171,35 @@ def check_batch_size(value: Any) -> int:
     return size
 
 
-def _is_real_scalar(value: Any) -> bool:
-    """numpy floats and 0-d float tensors count as numbers."""
-    if isinstance(value, Tensor):
-        return value.dim() == 0 and value.is_floating_point()
-    return hasattr(value, "__float__") and not isinstance(value, (str, bytes, complex))
+def real_number(value: Any) -> float | None:
+    """One real number as a float: an int, float, numpy scalar or 0-d array/tensor; None for anything else."""
+    if _is_bool(value) or isinstance(value, (str, bytes, complex)) or not hasattr(value, "__float__"):
+        return None
+    if isinstance(value, Tensor) and value.is_complex():
+        return None
+    if getattr(value, "shape", ()) != () or getattr(getattr(value, "dtype", None), "kind", "f") not in "iuf":
+        return None  # arrays and tensors holding one element among others, complex numpy scalars
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf  # an int like 10**400 is too big for a float: treat it as infinite
+    except (TypeError, ValueError):
+        return None
+
+
+def numbers_finite(value: Any) -> bool:
+    """Whether the numbers in a setting (one, or a tuple like Adam's betas) are finite; non-numbers pass."""
+    parts = value if isinstance(value, (tuple, list)) else (value,)
+    numbers = [real_number(part) for part in parts]
+    return all(number is None or math.isfinite(number) for number in numbers)
+
+
+def _short(value: Any) -> str:
+    """A repr fit for a message (10**400 has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_bool(value: Any) -> bool:
+    """Python, numpy and tensor booleans: True is not a learning rate."""
+    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")

@@ -141,3 +141,17 @@ def test_the_ui_share_is_measured_and_shown(dash, loop):
     dash.pause()
     assert "UI: " in dash.status.value and "% of time" in dash.status.value
     assert "samples/s" in dash.status.value and "– samples/s" not in dash.status.value
+
+
+def test_a_new_dashboard_pauses_the_one_playing_so_none_trains_out_of_reach(make_loop, dashboards):
+    """Re-running a notebook cell replaces its dashboard; the old one's thread must not train on."""
+    old_loop = make_loop()
+    old = dashboards(old_loop)
+    old.play()
+    old.wait(steps=20, timeout=10)
+    dashboards(make_loop())  # the re-run cell's new dashboard
+    assert not old.playing
+    steps = old_loop.state.step
+    time.sleep(0.2)
+    assert old_loop.state.step == steps
+    old_loop.step()  # the old loop is free again

@@ -23,7 +23,7 @@ from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
 from trainlab.widgets.data_view import data_plot_for, data_view_name
 from trainlab.widgets.plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
-from trainlab.widgets.runner import Runner
+from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.stage_view import StageView
 
 __all__ = ["Dashboard"]
@@ -72,6 +72,9 @@ class Dashboard(widgets.VBox):
         wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
+        # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
+        # whose thread would otherwise train on, out of reach, at half the machine's speed.
+        pause_all()
         self.loop = loop
         self.controls = Controls(loop, self._on_action, self._on_setting)
         self.stage_view = StageView(layout=widgets.Layout(width="520px"))

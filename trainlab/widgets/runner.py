@@ -9,13 +9,30 @@ stages, so Pause takes effect at the next stage boundary.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 from trainlab.errors import LoopBusyError
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "pause_all"]
+
+# Every runner made, so that none is left playing where nobody can reach it: re-running a
+# notebook cell replaces its dashboard, but not the old one's thread.
+_RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()
+
+
+def pause_all(timeout: float | None = None) -> None:
+    """Pause every runner that is playing (each waits at most ``timeout`` seconds for its thread)."""
+    for runner in list(_RUNNERS):
+        if runner.playing and not runner.on_runner_thread:
+            runner.pause(timeout)
+
+
+# A thread still running torch when the interpreter exits aborts the process.
+atexit.register(pause_all, 5.0)
 
 
 class Runner:
@@ -42,6 +59,7 @@ class Runner:
         self._calls_lock = threading.Lock()
         self._accepting_calls = False
         self._hold_failed: LoopBusyError | None = None
+        _RUNNERS.add(self)
 
     @property
     def playing(self) -> bool:
@@ -71,12 +89,12 @@ class Runner:
             self._thread.join()
             raise self._hold_failed
 
-    def pause(self) -> None:
+    def pause(self, timeout: float | None = None) -> None:
         """Stop at the next stage boundary; returns once the thread has stopped (and drawn its last frame)."""
         self._pause.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
 
     def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
         """Block until ``steps`` more batches are done, or playing stops, or ``timeout`` seconds pass.
