@@ -167,3 +167,18 @@ def test_how_many_ghosts_and_a_log_scale():
     assert ghosts(branches=False) == ghosts(branches=0) == []
     fig = plot_history(loop.history, metrics=("loss", "accuracy"), log_y=True)
     assert fig.layout.yaxis.type == fig.layout.yaxis2.type == "log"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda loop: compare_runs([loop, loop]), "dict that names each run"),
+    (lambda loop: compare_runs({"a": loop.history.history}), "loop.history.branches"),
+    (lambda loop: compare_runs({}), "dict that names each run"),
+    (lambda loop: plot_history(loop, metrics=None), "list of names"),
+    (lambda loop: plot_history(loop, metrics=[1]), "list of names"),
+    (lambda loop: plot_history(loop, branches=None), "branches is True"),
+])
+def test_wrong_arguments_to_the_plots_say_what_to_pass(call, message):
+    loop = make_loop()
+    loop.fit(epochs=1)
+    with pytest.raises(ValueError, match=message):
+        call(loop)

@@ -47,9 +47,12 @@ def plot_history(
     ``steps``: add every batch's value; ``log_y``: a log scale, so a blown-up run and a normal one both show.
     """
     history, samples_per_epoch = _unpack(history)
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    if not metrics:
-        raise ValueError("metrics needs at least one name, like metrics=('loss', 'accuracy')")
+    metrics = [metrics] if isinstance(metrics, str) else metrics
+    if not isinstance(metrics, Sequence) or not metrics or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(f"metrics is one name or a list of names, like metrics=('loss', 'accuracy'); got {metrics!r}")
+    metrics = list(metrics)
+    if isinstance(branches, float) or not isinstance(branches, int):  # bools are ints: True, False, or a count
+        raise ValueError(f"branches is True (the last few abandoned runs), False (none) or how many; got {branches!r}")
     for metric in metrics:
         _check_metric(history, metric)
     columns = history.steps
@@ -88,12 +91,16 @@ def plot_history(
 
 def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val_loss") -> go.FigureWidget:
     """One metric of several runs (histories, abandoned branches or loops) on one plot, one named curve each."""
-    if not runs:
-        raise ValueError("compare_runs needs at least one run, like {'lr 0.1': history}")
+    if not isinstance(runs, Mapping) or not runs:
+        raise ValueError("compare_runs takes a dict that names each run, like {'lr 0.1': loop_a, 'lr 1.0': "
+                         f"loop_b.history}}; got {type(runs).__name__ if runs else runs!r}")
     fig = go.Figure()
     per_step = False
     for label, run in runs.items():
         run = run.history if _is_loop(run) else run
+        if not isinstance(run, (History, Branch)):
+            raise ValueError(f"run {label!r} must be a loop, its history (loop.history) or an abandoned run "
+                             f"(loop.history.branches[-1]); got {type(run).__name__}")
         if metric in run.history:
             x = np.asarray(run.epoch, dtype=np.float64) + 1
             y = np.asarray(run.history[metric], dtype=np.float64)
