@@ -278,10 +278,10 @@ class UpdateRatioPlot:
     def __init__(self, loop: Any) -> None:
         self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)
         self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
-        # A rule of thumb: around 1e-3. Far above: the lr is too high; far below: too low.
+        # A rule of thumb for big networks: around 1e-3. Small nets learn well above it; near 1 the lr is too high.
         self.figure.add_hline(y=1e-3, line=dict(color="gray", dash="dot"))
         # On a log axis an annotation's y is the log10 of the value: -3 for 1e-3.
-        self.figure.add_annotation(x=0, xref="paper", y=-3, yref="y", text="1e-3: typical", showarrow=False,
+        self.figure.add_annotation(x=0, xref="paper", y=-3, yref="y", text="1e-3: rule of thumb (big nets)", showarrow=False,
                                    xanchor="left", yanchor="bottom", font=dict(size=10, color="#555"))
         self.reset()
 

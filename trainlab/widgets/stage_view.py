@@ -132,7 +132,9 @@ def _update_details(loop: Any, samples: int) -> str:
     largest = max(finite, default=0.0)
     rows = [[html.escape(name), f"{ratio:.2e}", _bar(ratio, largest)] for name, ratio in ratios.items()]
     caption = (f"Update {loop.state.step}: how far each parameter moved, relative to its size "
-               "(‖change‖ / ‖weights‖). Around 1e-3 is typical; much bigger: the learning rate is high.")
+               "(‖change‖ / ‖weights‖). A rule of thumb for big networks is about 1e-3; small ones like "
+               "these often learn well far above it. Near 1, each update rewrites the weights: the learning rate "
+               "is too high.")
     return _table(caption, ["parameter", "update / weight", ""], rows)
 
 
