@@ -155,3 +155,33 @@ def test_a_new_dashboard_pauses_the_one_playing_so_none_trains_out_of_reach(make
     time.sleep(0.2)
     assert old_loop.state.step == steps
     old_loop.step()  # the old loop is free again
+
+
+def test_speed_paces_play_and_pause_still_stops_at_once(make_loop, dashboards):
+    loop = make_loop()
+    dash = dashboards(loop, speed=10)
+    assert dash.speed == 10 and dash.controls.speed_dropdown.value == 10
+    dash.play()
+    time.sleep(1.0)
+    started = time.perf_counter()
+    dash.pause()
+    assert time.perf_counter() - started < 0.5  # Pause does not wait out the pace
+    assert 3 <= loop.state.step <= 15  # ~10 in a second, not the thousands of full speed
+    dash.controls.speed_dropdown.value = 0  # "max" on the menu
+    assert dash.speed is None
+    dash.play()
+    dash.wait(steps=200, timeout=10)
+    dash.pause()
+    assert loop.state.step > 200
+
+
+def test_a_pace_can_be_set_from_code_and_bad_paces_are_refused(make_loop, dashboards):
+    dash = dashboards(make_loop())
+    dash.speed = 2.5  # not on the menu: added to it
+    assert dash.controls.speed_dropdown.value == 2.5 and dash.speed == 2.5
+    for bad in (0, -1, float("nan"), float("inf"), True, "fast"):
+        with pytest.raises(ValueError, match="steps per second"):
+            dash.speed = bad
+    assert dash.speed == 2.5
+    dash.speed = None
+    assert dash.speed is None and dash.controls.speed_dropdown.value == 0

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 
 from trainlab.widgets.stage_view import STAGE_SENTENCES
 
-__all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "status_html"]
+__all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "SPEEDS", "status_html"]
 
 #: The stage buttons, by the stage they run.
 STAGE_BUTTONS: dict[str, str] = {"forward": "Forward", "loss": "Loss", "backward": "Backward", "update": "Update"}
@@ -38,6 +38,10 @@ BUTTON_LABELS = ("Forward", "Loss", "Backward", "Update", "Step", "Epoch", "Play
 
 #: The optimizers a learner can switch between.
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
+
+#: Play's paces, in steps per second (0: as fast as the machine goes): slow enough to watch a
+#: decision boundary move, or a curve grow point by point.
+SPEEDS = (0, 300, 100, 30, 10, 3, 1)
 
 _TOOLTIPS = {
     **{label: STAGE_SENTENCES[stage] for stage, label in STAGE_BUTTONS.items()},
@@ -75,6 +79,9 @@ class Controls:
         self.weight_decay = widgets.FloatText(
             value=loop.weight_decay, step=1e-4, description="weight decay", style=_WIDE,
             layout=widgets.Layout(width="200px"))
+        self.speed_dropdown = widgets.Dropdown(
+            options=[(_speed_label(speed), speed) for speed in SPEEDS], value=0, description="speed",
+            style=_WIDE, layout=widgets.Layout(width="170px"), tooltip="how fast Play trains")
         self.status = widgets.HTML()
         self.alert = widgets.HTML()  # errors (red) and stop reasons (blue)
         # continuous_update=False: a drag is one change (one mark on the plots), applied on release.
@@ -85,10 +92,17 @@ class Controls:
         run_row = [self.buttons[label] for label in ("Step", "Epoch", "Play", "Rewind", "Reset")]
         self.widget = widgets.VBox([
             widgets.HBox(stage_row + [widgets.HTML("&nbsp;│&nbsp;")] + run_row),
-            widgets.HBox([self.lr_slider, self.batch_size_slider, self.optimizer_dropdown, self.weight_decay]),
+            widgets.HBox([self.lr_slider, self.batch_size_slider, self.optimizer_dropdown, self.weight_decay,
+                          self.speed_dropdown]),
             self.status,
             self.alert,
         ])
+
+    def show_speed(self, speed: float) -> None:
+        """Show ``speed`` (steps per second, 0: max) on its dropdown, adding it if it is not a listed pace."""
+        if speed not in [value for _, value in self.speed_dropdown.options]:
+            self.speed_dropdown.options = [*self.speed_dropdown.options, (_speed_label(speed), speed)]
+        self.speed_dropdown.value = speed
 
     def refresh(self, loop: Any, playing: bool) -> None:
         """Enable what can be pressed now: only the due stage (highlighted); nothing but Pause while playing."""
@@ -178,6 +192,12 @@ def _current_loss(loop: Any) -> str:
         return f"{float(loop.last_loss.detach()):.4g}"  # this batch's, once loss() has run
     value = loop.last_log.get("loss")
     return f"{value:.4g}" if value is not None and math.isfinite(value) else "–"
+
+
+def _speed_label(speed: float) -> str:
+    if not speed:
+        return "max"
+    return f"{speed:g} step/s" if speed == 1 else f"{speed:g} steps/s"
 
 
 def _optimizer_options(loop: Any) -> tuple[str, ...]:

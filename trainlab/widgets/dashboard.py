@@ -11,6 +11,7 @@ Who draws, when (only ever one thread at a time):
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from typing import Any, Sequence
@@ -56,7 +57,8 @@ class Dashboard(widgets.VBox):
     boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
     ``max_ui_fraction`` (redraws never take more of the time than this), ``plots`` (which
-    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: all that fit).
+    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: all that fit),
+    ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed).
     Each figure costs the browser a 5 MB script download (plotly's widget bundle) and a
     re-render per update, so on a slow link or machine ``plots=("loss", "decision_boundary")``
     keeps the dashboard light.
@@ -68,7 +70,9 @@ class Dashboard(widgets.VBox):
 
     def __init__(self, loop: Any, *, fps: float = 4.0, boundary_fps: float = 1.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
-                 max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None) -> None:
+                 max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
+                 speed: float | None = None) -> None:
+        _check_speed(speed)
         wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
@@ -86,6 +90,8 @@ class Dashboard(widgets.VBox):
         self._budget = RenderBudget(fps, max_ui_fraction)
         self._data_budget = RenderBudget(boundary_fps, max_ui_fraction)
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
+        self.controls.speed_dropdown.observe(self._on_speed, names="value")
+        self.speed = speed
         self.error: str | None = None  # the last error's message, also shown in the dashboard
         self.exception: BaseException | None = None  # the last error itself, for a closer look
         self._acting = False  # a button action is running: it redraws once, at its end
@@ -146,6 +152,23 @@ class Dashboard(widgets.VBox):
         return self.controls.alert
 
     # --- playing ----------------------------------------------------------------------------
+
+    @property
+    def speed(self) -> float | None:
+        """Play's pace in steps per second (None: as fast as the machine goes); live, even while playing.
+
+        Example: ``dash.speed = 10`` to watch the decision boundary move batch by batch.
+        """
+        return self._runner.steps_per_second
+
+    @speed.setter
+    def speed(self, value: float | None) -> None:
+        _check_speed(value)
+        self._runner.steps_per_second = float(value) if value else None
+        self.controls.show_speed(float(value) if value else 0)
+
+    def _on_speed(self, change: dict[str, Any]) -> None:
+        self._runner.steps_per_second = float(change["new"]) or None
 
     @property
     def playing(self) -> bool:
@@ -365,6 +388,13 @@ class Dashboard(widgets.VBox):
         top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
         rows = [figures[i:i + 2] for i in range(0, len(figures), 2)]
         return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
+
+
+def _check_speed(speed: Any) -> None:
+    if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float))
+                              or not 0 < speed < math.inf):
+        raise ValueError(f"speed is steps per second, a number above 0 like speed=10, or None for as fast "
+                         f"as the machine goes; got {speed!r}")
 
 
 class _Rate:

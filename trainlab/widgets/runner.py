@@ -51,6 +51,7 @@ class Runner:
         self.error: Exception | None = None  # what stopped the last run, if it failed
         self.stop_reason = ""  # loop.stop_reason, if a callback stopped the last run
         self.steps = 0  # batches finished since play(): the one per-step counter
+        self.steps_per_second: float | None = None  # a pace to watch at; None: as fast as it goes
         self._playing = False
         self._thread: threading.Thread | None = None
         self._pause = threading.Event()
@@ -148,6 +149,7 @@ class Runner:
 
     def _play(self, loop: Any) -> None:
         pause = self._pause
+        next_batch = time.monotonic()  # when the next batch may start, at the chosen pace
         while not pause.is_set():
             getattr(loop, loop.next_stage)()
             if loop.next_stage != "forward":
@@ -160,6 +162,19 @@ class Runner:
                 self.stop_reason = loop.stop_reason or "stop requested"
                 return
             self.on_batch()
+            next_batch = self._keep_pace(next_batch)
+
+    def _keep_pace(self, next_batch: float) -> float:
+        """Wait until the next batch is due at ``steps_per_second`` (Pause ends the wait at once)."""
+        now = time.monotonic()
+        rate = self.steps_per_second
+        if not rate:
+            return now
+        next_batch += 1.0 / rate
+        if next_batch <= now:  # behind (slow steps, or a faster pace just chosen): do not race to catch up
+            return now
+        self._pause.wait(next_batch - now)
+        return next_batch
 
     def _run_calls(self) -> None:
         with self._calls_lock:
