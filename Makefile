@@ -2,36 +2,45 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# A CPU build of torch: small, and what the lab needs (this version is also cached on the CI machines).
+# A CPU build of torch: small, and all the lab needs (this version is also cached on the CI machines).
 TORCH ?= torch==2.13.0
+# PyPI's Linux torch is the CUDA build, several GB: use PyTorch's CPU index where it can be reached.
+TORCH_INDEX = $(shell $(PYTHON) -c "import socket; socket.gethostbyname('download.pytorch.org')" 2>/dev/null \
+	&& echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
 .PHONY: lab test test-unit test-notebooks bench clean
 
+# The lab itself: torch, then trainlab (editable) with the notebook layer and JupyterLab.
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "trainlab needs Python 3.10 or newer"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# What the tests and benchmarks add: pytest, nbval, Playwright, Voila, repo2docker.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	mkdir -p test-output && $(PY) -m benchmarks --quick --json test-output/bench-quick.json
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(MAKE) --no-print-directory test-notebooks
 
-test-unit: $(VENV)/.installed
+test-unit: $(VENV)/.installed-test
 	$(PY) -m pytest -q -p no:cacheprovider tests -m "not browser"
 
-test-notebooks: $(VENV)/.installed
+test-notebooks: $(VENV)/.installed-test
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks
 
 clean:
