@@ -315,9 +315,10 @@ def test_bad_n_raises_value_error_saying_what_to_pass(fn, n):
 
 
 @pytest.mark.parametrize("fn", ALL, ids=_ids)
-def test_bad_seed_raises(fn):
+@pytest.mark.parametrize("seed", [1.5, -1, 2**70])
+def test_bad_seed_raises(fn, seed):
     with pytest.raises(ValueError, match="seed"):
-        fn(seed=1.5)
+        fn(seed=seed)
 
 
 @pytest.mark.parametrize("fn", [ds.moons, ds.circles, ds.spiral, ds.xor, ds.linear, ds.sine], ids=_ids)

@@ -147,6 +147,7 @@ def test_mlp_unknown_activation_lists_the_choices():
         (dict(in_features=2, hidden="16", out_features=1), "hidden=\\[16, 16\\]"),
         (dict(in_features=2, hidden=[4], out_features=1, activation=3), "choose one of"),
         (dict(in_features=2, hidden=[4], out_features=1, seed=0.5), "seed"),
+        (dict(in_features=2, hidden=[4], out_features=1, seed=2**70), "seed"),
         (dict(in_features=2, hidden=[4], out_features=1, dropout=1.0), "dropout=0.2"),
         (dict(in_features=2, hidden=[4], out_features=1, dropout=-0.1), "dropout=0.2"),
         (dict(in_features=2, hidden=[4], out_features=1, dropout=float("nan")), "dropout=0.2"),

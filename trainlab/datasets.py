@@ -212,8 +212,9 @@ def _load_digits() -> tuple[Tensor, Tensor]:
 
 def _generator(seed: int) -> torch.Generator:
     """A private random generator, so data never disturbs the global RNG."""
-    if not _is_int(seed):
-        raise ValueError(f"seed picks the random draw; pass a whole number, like seed=0; got {seed!r}")
+    if not _is_int(seed) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed picks the random draw; pass a whole number from 0 to 2**63 - 1, like seed=0; "
+                         f"got {seed!r}")
     return torch.Generator().manual_seed(int(seed))
 
 

@@ -152,8 +152,9 @@ def _check_dropout(dropout: object) -> None:
 
 def _check_seed(seed: object) -> None:
     """Reject a seed that is neither None nor a whole number."""
-    if seed is not None and not _is_int(seed):
-        raise ValueError(f"seed must be a whole number, like seed=0, or None for no fixed seed; got {seed!r}")
+    if seed is not None and not (_is_int(seed) and 0 <= seed < 2**63):
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, like seed=0, or None for no fixed "
+                         f"seed; got {seed!r}")
 
 
 def _is_int(value: object) -> bool:
