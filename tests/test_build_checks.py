@@ -94,7 +94,7 @@ def test_regression_targets_must_be_float_and_shaped_like_the_outputs():
     ({"accuracy": "yes"}, "accuracy must be True, False or None"),
     ({"shuffle": "no"}, "shuffle must be True, False or None"),
     ({"seed": 2**70}, "seed"),
-    ({"seed": -1}, "seed"),
+    ({"seed": -2**63 - 1}, "seed"),
     ({"rewind_memory_mb": "16"}, "rewind_memory_mb=16"),
     ({"rewind_memory_mb": float("nan")}, "rewind_memory_mb=16"),
     ({"rewind_memory_mb": float("inf")}, "rewind_memory_mb=16"),
@@ -102,7 +102,7 @@ def test_regression_targets_must_be_float_and_shaped_like_the_outputs():
     ({"rewind_memory_mb": None}, "rewind_memory_mb=16"),
     ({"device": "cuda" if not torch.cuda.is_available() else "mps"}, "device='cpu'"),
     ({"loss_fn": torch.nn.CrossEntropyLoss(reduction="none")}, "reduction='mean'"),
-    ({"loss_fn": lambda outputs, targets: 0.5}, "reduction='mean'"),
+    ({"loss_fn": lambda outputs, targets: 0.5}, "must return a tensor computed from the outputs"),
 ])
 def test_bad_options_are_refused_when_the_loop_is_built(moons, options, message):
     options = {"loss_fn": "cross_entropy", **options}
@@ -155,13 +155,47 @@ def test_a_refused_loop_leaves_the_given_optimizer_as_it_was(moons):
 
 def test_float64_numpy_data_is_converted_to_the_models_dtype():
     X, y = tl.datasets.linear(n=40, seed=0)
-    loop = tl.Loop(torch.nn.Linear(10, 1), (X.double().numpy(), y.double().numpy()), "mse", batch_size=8)
+    loop = tl.Loop(torch.nn.Linear(10, 1), (X.double().numpy(), y.double().numpy()), "mse", batch_size=8,
+                   val_data=(X.double(), y.double()))
     loop.step()
     assert loop.batch is None and loop.train_data[0].dtype == torch.float32
     assert loop.train_data[1].dtype == torch.float32
+    assert loop.evaluate((X.double().numpy(), y.double().numpy()))["loss"] == pytest.approx(loop.evaluate()["loss"])
 
 
-def test_inputs_without_a_feature_axis_get_a_reshape_hint(moons):
+class CentredTime(torch.nn.Module):
+    """Takes raw float64 timestamps, centres them in float64, then works in float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line = torch.nn.Linear(1, 1)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.line((t - 1.7e9).float())
+
+
+def test_float64_data_is_kept_for_a_model_that_takes_it():
+    t = 1.7e9 + torch.arange(64, dtype=torch.float64).view(-1, 1)  # 1.7e9 + 1 is not a float32
+    loop = tl.Loop(CentredTime(), (t, torch.zeros(64, 1)), "mse", batch_size=8)
+    assert loop.train_data[0].dtype == torch.float64 and len(set(loop.train_data[0].flatten().tolist())) == 64
+
+
+class Line(torch.nn.Module):
+    """y = w * x + b on inputs of shape (n,): one number per sample, no feature axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w, self.b = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w * x + self.b
+
+
+def test_one_number_per_sample_trains_with_a_model_made_for_it_and_gets_a_hint_otherwise(moons):
+    x = torch.linspace(-1, 1, 100)
+    loop = tl.Loop(Line(), (x, 3 * x + 0.5), "mse", "sgd", lr=0.5, batch_size=100)
+    loop.fit(epochs=200)
+    assert loop.model.w.item() == pytest.approx(3.0, abs=1e-3) and loop.model.b.item() == pytest.approx(0.5, abs=1e-3)
     X, y = moons
     with pytest.raises(ValueError, match=r"X\.view\(-1, 1\)"):
         tl.Loop(model(), (X[:, 0], y), "cross_entropy")

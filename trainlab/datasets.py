@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trainlab.options import check_seed
+
 __all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "sine", "digits"]
 
 DIGITS_ROWS = 1797  # rows in the shipped UCI test set
@@ -212,9 +214,7 @@ def _load_digits() -> tuple[Tensor, Tensor]:
 
 def _generator(seed: int) -> torch.Generator:
     """A private random generator, so data never disturbs the global RNG."""
-    if not _is_int(seed) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed picks the random draw; pass a whole number from 0 to 2**63 - 1, like seed=0; "
-                         f"got {seed!r}")
+    check_seed(seed)
     return torch.Generator().manual_seed(int(seed))
 
 

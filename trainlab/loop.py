@@ -31,8 +31,8 @@ from trainlab.batching import EpochSampler, as_tensors, loader_settings, split_v
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
 from trainlab.events import Events, Handle
 from trainlab.history import History
-from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_optimizer_options, check_targets,
-                              check_weight_decay, make_loss, make_optimizer)
+from trainlab.options import (accuracy_kind, check_batch_size, check_lr, check_optimizer_options, check_seed,
+                              check_targets, check_weight_decay, make_loss, make_optimizer, real_number)
 from trainlab.snapshot import RewindBuffer, Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -108,7 +108,7 @@ class Loop:
         for name, flag in (("shuffle", shuffle), ("accuracy", accuracy)):
             if flag is not None and not isinstance(flag, bool):
                 raise ValueError(f"{name} must be True, False or None (the default); got {flag!r}")
-        _check_seed(seed)
+        check_seed(seed)
         rewind_bytes = _rewind_bytes(rewind_memory_mb)
         _check_scheduler_argument(scheduler)  # before a given optimizer object is touched
         self.device = _pick_device(device)
@@ -173,13 +173,13 @@ class Loop:
             raise ValueError("give either validation_split or val_data, not both")
         inputs, targets = as_tensors(data, "data")
         check_targets(self.loss_name, self._accuracy_kind, targets, "data")
-        inputs, targets = _usable_data(inputs, targets, _float_dtype(self.model), "data")
+        inputs, targets = _in_model_dtype(self.model, inputs.to(self.device), targets.to(self.device))
         self.train_indices, self.val_indices = split_validation(len(inputs), validation_split, seed)
         if validation_split:
-            self._train = inputs[self.train_indices].to(self.device), targets[self.train_indices].to(self.device)
-            self._val = inputs[self.val_indices].to(self.device), targets[self.val_indices].to(self.device)
+            self._train = inputs[self.train_indices], targets[self.train_indices]
+            self._val = inputs[self.val_indices], targets[self.val_indices]
         else:
-            self._train = inputs.to(self.device), targets.to(self.device)
+            self._train = inputs, targets
             self._val = self._prepared(val_data, "val_data") if val_data is not None else None
 
     # --- what a learner looks at ---------------------------------------------------
@@ -362,7 +362,7 @@ class Loop:
         self.events.fire("before_loss", self)
         loss = self.loss_fn(self.last_outputs, self.batch[1])
         if not isinstance(loss, Tensor) or loss.dim() != 0:
-            raise ValueError(_ONE_NUMBER_LOSS)
+            raise ValueError(_not_one_number(loss))
         value = loss.item()  # the step's one sync for the loss
         if not math.isfinite(value):
             return self._non_finite(loss, "loss", "loss", f"the loss is {value} at step {self.state.step + 1}")
@@ -712,8 +712,10 @@ class Loop:
         if inputs.shape[1:] != train_x.shape[1:]:
             raise ValueError(f"{what}: each input has shape {tuple(inputs.shape[1:])} but the training "
                              f"inputs have {tuple(train_x.shape[1:])}")
-        inputs, targets = _usable_data(inputs, targets, train_x.dtype, what)
-        inputs, targets = inputs.to(self.device), targets.to(self.device)
+        train_y = self._train[1]  # converted like the training data was (numpy's float64, say)
+        inputs = inputs.to(self.device, train_x.dtype)
+        targets = targets.to(self.device, dtype=train_y.dtype if targets.is_floating_point() and train_y.is_floating_point()
+                             else targets.dtype)
         _probe(self.model, self.loss_fn, self._accuracy_kind, inputs, targets)  # labels, target shapes
         return inputs, targets
 
@@ -923,40 +925,48 @@ def _first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[
     return None
 
 
-_ONE_NUMBER_LOSS = "the loss function must return one number (a 0-d tensor); use a loss with reduction='mean'"
-
-
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, like 0; got {seed!r}")
+def _not_one_number(loss: Any) -> str:
+    """Why a loss function's result cannot be trained on, and what to return instead."""
+    if not isinstance(loss, Tensor):
+        return (f"the loss function must return a tensor computed from the outputs (so backward() can follow "
+                f"it); it returned a {type(loss).__name__}")
+    return (f"the loss function must return one number (a 0-d tensor); it returned shape {tuple(loss.shape)}: "
+            "use a loss with reduction='mean'")
 
 
 def _rewind_bytes(megabytes: Any) -> int:
     """The rewind budget in bytes, or a ValueError: a number of MB, at least 0 (0 turns rewind off)."""
-    if isinstance(megabytes, bool) or not isinstance(megabytes, (int, float)) or not 0 <= megabytes < math.inf:
+    number = real_number(megabytes)
+    if number is None or not 0 <= number < math.inf:
         raise ValueError(f"rewind_memory_mb is a number of megabytes, at least 0 (0 turns rewind off), "
                          f"like rewind_memory_mb=16; got {megabytes!r}")
-    return int(megabytes * 2**20)
+    return int(number * 2**20)
 
 
-def _float_dtype(model: nn.Module) -> torch.dtype | None:
-    """The dtype of the model's floating-point weights (None if it has none)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+def _in_model_dtype(model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The data as given if the model runs on it; else its floats in the model's dtype.
 
-
-def _usable_data(inputs: Tensor, targets: Tensor, dtype: torch.dtype | None, what: str) -> tuple[Tensor, Tensor]:
-    """Floating data in ``dtype``, refused if it has no feature axis.
-
-    NaN/inf in the data are allowed: a teacher may poison a batch on purpose, and
-    ``on_nonfinite="skip_batch"`` exists to skip such batches; the error then names the data.
+    numpy gives float64 and torch layers are float32: such data is converted, as Keras does.
+    A model that takes float64 itself (to centre raw timestamps, say) keeps its precision.
     """
-    if inputs.dim() == 1:
-        raise ValueError(f"{what}'s inputs have shape {tuple(inputs.shape)}: one number per sample, with no "
-                         "feature axis; reshape them to (n, 1) with X.view(-1, 1)")
-    if dtype is not None:  # numpy gives float64, the model is float32: convert, as Keras does
-        inputs = inputs.to(dtype)
-        targets = targets.to(dtype) if targets.is_floating_point() else targets
-    return inputs, targets
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None or not inputs.is_floating_point() or inputs.dtype == dtype or _runs_on(model, inputs[:2]):
+        return inputs, targets
+    return inputs.to(dtype), targets.to(dtype) if targets.is_floating_point() else targets
+
+
+def _runs_on(model: nn.Module, x: Tensor) -> bool:
+    try:
+        _quiet_forward(model, x)
+        return True
+    except Exception:
+        return False
+
+
+def _quiet_forward(model: nn.Module, x: Tensor) -> Any:
+    """The model's outputs for ``x`` in eval mode, leaving no trace: no graph, no random numbers drawn."""
+    with _eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        return model(x)
 
 
 def _non_finite_data(batch: tuple[Tensor, Tensor]) -> str | None:
@@ -987,15 +997,19 @@ def _probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, tar
     """Run the model and loss on two samples now, so shape mistakes are reported at build time."""
     x, y = inputs[:2], targets[:2]
     try:
-        with _eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
-            outputs = model(x)
+        outputs = _quiet_forward(model, x)
     except Exception as error:
         raise ValueError(f"the model failed on a batch of the data (inputs of shape {tuple(x.shape[1:])}): "
                          f"{error}. Check that the model's input size matches the data") from error
     if not isinstance(outputs, Tensor):
         raise ValueError(f"the model must return a tensor; it returned {type(outputs).__name__}")
+    if kind == "multiclass" and outputs.dim() != 2:
+        hint = ("; the inputs have no feature axis: give them shape (n, 1) with X.view(-1, 1)" if x.dim() == 1
+                else "")
+        raise ValueError(f"a classifier must output one score per class for each sample, shape (batch, classes); "
+                         f"on 2 samples the model outputs shape {tuple(outputs.shape)}{hint}")
     if kind == "multiclass" and not targets.is_floating_point():
-        classes = outputs.shape[1] if outputs.dim() == 2 else 0
+        classes = outputs.shape[1]
         top = int(targets.max())
         if top >= classes or int(targets.min()) < 0:
             raise ValueError(f"the targets hold class {top} but the model outputs {classes} scores per sample; "
@@ -1008,4 +1022,4 @@ def _probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, tar
     except Exception as error:
         raise ValueError(f"the loss function failed on the model's outputs: {error}") from error
     if not isinstance(loss, Tensor) or loss.dim() != 0:
-        raise ValueError(_ONE_NUMBER_LOSS)
+        raise ValueError(_not_one_number(loss))

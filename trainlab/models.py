@@ -17,6 +17,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from trainlab.options import check_seed
+
 __all__ = ["ACTIVATIONS", "mlp", "cnn"]
 
 # Each name maps to a layer factory. "linear" is an Identity rather than no
@@ -51,7 +53,7 @@ def mlp(
     _check_positive_int("out_features", out_features, "out_features=2")
     sizes = _check_hidden(hidden)
     make_activation = _activation(activation)
-    _check_seed(seed)
+    check_seed(seed, allow_none=True)
     _check_dropout(dropout)
     widths = [int(in_features), *sizes, int(out_features)]
     with _seeded(seed):
@@ -75,7 +77,7 @@ def cnn(num_classes: int = 10, channels: Sequence[int] = (8, 16), seed: int | No
             f"channels is the number of filters in the two conv layers; pass two whole "
             f"numbers of at least 1, like channels=(8, 16); got {channels!r}"
         )
-    _check_seed(seed)
+    check_seed(seed, allow_none=True)
     c1, c2 = (int(c) for c in channels)
     # Two 2x2 poolings halve the 8x8 image twice, leaving 2x2 per channel.
     side = _DIGIT_SIZE // 4
@@ -148,13 +150,6 @@ def _check_dropout(dropout: object) -> None:
     if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
         raise ValueError(f"dropout is the fraction of values zeroed in training, from 0 (none) to below 1, "
                          f"like dropout=0.2; got {dropout!r}")
-
-
-def _check_seed(seed: object) -> None:
-    """Reject a seed that is neither None nor a whole number."""
-    if seed is not None and not (_is_int(seed) and 0 <= seed < 2**63):
-        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, like seed=0, or None for no fixed "
-                         f"seed; got {seed!r}")
 
 
 def _is_int(value: object) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import operator
 from collections.abc import Mapping
 from typing import Any, Callable
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "make_optimizer", "check_optimizer_options", "check_lr",
-           "check_weight_decay", "check_batch_size", "accuracy_kind", "check_targets", "real_number",
+           "check_weight_decay", "check_seed", "check_batch_size", "accuracy_kind", "check_targets", "real_number",
            "numbers_finite"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
@@ -156,6 +157,15 @@ def check_weight_decay(value: Any) -> float:
     if number is None or not 0 <= number < math.inf:
         raise ValueError(f"weight_decay must be a finite number, 0 or more, like 1e-4; got {_short(value)}")
     return number
+
+
+def check_seed(seed: Any, allow_none: bool = False) -> None:
+    """Refuse a seed torch's generators cannot take (they take whole numbers from -2**63 to 2**64 - 1)."""
+    if seed is None and allow_none:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**64:
+        none = ", or None for no fixed seed" if allow_none else ""
+        raise ValueError(f"seed picks the random numbers: a whole number like seed=0{none}; got {_short(seed)}")
 
 
 def check_batch_size(value: Any) -> int:
