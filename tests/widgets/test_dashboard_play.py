@@ -1,5 +1,6 @@
 """Play/Pause: the loop trains in a background thread while the controls stay live."""
 
+import threading
 import time
 
 import pytest
@@ -185,3 +186,62 @@ def test_a_pace_can_be_set_from_code_and_bad_paces_are_refused(make_loop, dashbo
     assert dash.speed == 2.5
     dash.speed = None
     assert dash.speed is None and dash.controls.speed_dropdown.value == 0
+
+
+def test_a_new_pace_ends_a_slow_wait_at_once(make_loop, dashboards):
+    loop = make_loop()
+    dash = dashboards(loop, speed=0.2)  # a step every 5 s
+    dash.play()
+    dash.wait(steps=1, timeout=10)
+    dash.speed = None  # full speed: the wait under way must not run its 5 s out
+    assert dash.wait(steps=50, timeout=2) >= 50
+    dash.pause()
+
+
+def test_a_dashboard_whose_callback_is_refused_leaves_no_handler_on_the_loop(make_loop):
+    loop = make_loop(validation_split=0.0)
+    before = {name: len(handlers) for name, handlers in loop.events._handlers.items()}
+    with pytest.raises(ValueError):
+        tl.Dashboard(loop, callbacks=[tl.StopAtTarget("accuracy", 0.99), tl.EarlyStopping(monitor="val_loss")])
+    assert {name: len(handlers) for name, handlers in loop.events._handlers.items()} == before
+
+
+def test_dashboards_built_from_two_runner_threads_at_once_do_not_wait_for_each_other(make_loop, dashboards):
+    """A handler may build a dashboard on a runner thread; two doing so must not deadlock."""
+    loops = [make_loop(), make_loop()]
+    built, both_inside = [], threading.Barrier(2, timeout=10)
+
+    def build_once(lp):
+        if not built.count(id(lp)):
+            built.append(id(lp))
+            both_inside.wait()  # both runner threads are here together
+            dashboards(make_loop())
+
+    dashes = [dashboards(lp) for lp in loops]
+    for lp in loops:
+        lp.on("after_update", build_once)
+    for dash in dashes:
+        dash.play()
+    for dash in dashes:
+        dash.wait(timeout=20)  # both stop: paused by the other's new dashboard
+        assert not dash.playing
+
+
+def test_switching_the_optimizer_as_playing_ends_waits_for_the_last_frame(make_loop, dashboards):
+    loop = make_loop()
+    dash = dashboards(loop)
+    slow_last_frame = threading.Event()
+    original = dash._on_stop
+
+    def on_stop():  # the runner still owns the loop while it draws its last frame
+        slow_last_frame.set()
+        time.sleep(0.3)
+        original()
+
+    dash._runner.on_stop = on_stop
+    loop.on("after_update", lambda lp: lp.stop("target reached"))  # play ends by itself, as with a callback
+    dash.play()
+    assert slow_last_frame.wait(10)
+    dash.optimizer_dropdown.value = "adam"  # from the kernel, while the last frame is drawn
+    dash.wait(timeout=10)
+    assert loop.optimizer_name == "adam" and dash.error is None

@@ -54,5 +54,14 @@ def test_mse_has_its_formula():
     assert "mean of (output − target)²" in stage_html(loop)
     loop.backward()
     loop.update()
-    loop.rewind(1)  # after a rewind there is no "last update" to describe
-    assert "Nothing has run yet" in stage_html(loop)
+    loop.rewind(1)  # after a rewind there is no "last update" to describe: it says where the loop is
+    assert "Moved back to step 0" in stage_html(loop) and "update ✓" not in stage_html(loop)
+
+
+def test_after_a_rewind_it_says_where_the_loop_now_is_and_the_status_shows_that_steps_loss(dash, loop):
+    for _ in range(3):
+        dash.buttons["Step"].click()
+    dash.buttons["Rewind"].click()
+    assert loop.state.step == 2
+    assert "Moved back to step 2" in dash.stage_view.value
+    assert f"loss {float(loop.history.steps['loss'][-1]):.4g}" in dash.status.value

@@ -100,8 +100,9 @@ class Controls:
 
     def show_speed(self, speed: float) -> None:
         """Show ``speed`` (steps per second, 0: max) on its dropdown, adding it if it is not a listed pace."""
-        if speed not in [value for _, value in self.speed_dropdown.options]:
-            self.speed_dropdown.options = [*self.speed_dropdown.options, (_speed_label(speed), speed)]
+        if speed not in [value for _, value in self.speed_dropdown.options]:  # fastest first, as listed
+            options = [*self.speed_dropdown.options, (_speed_label(speed), speed)]
+            self.speed_dropdown.options = sorted(options, key=lambda option: -option[1] if option[1] else -math.inf)
         self.speed_dropdown.value = speed
 
     def refresh(self, loop: Any, playing: bool) -> None:
@@ -191,6 +192,8 @@ def _current_loss(loop: Any) -> str:
     if loop.next_stage in ("backward", "update") and loop.last_loss is not None:
         return f"{float(loop.last_loss.detach()):.4g}"  # this batch's, once loss() has run
     value = loop.last_log.get("loss")
+    if value is None and len(loop.history):  # moved in time: the loss of the update that led here
+        value = float(loop.history.steps["loss"][-1])
     return f"{value:.4g}" if value is not None and math.isfinite(value) else "–"
 
 

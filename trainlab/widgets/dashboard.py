@@ -20,6 +20,8 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
+from trainlab.errors import LoopBusyError
+from trainlab.options import real_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
 from trainlab.widgets.data_view import data_plot_for, data_view_name
@@ -72,13 +74,10 @@ class Dashboard(widgets.VBox):
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None) -> None:
-        _check_speed(speed)
+        _checked_speed(speed)
         wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
-        # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
-        # whose thread would otherwise train on, out of reach, at half the machine's speed.
-        pause_all()
         self.loop = loop
         self.controls = Controls(loop, self._on_action, self._on_setting)
         self.stage_view = StageView(layout=widgets.Layout(width="520px"))
@@ -101,12 +100,22 @@ class Dashboard(widgets.VBox):
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         super().__init__(children=self._layout())
-        # Callbacks first: one that refuses this loop (ValueError) leaves no handler of ours behind.
-        self._handles = [handle for callback in callbacks for handle in callback.attach(loop)]
+        # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
+        self._handles = []
+        try:
+            for callback in callbacks:
+                self._handles += callback.attach(loop)
+        except Exception:
+            for handle in self._handles:
+                handle.remove()
+            raise
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
         self._unregister_cell_hook = _on_cell_end(self._after_cell)
+        # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
+        # whose thread would otherwise train on, out of reach, at half the machine's speed.
+        pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
         self._safe_redraw()
 
     def __repr__(self) -> str:
@@ -163,9 +172,9 @@ class Dashboard(widgets.VBox):
 
     @speed.setter
     def speed(self, value: float | None) -> None:
-        _check_speed(value)
-        self._runner.steps_per_second = float(value) if value else None
-        self.controls.show_speed(float(value) if value else 0)
+        pace = _checked_speed(value)
+        self._runner.steps_per_second = pace
+        self.controls.show_speed(pace or 0)
 
     def _on_speed(self, change: dict[str, Any]) -> None:
         self._runner.steps_per_second = float(change["new"]) or None
@@ -327,7 +336,7 @@ class Dashboard(widgets.VBox):
         def apply() -> None:
             try:
                 _SETTERS[name](loop, value)
-            except ValueError as error:  # the loop refused it: nothing changed
+            except (ValueError, LoopBusyError) as error:  # the loop refused it: nothing changed
                 self._show_error(error)
                 self.controls.sync(loop)
 
@@ -390,11 +399,15 @@ class Dashboard(widgets.VBox):
         return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
 
 
-def _check_speed(speed: Any) -> None:
-    if speed is not None and (isinstance(speed, bool) or not isinstance(speed, (int, float))
-                              or not 0 < speed < math.inf):
+def _checked_speed(speed: Any) -> float | None:
+    """A pace in steps per second as a float (None: full speed), or a ValueError saying what to pass."""
+    if speed is None:
+        return None
+    number = real_number(speed)
+    if number is None or not 0 < number < math.inf:
         raise ValueError(f"speed is steps per second, a number above 0 like speed=10, or None for as fast "
                          f"as the machine goes; got {speed!r}")
+    return number
 
 
 class _Rate:

@@ -24,15 +24,23 @@ __all__ = ["Runner", "pause_all"]
 _RUNNERS: "weakref.WeakSet[Runner]" = weakref.WeakSet()
 
 
-def pause_all(timeout: float | None = None) -> None:
-    """Pause every runner that is playing (each waits at most ``timeout`` seconds for its thread)."""
+def pause_all(reason: str = "", timeout: float | None = None) -> None:
+    """Pause every runner that is playing (each waits at most ``timeout`` seconds for its thread).
+
+    ``reason`` becomes the paused runners' ``stop_reason``, for their dashboards to show.
+    """
     for runner in list(_RUNNERS):
         if runner.playing and not runner.on_runner_thread:
+            runner.stop_reason = reason
             runner.pause(timeout)
 
 
+def _on_a_runner_thread() -> bool:
+    return any(runner.on_runner_thread for runner in list(_RUNNERS))
+
+
 # A thread still running torch when the interpreter exits aborts the process.
-atexit.register(pause_all, 5.0)
+atexit.register(pause_all, "", 5.0)
 
 
 class Runner:
@@ -51,7 +59,8 @@ class Runner:
         self.error: Exception | None = None  # what stopped the last run, if it failed
         self.stop_reason = ""  # loop.stop_reason, if a callback stopped the last run
         self.steps = 0  # batches finished since play(): the one per-step counter
-        self.steps_per_second: float | None = None  # a pace to watch at; None: as fast as it goes
+        self._steps_per_second: float | None = None
+        self._wake = threading.Event()  # ends a paced wait early: Pause, or a new pace
         self._playing = False
         self._thread: threading.Thread | None = None
         self._pause = threading.Event()
@@ -66,6 +75,16 @@ class Runner:
     def playing(self) -> bool:
         """Whether the background thread is playing the loop."""
         return self._playing
+
+    @property
+    def steps_per_second(self) -> float | None:
+        """The pace Play keeps, to be watched (None: as fast as it goes); a change applies at once."""
+        return self._steps_per_second
+
+    @steps_per_second.setter
+    def steps_per_second(self, value: float | None) -> None:
+        self._steps_per_second = value
+        self._wake.set()
 
     @property
     def on_runner_thread(self) -> bool:
@@ -93,8 +112,10 @@ class Runner:
     def pause(self, timeout: float | None = None) -> None:
         """Stop at the next stage boundary; returns once the thread has stopped (and drawn its last frame)."""
         self._pause.set()
+        self._wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        # A runner thread never waits for another: two could end up waiting for each other.
+        if thread is not None and not _on_a_runner_thread():
             thread.join(timeout)
 
     def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
@@ -125,6 +146,9 @@ class Runner:
             if self._accepting_calls:
                 self._calls.append(fn)
                 return
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()  # it may still own the loop, drawing its last frame
         fn()
 
     # --- the thread ------------------------------------------------------------------------
@@ -149,7 +173,7 @@ class Runner:
 
     def _play(self, loop: Any) -> None:
         pause = self._pause
-        next_batch = time.monotonic()  # when the next batch may start, at the chosen pace
+        released = time.monotonic()  # when the last batch started, for the pace
         while not pause.is_set():
             getattr(loop, loop.next_stage)()
             if loop.next_stage != "forward":
@@ -162,19 +186,20 @@ class Runner:
                 self.stop_reason = loop.stop_reason or "stop requested"
                 return
             self.on_batch()
-            next_batch = self._keep_pace(next_batch)
+            if self._steps_per_second:
+                released = self._keep_pace(released)
 
-    def _keep_pace(self, next_batch: float) -> float:
-        """Wait until the next batch is due at ``steps_per_second`` (Pause ends the wait at once)."""
-        now = time.monotonic()
-        rate = self.steps_per_second
-        if not rate:
-            return now
-        next_batch += 1.0 / rate
-        if next_batch <= now:  # behind (slow steps, or a faster pace just chosen): do not race to catch up
-            return now
-        self._pause.wait(next_batch - now)
-        return next_batch
+    def _keep_pace(self, released: float) -> float:
+        """Wait until the next batch is due at the pace; returns when it starts. Pause or a new pace wake it."""
+        while not self._pause.is_set():
+            self._wake.clear()
+            rate, now = self._steps_per_second, time.monotonic()
+            due = released + 1.0 / rate if rate else now
+            if due <= now:  # behind (slow steps, or a faster pace just chosen): do not race to catch up
+                return now
+            if not self._wake.wait(due - now):
+                return due
+        return time.monotonic()
 
     def _run_calls(self) -> None:
         with self._calls_lock:

@@ -63,6 +63,9 @@ def stage_html(loop: Any, samples: int = 5) -> str:
         body = details[done](loop, samples)
     elif loop.last_log.get("skipped") and loop.last_log.get("step") == loop.state.step:
         body = "<p>The last batch was skipped: its loss or gradients were not finite, so no update was made.</p>"
+    elif loop.last_log.get("restored") and loop.last_log.get("step") == loop.state.step:
+        body = (f"<p>Moved back to step {loop.state.step} (rewind, restore, reset or load): the weights are "
+                "exactly as they were then. Press <b>Forward</b> or <b>Step</b> to train on from here.</p>")
     else:
         body = ("<p>Nothing has run yet. Press <b>Forward</b> to send the first batch through the model, "
                 "or <b>Step</b> for a whole batch.</p>")
