@@ -434,3 +434,27 @@ print("not killed")
     assert any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
     loop.save(path)
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_an_infinite_setting_is_kept_but_a_nan_one_is_refused(tmp_path):
+    loop = object_loop(torch.optim.SGD)
+    loop.optimizer.param_groups[0]["max_step"] = float("inf")  # a setting an optimizer may mean as "no limit"
+    loop.save(tmp_path / "inf.pt")
+    loop.step()
+    loop.load(tmp_path / "inf.pt")
+    assert loop.optimizer.param_groups[0]["max_step"] == float("inf")
+    loop.optimizer.param_groups[0]["max_step"] = float("nan")
+    loop.save(tmp_path / "nan.pt")
+    loop.optimizer.param_groups[0]["max_step"] = 1.0
+    before = fingerprint(loop)
+    with pytest.raises(tl.CheckpointError, match="'max_step'"):
+        loop.load(tmp_path / "nan.pt")
+    assert_unchanged(loop, before)
+
+
+def test_numpy_numbers_in_optimizer_options_still_give_a_loadable_checkpoint(tmp_path):
+    loop = make_loop("adam", optimizer_options={"betas": (np.float64(0.9), np.float32(0.99))})
+    loop.step()
+    loop.save(tmp_path / "numpy.pt")
+    loop.load(tmp_path / "numpy.pt")
+    assert loop.optimizer.param_groups[0]["betas"] == (0.9, pytest.approx(0.99))

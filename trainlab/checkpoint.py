@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS, numbers_finite, real_number
+from trainlab.options import OPTIMIZERS, real_number
 
 __all__ = ["FORMAT", "write", "read", "check_model", "check_position", "check_optimizer_groups"]
 
@@ -113,7 +113,6 @@ def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = N
         raise CheckpointError(f"the checkpoint's optimizer {state['optimizer_type']!r} is unknown")
     if isinstance(state["batch_size"], bool) or not isinstance(state["batch_size"], int) or state["batch_size"] < 1:
         raise CheckpointError(f"the checkpoint's batch size {state['batch_size']!r} is not valid")
-    check_optimizer_groups(state)
 
 
 def _is_permutation(order: Tensor, n: int) -> bool:
@@ -145,10 +144,16 @@ def check_optimizer_groups(state: dict[str, Any]) -> None:
         if lr is None or not 0 <= lr < math.inf:  # 0 is allowed: a scheduler can anneal down to it
             raise CheckpointError(f"the checkpoint's learning rate (parameter group {i}) is {group.get('lr')!r}, "
                                   "not a finite number, 0 or more; save a new checkpoint with loop.save(path)")
-        for name, value in group.items():
-            if name != "params" and not numbers_finite(value):
+        for name, value in group.items():  # inf can be meant (an optimizer's max_step, say); NaN never is
+            if name != "params" and _holds_nan(value):
                 raise CheckpointError(f"the checkpoint's optimizer setting {name!r} (parameter group {i}) is "
-                                      f"{value!r}, not a finite number; save a new checkpoint with loop.save(path)")
+                                      f"{value!r}, not a number; save a new checkpoint with loop.save(path)")
+
+
+def _holds_nan(value: Any) -> bool:
+    """Whether a setting (one number, or a tuple like Adam's betas) holds a NaN."""
+    parts = value if isinstance(value, (tuple, list)) else (value,)
+    return any(math.isnan(number) for number in map(real_number, parts) if number is not None)
 
 
 def _expect_keys(mapping: Any, expected: set[str], what: str) -> None:

@@ -489,16 +489,16 @@ class Loop:
         """``inputs`` as a batch like the training inputs (same dtype and device), or a ValueError."""
         train_x = self._train[0]
         shape = tuple(train_x.shape[1:])
+        batch = f"(n, {', '.join(map(str, shape))})"
         try:
             x = torch.as_tensor(inputs)
         except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"predict takes a batch of inputs, a tensor or array of shape (n, {', '.join(map(str, shape))}); "
+            raise ValueError(f"predict takes a batch of inputs, a tensor or array of shape {batch}; "
                              f"got {type(inputs).__name__}") from None
         if tuple(x.shape) == shape:
             raise ValueError(f"predict takes a batch; for one sample of shape {shape} pass x.unsqueeze(0) or [x]")
         if tuple(x.shape[1:]) != shape:
-            raise ValueError(f"predict takes inputs shaped like the training inputs, (n, {', '.join(map(str, shape))}); "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(f"predict takes inputs shaped like the training inputs, {batch}; got shape {tuple(x.shape)}")
         return x.to(self.device, train_x.dtype)
 
     # --- time travel -----------------------------------------------------------------------
@@ -567,6 +567,7 @@ class Loop:
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
             checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle)
+            checkpoint.check_optimizer_groups(state)
             try:  # everything is tried on scratch copies first: a refused file changes nothing
                 self._try_state(state)
                 history = self.history.parse_state_dict(payload["history"])
@@ -785,8 +786,9 @@ class Loop:
         for group in scratch.param_groups:  # torch loads any optimizer's settings into any other
             missing = set(scratch.defaults) - set(group)
             if missing:
-                raise ValueError(f"it was saved with another kind of optimizer than {type(scratch).__name__} "
-                                 f"(its settings lack {', '.join(sorted(missing))})")
+                raise ValueError(f"it was saved with another kind of optimizer than this loop's "
+                                 f"{type(scratch).__name__} (its settings lack {', '.join(sorted(missing))}); "
+                                 "build the loop with the optimizer that saved it")
         if self.scheduler is not None and state["scheduler"] is not None:
             copy.deepcopy(self.scheduler).load_state_dict(clone_tree(state["scheduler"]))
         torch.Generator().set_state(state["rng"])

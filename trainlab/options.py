@@ -127,9 +127,8 @@ def _check_option_values(cls: type[torch.optim.Optimizer], options: dict[str, An
         if not numbers_finite(value):  # torch refuses only negative values
             raise ValueError(f"{name} must be a finite number (NaN or inf would turn the weights to NaN "
                              f"at the first update); got {value!r}")
-        number = real_number(value)
-        # Plain floats, not numpy or tensor scalars: checkpoints are read with weights_only=True.
-        checked[name] = float(number) if wants_number and number is not None else value
+        checked[name] = _plain(value) if wants_number or isinstance(value, tuple) else value
+
     return checked
 
 
@@ -195,6 +194,14 @@ def real_number(value: Any) -> float | None:
         return math.inf  # an int like 10**400 is too big for a float: treat it as infinite
     except (TypeError, ValueError):
         return None
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as Python floats (in a tuple too, like Adam's betas): checkpoints are read with weights_only=True."""
+    if isinstance(value, tuple):
+        return tuple(_plain(part) for part in value)
+    number = real_number(value)
+    return value if number is None else float(number)
 
 
 def numbers_finite(value: Any) -> bool:

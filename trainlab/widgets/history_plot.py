@@ -51,7 +51,7 @@ def plot_history(
     if not isinstance(metrics, Sequence) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise ValueError(f"metrics is one name or a list of names, like metrics=('loss', 'accuracy'); got {metrics!r}")
     metrics = list(metrics)
-    if isinstance(branches, float) or not isinstance(branches, int):  # bools are ints: True, False, or a count
+    if not isinstance(branches, int):  # True, False (bools are ints), or a count
         raise ValueError(f"branches is True (the last few abandoned runs), False (none) or how many; got {branches!r}")
     for metric in metrics:
         _check_metric(history, metric)
