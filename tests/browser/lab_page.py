@@ -69,6 +69,23 @@ def loss_points(page: Any) -> int:
     return page.evaluate(LOSS_POINTS_JS)
 
 
+_BOUNDARY_SUM_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const title = ((gd.layout || {}).title || {}).text || '';
+        const heatmap = title.startsWith('Decision') && (gd.data || []).find(t => t.type === 'heatmap');
+        if (heatmap && heatmap.z) {
+            return Array.from(heatmap.z, row => Array.from(row).reduce((a, b) => a + b, 0)).reduce((a, b) => a + b, 0);
+        }
+    }
+    return null;
+}"""
+
+
+def boundary_sum(page: Any) -> float | None:
+    """The sum of the decision boundary's colours as the page holds them (None until it is drawn)."""
+    return page.evaluate(_BOUNDARY_SUM_JS)
+
+
 def set_slider(page: Any, label: str, value: str) -> None:
     """Type a value into the readout of the slider whose label contains ``label`` (as a person can)."""
     slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label)).first

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, loss_points, screenshot_whole, set_slider,
+from lab_page import (ANNOTATIONS_JS, boundary_sum, button, dismiss_dialogs, loss_points, screenshot_whole, set_slider,
                       status_text, step_count, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,5 +144,13 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     before = step_count(page)
     button(page, "Step").click()
     wait_until(lambda: step_count(page) == before + 1, 15, "one more step")
+    # Every figure still takes the kernel's updates (anywidget drops them for good from a
+    # figure that started late; the decision boundary, made last, used to freeze).
+    boundary = wait_until(lambda: boundary_sum(page), 30, "the decision boundary")
+    for _ in range(3):
+        steps = step_count(page)
+        button(page, "Epoch").click()
+        wait_until(lambda: step_count(page) > steps, 30, "an epoch")
+    wait_until(lambda: boundary_sum(page) != boundary, 15, "the decision boundary to redraw")
     page.screenshot(path=str(output_dir / "5-voila.png"))
     assert_no_console_errors(page)

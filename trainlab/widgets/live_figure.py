@@ -21,13 +21,21 @@ Two problems with updating a FigureWidget many times a second from a background 
   the page asks for the widgets' state; a reloaded JupyterLab tab) draws it empty. So
   ``get_state`` fills those two traits from the figure as it is now: nothing more is sent
   per update, and any state request gets the present traces.
+- **Start-up.** A FigureWidget is an anywidget whose module (``_esm``) is plotly's whole 5 MB
+  widget bundle, run once per figure, and anywidget gives each figure 2 s to start: one
+  that misses it ignores every later message from the kernel, for good. Voila creates all
+  the dashboard's figures at once, the bundle takes ~0.8 s a run, and the last figures
+  froze (the decision boundary never redrew). So the bundle runs once per page, shared.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
@@ -39,8 +47,21 @@ _GIVE_UP_WAITING = 2.0  # seconds: a view that was closed never answers; do not 
 _FIGURE_TRAITS = ("_widget_data", "_widget_layout")  # the figure as a newly connecting view draws it
 
 
+def _shared_module() -> str:
+    """An ``_esm`` that runs plotly's widget bundle once per page (keyed by its hash) and shares it."""
+    source = (Path(go.__file__).parents[1] / "package_data" / "widgetbundle.js").read_text()
+    key = "trainlab.plotly-widget." + hashlib.sha1(source.encode()).hexdigest()[:16]
+    return (f"const key = {json.dumps(key)};\nconst source = {json.dumps(source)};\n"
+            "export default async () => {\n"
+            "  globalThis[key] ??= import(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })));\n"
+            "  return (await globalThis[key]).default();\n"
+            "};\n")
+
+
 class LiveFigure(go.FigureWidget):
     """A FigureWidget that knows whether a browser has rendered its last update, and is safe to update from a thread."""
+
+    _esm = _shared_module()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Private names only: plotly refuses unknown public attributes on a figure.
