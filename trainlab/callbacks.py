@@ -10,7 +10,24 @@ from torch import Tensor
 from trainlab.events import Handle
 from trainlab.options import real_number
 
-__all__ = ["EarlyStopping", "StopAtTarget"]
+__all__ = ["EarlyStopping", "StopAtTarget", "attach_all"]
+
+
+def attach_all(callbacks: Any, loop: Any) -> list[Handle]:
+    """Attach every callback to ``loop``; returns their handles. One refused leaves none attached."""
+    if hasattr(callbacks, "attach"):
+        raise ValueError("callbacks is a list: callbacks=[tl.EarlyStopping()]")
+    handles: list[Handle] = []
+    try:
+        for callback in callbacks:
+            if not hasattr(callback, "attach"):
+                raise ValueError(f"callbacks need an attach(loop) method (like tl.EarlyStopping); got {callback!r}")
+            handles += callback.attach(loop)
+    except BaseException:
+        for handle in handles:
+            handle.remove()
+        raise
+    return handles
 
 
 def _monitor_name(monitor: Any, who: str) -> str:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS, real_number
+from trainlab.options import OPTIMIZERS, real_number, setting_numbers
 
 __all__ = ["FORMAT", "write", "read", "check_model", "check_position", "check_optimizer_groups"]
 
@@ -145,15 +145,10 @@ def check_optimizer_groups(state: dict[str, Any]) -> None:
             raise CheckpointError(f"the checkpoint's learning rate (parameter group {i}) is {group.get('lr')!r}, "
                                   "not a finite number, 0 or more; save a new checkpoint with loop.save(path)")
         for name, value in group.items():  # inf can be meant (an optimizer's max_step, say); NaN never is
-            if name != "params" and _holds_nan(value):
+            if name != "params" and any(map(math.isnan, setting_numbers(value))):
                 raise CheckpointError(f"the checkpoint's optimizer setting {name!r} (parameter group {i}) is "
                                       f"{value!r}, not a number; save a new checkpoint with loop.save(path)")
 
-
-def _holds_nan(value: Any) -> bool:
-    """Whether a setting (one number, or a tuple like Adam's betas) holds a NaN."""
-    parts = value if isinstance(value, (tuple, list)) else (value,)
-    return any(math.isnan(number) for number in map(real_number, parts) if number is not None)
 
 
 def _expect_keys(mapping: Any, expected: set[str], what: str) -> None:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from trainlab import checkpoint
 from trainlab.batching import EpochSampler, as_tensors, loader_settings, split_validation
+from trainlab.callbacks import attach_all
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
 from trainlab.events import Events, Handle
 from trainlab.history import History
@@ -436,13 +437,9 @@ class Loop:
         """
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a whole number of at least 1; got {epochs!r}")
-        if hasattr(callbacks, "attach"):
-            raise ValueError("callbacks is a list: fit(epochs, callbacks=[tl.EarlyStopping()])")
         with self._exclusive(), self._interrupts_deferred():
-            handles: list[Handle] = []
-            try:  # inside the try: a callback refused halfway leaves none of the others attached
-                for callback in callbacks:
-                    handles += _attach(callback, self)
+            handles = attach_all(callbacks, self)
+            try:
                 self.clear_stop()
                 target = self.state.epoch + epochs
                 self.events.fire("before_fit", self)
@@ -714,9 +711,9 @@ class Loop:
             raise ValueError(f"{what}: each input has shape {tuple(inputs.shape[1:])} but the training "
                              f"inputs have {tuple(train_x.shape[1:])}")
         train_y = self._train[1]  # converted like the training data was (numpy's float64, say)
-        inputs = inputs.to(self.device, train_x.dtype)
-        targets = targets.to(self.device, dtype=train_y.dtype if targets.is_floating_point() and train_y.is_floating_point()
-                             else targets.dtype)
+        inputs, targets = inputs.to(self.device, train_x.dtype), targets.to(self.device)
+        if targets.is_floating_point() and train_y.is_floating_point():
+            targets = targets.to(train_y.dtype)
         _probe(self.model, self.loss_fn, self._accuracy_kind, inputs, targets)  # labels, target shapes
         return inputs, targets
 
@@ -987,12 +984,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
-
-
-def _attach(callback: Any, loop: Loop) -> list[Handle]:
-    if not hasattr(callback, "attach"):
-        raise ValueError(f"callbacks need an attach(loop) method (like tl.EarlyStopping); got {callback!r}")
-    return list(callback.attach(loop))
 
 
 def _probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, targets: Tensor) -> None:

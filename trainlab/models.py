@@ -17,7 +17,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from trainlab.options import check_seed
+from trainlab.options import check_seed, real_number
 
 __all__ = ["ACTIVATIONS", "mlp", "cnn"]
 
@@ -147,7 +147,8 @@ def _check_positive_int(name: str, value: object, example: str) -> None:
 
 def _check_dropout(dropout: object) -> None:
     """Reject a dropout rate outside [0, 1)."""
-    if not (isinstance(dropout, numbers.Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+    rate = real_number(dropout)
+    if rate is None or not 0 <= rate < 1:
         raise ValueError(f"dropout is the fraction of values zeroed in training, from 0 (none) to below 1, "
                          f"like dropout=0.2; got {dropout!r}")
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "make_optimizer", "check_optimizer_options", "check_lr",
            "check_weight_decay", "check_seed", "check_batch_size", "accuracy_kind", "check_targets", "real_number",
-           "numbers_finite"]
+           "setting_numbers"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -124,7 +124,7 @@ def _check_option_values(cls: type[torch.optim.Optimizer], options: dict[str, An
         wants_number = isinstance(default, (int, float)) and not isinstance(default, bool)
         if wants_number and _is_bool(value):
             raise ValueError(f"{name} must be a number, not a bool; got {value!r}")
-        if not numbers_finite(value):  # torch refuses only negative values
+        if not all(map(math.isfinite, setting_numbers(value))):  # torch refuses only negative values
             raise ValueError(f"{name} must be a finite number (NaN or inf would turn the weights to NaN "
                              f"at the first update); got {value!r}")
         checked[name] = _plain(value) if wants_number or isinstance(value, tuple) else value
@@ -204,11 +204,10 @@ def _plain(value: Any) -> Any:
     return value if number is None else float(number)
 
 
-def numbers_finite(value: Any) -> bool:
-    """Whether the numbers in a setting (one, or a tuple like Adam's betas) are finite; non-numbers pass."""
+def setting_numbers(value: Any) -> list[float]:
+    """The numbers in an optimizer setting: one, or each of a tuple like Adam's betas (non-numbers left out)."""
     parts = value if isinstance(value, (tuple, list)) else (value,)
-    numbers = [real_number(part) for part in parts]
-    return all(number is None or math.isfinite(number) for number in numbers)
+    return [number for number in map(real_number, parts) if number is not None]
 
 
 def _short(value: Any) -> str:

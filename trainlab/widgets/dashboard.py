@@ -20,6 +20,7 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
+from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
 from trainlab.options import real_number
 from trainlab.widgets.budget import RenderBudget
@@ -101,14 +102,7 @@ class Dashboard(widgets.VBox):
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         super().__init__(children=self._layout())
         # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
-        self._handles = []
-        try:
-            for callback in callbacks:
-                self._handles += callback.attach(loop)
-        except Exception:
-            for handle in self._handles:
-                handle.remove()
-            raise
+        self._handles = attach_all(callbacks, loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
@@ -172,9 +166,7 @@ class Dashboard(widgets.VBox):
 
     @speed.setter
     def speed(self, value: float | None) -> None:
-        pace = _checked_speed(value)
-        self._runner.steps_per_second = pace
-        self.controls.show_speed(pace or 0)
+        self.controls.show_speed(_checked_speed(value) or 0)  # the menu's observer tells the runner
 
     def _on_speed(self, change: dict[str, Any]) -> None:
         self._runner.steps_per_second = float(change["new"]) or None
