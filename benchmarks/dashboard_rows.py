@@ -43,11 +43,11 @@ def redraws(sizes: list[int], repeats: int = 5) -> list[dict[str, float]]:
         loop.fit(epochs=1)  # real rows first, then a long made-up tail of the same shape
         norms = [1.0] * len(loop.param_names)
         for i in range(size - len(loop.history)):
-            loop.history.record_step(1 + i // 1000, 0.5 + (i % 7) / 10, 0.8, 0.1, 32, 1.0, norms)
+            loop.history.record_step({"epoch": 1 + i // 1000, "loss": 0.5 + (i % 7) / 10, "accuracy": 0.8, "lr": 0.1, "batch_size": 32, "grad_norm": 1.0}, norms)
         dash = tl.Dashboard(loop)
         times, sizes_sent = [], []
         for _ in range(repeats):
-            loop.history.record_step(99, 0.4, 0.8, 0.1, 32, 1.0, norms)  # a live redraw has news to show
+            loop.history.record_step({"epoch": 99, "loss": 0.4, "accuracy": 0.8, "lr": 0.1, "batch_size": 32, "grad_norm": 1.0}, norms)  # a live redraw has news to show
             headless.reset_counters()
             start = time.perf_counter()
             dash.redraw()

@@ -10,7 +10,7 @@ def history_memory(steps: int, layers: int = 4) -> dict[str, float]:
     history = tl.History([f"layer{i}" for i in range(layers)], ["loss", "accuracy"])
     norms = [1.0] * layers
     for i in range(steps):
-        history.record_step(i // 100, 0.5, 0.9, 0.01, 32, 1.0, norms)
+        history.record_step({"epoch": i // 100, "loss": 0.5, "accuracy": 0.9, "lr": 0.01, "batch_size": 32, "grad_norm": 1.0}, norms)
     line = history._line
     nbytes = sum(column.nbytes for column in line.scalars.values()) + line.layers.nbytes
     return {"steps": steps, "mb": nbytes / 2**20}

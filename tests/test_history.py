@@ -67,7 +67,7 @@ def test_per_step_columns_are_numpy_arrays_with_per_layer_norms():
 def test_columns_grow_past_their_first_capacity():
     history = tl.History(["w"], ["loss"])
     for i in range(3000):
-        history.record_step(0, float(i), 0.0, 0.1, 1, 1.0, [2.0])
+        history.record_step({"epoch": 0, "loss": float(i), "accuracy": 0.0, "lr": 0.1, "batch_size": 1, "grad_norm": 1.0}, [2.0])
     assert len(history) == 3000 and history.steps["loss"][-1] == 2999.0
     assert history.steps["grad_norm/w"].sum() == 6000.0
 

@@ -345,7 +345,7 @@ def test_step_whose_batch_a_handler_rewound_returns_where_the_loop_is_now():
     log = loop.step()  # the third batch is dropped by the rewind: no update, no loss to report
     handle.remove()
     assert loop.state.step == 1
-    assert log == {"step": 1, "epoch": 0, "restored": True} and loop.last_log == log
+    assert log == {"step": 1, "epoch": 0, "status": "restored", "restored": True} and loop.last_log == log
 
 
 def test_rewind_memory_stays_within_budget_over_10000_steps():

@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from trainlab.events import Handle
-from trainlab.options import real_number
+from trainlab.options import is_whole_number, real_number
 
 __all__ = ["EarlyStopping", "StopAtTarget", "attach_all"]
 
@@ -63,7 +63,7 @@ class EarlyStopping:
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True, mode: str = "auto") -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if not is_whole_number(patience) or patience < 0:
             raise ValueError(f"patience must be a whole number of epochs, 0 or more; got {patience!r}")
         delta = real_number(min_delta)
         if delta is None or not 0 <= delta < math.inf:  # NaN or inf would never count an improvement

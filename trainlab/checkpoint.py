@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS, real_number, setting_numbers
+from trainlab.options import OPTIMIZERS, is_whole_number, real_number, setting_numbers
 
 __all__ = ["FORMAT", "write", "read", "check_model", "check_position", "check_optimizer_groups"]
 
@@ -105,13 +105,13 @@ def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = N
     if order is not None and not _is_permutation(order, n_train):
         raise CheckpointError(f"the checkpoint's sample order is not an order of the {n_train} training samples "
                               "(edited by hand?); save a new checkpoint with loop.save(path)")
-    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= n_train:
+    if not is_whole_number(position) or not 0 <= position <= n_train:
         raise CheckpointError(f"the checkpoint's position in the epoch ({position!r}) does not fit "
                               f"{n_train} training samples")
     _check_shuffle(order, position, n_train, shuffle)
     if state["optimizer_type"] is not None and state["optimizer_type"] not in OPTIMIZERS:
         raise CheckpointError(f"the checkpoint's optimizer {state['optimizer_type']!r} is unknown")
-    if isinstance(state["batch_size"], bool) or not isinstance(state["batch_size"], int) or state["batch_size"] < 1:
+    if not is_whole_number(state["batch_size"]) or state["batch_size"] < 1:
         raise CheckpointError(f"the checkpoint's batch size {state['batch_size']!r} is not valid")
 
 

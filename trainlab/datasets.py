@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainlab.options import check_seed
+from trainlab.options import check_seed, is_whole_number
 
 __all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "sine", "digits"]
 
@@ -84,7 +84,7 @@ def spiral(n: int = 400, noise: float = 0.1, classes: int = 2, seed: int = 0) ->
     """Spiral arms winding round the centre: X is (n, 2) float points, y is (n,) labels 0..classes-1."""
     n = _check_n(n)
     _check_noise(noise)
-    if not (_is_int(classes) and 2 <= classes <= 5):
+    if not (is_whole_number(classes) and 2 <= classes <= 5):
         raise ValueError(
             f"classes is the number of spiral arms; pass a whole number from 2 to 5, "
             f"like classes=3; got {classes!r}"
@@ -123,7 +123,7 @@ def xor(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor
 def blobs(n: int = 400, centers: int = 3, std: float = 1.0, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Round clouds of points, one per class: X is (n, 2) float points, y is (n,) labels 0..centers-1."""
     n = _check_n(n)
-    if not (_is_int(centers) and centers >= 2):
+    if not (is_whole_number(centers) and centers >= 2):
         raise ValueError(
             f"centers is the number of blobs (classes); pass a whole number of at least 2, "
             f"like centers=3; got {centers!r}"
@@ -149,7 +149,7 @@ def linear(n: int = 100, features: int = 10, noise: float = 0.1, seed: int = 0) 
     """Targets from a hidden linear rule, for nn.Linear(features, 1): X is (n, features), y is (n, 1)."""
     n = _check_n(n)
     _check_noise(noise)
-    if not (_is_int(features) and features >= 1):
+    if not (is_whole_number(features) and features >= 1):
         raise ValueError(
             f"features is the number of input columns; pass a whole number of at least 1, "
             f"like features=10; got {features!r}"
@@ -237,7 +237,7 @@ def _shuffled(X: Tensor, y: Tensor, g: torch.Generator) -> tuple[Tensor, Tensor]
 
 def _check_n(n: object) -> int:
     """Return n as an int, or reject it if it is not a positive whole number."""
-    if not (_is_int(n) and n >= 1):
+    if not (is_whole_number(n) and n >= 1):
         raise ValueError(
             f"n is the number of samples; pass a whole number of at least 1, like n=400; got {n!r}"
         )
@@ -251,11 +251,6 @@ def _check_noise(noise: object) -> None:
             f"noise is the standard deviation of the added noise; pass a number 0 or above, "
             f"like noise=0.1; got {noise!r}"
         )
-
-
-def _is_int(value: object) -> bool:
-    """True for whole numbers (including numpy's), but not for True/False."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_real(value: object) -> bool:

@@ -1,18 +1,19 @@
-"""Named events: the loop fires them, handlers (history, widgets, callbacks) listen."""
+"""Named events: the loop fires them; handlers (widgets, callbacks, a learner's own functions) listen."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["EVENTS", "Events", "Handle"]
+__all__ = ["STAGES", "EVENTS", "Events", "Handle"]
 
-_STAGES = ("forward", "loss", "backward", "update", "epoch", "fit")
+#: The four stages of a training step, in the order they run.
+STAGES: tuple[str, ...] = ("forward", "loss", "backward", "update")
 
 #: Every event a handler can listen to: ``before_``/``after_`` each stage, epoch and fit,
 #: plus ``after_change`` (a live hyperparameter changed) and ``after_restore``
 #: (snapshot, rewind, reset or load moved the loop in time).
 EVENTS: tuple[str, ...] = tuple(
-    f"{when}_{what}" for what in _STAGES for when in ("before", "after")
+    f"{when}_{what}" for what in (*STAGES, "epoch", "fit") for when in ("before", "after")
 ) + ("after_change", "after_restore")
 
 Handler = Callable[[Any], None]

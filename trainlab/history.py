@@ -13,7 +13,8 @@ quantity, so a million steps cost tens of megabytes, not a million dicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+import math
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +28,8 @@ _SCALARS: dict[str, type] = {
     "accuracy": np.float32,
     "lr": np.float64,
     "batch_size": np.int32,
-    "grad_norm": np.float64,
+    "grad_norm": np.float64,  # before clipping
+    "clipped_grad_norm": np.float64,  # after clipping (the same when the loop does not clip)
 }
 _FIRST_CAPACITY = 1024
 MAX_BRANCHES = 20
@@ -165,21 +167,17 @@ class History:
 
     # --- writing (called by the loop) ------------------------------------------
 
-    def record_step(self, epoch: int, loss: float, accuracy: float, lr: float,
-                    batch_size: int, grad_norm: float, layer_norms: Sequence[float]) -> None:
-        """Append one step's numbers."""
+    def record_step(self, log: Mapping[str, Any], layer_norms: Iterable[float]) -> None:
+        """Append one step's numbers, taken from its log (``loop.last_log``); a missing number is NaN."""
         line = self._line
         i = line.n
         if i == len(line.layers):
             line.grow()
-        s = line.scalars
-        s["epoch"][i] = epoch
-        s["loss"][i] = loss
-        s["accuracy"][i] = accuracy
-        s["lr"][i] = lr
-        s["batch_size"][i] = batch_size
-        s["grad_norm"][i] = grad_norm
-        line.layers[i] = layer_norms
+        for name, column in line.scalars.items():
+            column[i] = log.get(name, math.nan)
+        if "clipped_grad_norm" not in log:  # not clipping: the norm the update used is the norm
+            line.scalars["clipped_grad_norm"][i] = log.get("grad_norm", math.nan)
+        line.layers[i] = list(layer_norms)
         line.n = i + 1
 
     def record_epoch(self, epoch: int, log: dict[str, float]) -> None:
@@ -256,9 +254,12 @@ class History:
         while len(line.layers) < n:
             line.grow()
         line.layers[:n] = layers
-        if set(state["scalars"]) != set(_SCALARS) or set(state["epochs"]) != set(self.epoch_keys):
+        scalars = dict(state["scalars"])
+        if "clipped_grad_norm" not in scalars and "grad_norm" in scalars:  # saved before clipping existed
+            scalars["clipped_grad_norm"] = scalars["grad_norm"]
+        if set(scalars) != set(_SCALARS) or set(state["epochs"]) != set(self.epoch_keys):
             raise ValueError("the saved history has other columns than this loop records")
-        for name, values in state["scalars"].items():
+        for name, values in scalars.items():
             if len(values) != n:
                 raise ValueError(f"the saved history's {name!r} column has {len(values)} rows, not {n}")
             line.scalars[name][:n] = values

@@ -9,7 +9,6 @@ changes what later random calls (data shuffling, dropout) would do.
 from __future__ import annotations
 
 import contextlib
-import numbers
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from itertools import pairwise
@@ -17,7 +16,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from trainlab.options import check_seed, real_number
+from trainlab.options import check_seed, is_whole_number, real_number
 
 __all__ = ["ACTIVATIONS", "mlp", "cnn"]
 
@@ -71,7 +70,7 @@ def cnn(num_classes: int = 10, channels: Sequence[int] = (8, 16), seed: int | No
     """A small convolutional network for 8x8 digits: (N, 1, 8, 8) images -> (N, num_classes) scores."""
     _check_positive_int("num_classes", num_classes, "num_classes=10")
     if not (
-        isinstance(channels, Sequence) and len(channels) == 2 and all(_is_int(c) and c >= 1 for c in channels)
+        isinstance(channels, Sequence) and len(channels) == 2 and all(is_whole_number(c) and c >= 1 for c in channels)
     ):
         raise ValueError(
             f"channels is the number of filters in the two conv layers; pass two whole "
@@ -122,7 +121,7 @@ def _activation(name: str | None) -> Callable[[], nn.Module]:
 
 def _check_hidden(hidden: object) -> list[int]:
     """The hidden layer widths as a list, or a ValueError saying how to write them."""
-    if _is_int(hidden):
+    if is_whole_number(hidden):
         raise ValueError(
             f"hidden is a list of layer widths; for one hidden layer of {hidden} units "
             f"pass hidden=[{hidden}] (or [] for no hidden layer)"
@@ -130,7 +129,7 @@ def _check_hidden(hidden: object) -> list[int]:
     if not (
         isinstance(hidden, Sequence)
         and not isinstance(hidden, str)
-        and all(_is_int(h) and h >= 1 for h in hidden)
+        and all(is_whole_number(h) and h >= 1 for h in hidden)
     ):
         raise ValueError(
             f"hidden is a list of layer widths, each a whole number of at least 1, "
@@ -141,7 +140,7 @@ def _check_hidden(hidden: object) -> list[int]:
 
 def _check_positive_int(name: str, value: object, example: str) -> None:
     """Reject a size that is not a whole number of at least 1."""
-    if not (_is_int(value) and value >= 1):
+    if not (is_whole_number(value) and value >= 1):
         raise ValueError(f"{name} must be a whole number of at least 1, like {example}; got {value!r}")
 
 
@@ -151,8 +150,3 @@ def _check_dropout(dropout: object) -> None:
     if rate is None or not 0 <= rate < 1:
         raise ValueError(f"dropout is the fraction of values zeroed in training, from 0 (none) to below 1, "
                          f"like dropout=0.2; got {dropout!r}")
-
-
-def _is_int(value: object) -> bool:
-    """True for whole numbers (including numpy's), but not for True/False."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -12,9 +12,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "make_optimizer", "check_optimizer_options", "check_lr",
-           "check_weight_decay", "check_seed", "check_batch_size", "accuracy_kind", "check_targets", "real_number",
-           "setting_numbers"]
+__all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
+           "check_lr", "check_clip", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
+           "check_targets", "real_number", "setting_numbers"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -32,7 +32,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 
 
 def make_loss(loss_fn: Any) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
-    """The loss callable and a readable name for it."""
+    """The loss callable and its one name (``loss_name``), however it was given."""
     if isinstance(loss_fn, str):
         key = loss_fn.lower()
         if key not in LOSSES:
@@ -40,34 +40,34 @@ def make_loss(loss_fn: Any) -> tuple[Callable[[Tensor, Tensor], Tensor], str]:
         return LOSSES[key](), key
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be a name like 'mse' or a callable loss(outputs, targets); got {loss_fn!r}")
-    return loss_fn, type(loss_fn).__name__
+    return loss_fn, loss_name(loss_fn)
 
 
-def accuracy_kind(loss_fn: Any) -> str | None:
-    """"multiclass", "binary_logits", "binary_probs", or None when accuracy means nothing."""
-    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
-        return "multiclass"
-    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
-        return "binary_logits"
-    if isinstance(loss_fn, nn.BCELoss):
-        return "binary_probs"
-    return None
+def loss_name(loss_fn: Any) -> str:
+    """One name per kind of loss: "mse" for ``nn.MSELoss()`` as for "mse"; else the class name ("L1Loss")."""
+    return next((name for name, cls in LOSSES.items() if type(loss_fn) is cls), type(loss_fn).__name__)
 
 
-def check_targets(loss_name: str, kind: str | None, targets: Tensor, what: str) -> None:
-    """Refuse targets whose type the loss cannot use, saying how to convert them."""
+def check_targets(loss_name: str, kind: str | None, targets: Tensor, what: str) -> Tensor:
+    """The targets, if the loss can use them (class labels of any integer type become int64); else a ValueError."""
     if kind == "multiclass" and not targets.is_floating_point() and targets.dim() != 1:
         raise ValueError(f"{what}: {loss_name} needs one class index per sample, shape (n,); "
                          f"got shape {tuple(targets.shape)}; flatten them with y.view(-1)")
     if kind == "multiclass" and targets.is_floating_point() and targets.dim() == 1:
         raise ValueError(f"{what}: {loss_name} needs class indices as int64 targets; got {targets.dtype}; "
                          "convert them with y.long()")
-    if kind in ("binary_logits", "binary_probs") and not targets.is_floating_point():
+    if kind and kind != "multiclass" and not targets.is_floating_point():
         raise ValueError(f"{what}: {loss_name} needs float targets of 0.0 and 1.0; got {targets.dtype}; "
                          "convert them with y.float()")
-    if loss_name in ("mse", "MSELoss", "L1Loss") and not targets.is_floating_point():
+    if loss_name in ("mse", "L1Loss", "SmoothL1Loss", "HuberLoss") and not targets.is_floating_point():
         raise ValueError(f"{what}: {loss_name} compares numbers, so targets must be float; got "
                          f"{targets.dtype}; convert them with y.float() (or use 'cross_entropy' for classes)")
+    if kind == "multiclass" and targets.dtype in _SMALL_INTS:  # numpy's int32 labels: torch wants int64
+        return targets.long()
+    return targets
+
+
+_SMALL_INTS = (torch.int8, torch.uint8, torch.int16, torch.int32)
 
 
 def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
@@ -150,6 +150,17 @@ def check_lr(value: Any) -> float:
     return number
 
 
+def check_clip(value: Any) -> float | None:
+    """A gradient-clipping threshold: None (no clipping) or a finite number above zero."""
+    if value is None:
+        return None
+    number = real_number(value)
+    if number is None or not 0 < number < math.inf:
+        raise ValueError(f"clip_grad_norm is the most the gradients' total norm may be, a number above 0 like "
+                         f"1.0, or None for no clipping; got {_short(value)}")
+    return number
+
+
 def check_weight_decay(value: Any) -> float:
     """A weight decay: a finite number, 0 or more."""
     number = real_number(value)
@@ -165,6 +176,11 @@ def check_seed(seed: Any, allow_none: bool = False) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**64:
         none = ", or None for no fixed seed" if allow_none else ""
         raise ValueError(f"seed picks the random numbers: a whole number like seed=0{none}; got {_short(seed)}")
+
+
+def is_whole_number(value: Any) -> bool:
+    """True for whole numbers (Python's and numpy's), but not for True/False."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_batch_size(value: Any) -> int:

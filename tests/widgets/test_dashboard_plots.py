@@ -17,7 +17,7 @@ def _fill_history(loop, steps: int) -> None:
     layers = [0.1] * len(loop.param_names)
     for i in range(steps):
         loss = 50.0 if i == 12_345 else 1.0 / (1 + i / 1000)
-        loop.history.record_step(i // 10, loss, 0.5, loop.lr, 32, 0.3, layers)
+        loop.history.record_step({"epoch": i // 10, "loss": loss, "accuracy": 0.5, "lr": loop.lr, "batch_size": 32, "grad_norm": 0.3}, layers)
 
 
 def test_a_redraw_after_20000_steps_sends_at_most_the_point_budget_per_trace(loop, dashboards):

@@ -1,0 +1,203 @@
+"""Build-time checks: every mistake a Loop can see before training, reported as a ValueError saying what to do.
+
+The model and loss are tried on two samples when the loop is built (``probe``), so a
+wrong input size, output size or target type surfaces at once, in words, instead of as
+a shape error deep inside the first step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainlab.metrics import eval_mode
+from trainlab.options import is_whole_number, real_number
+
+__all__ = ["check_flags", "pick_device", "check_scheduler_argument", "make_scheduler", "rewind_bytes", "probe",
+           "in_model_dtype", "quiet_forward", "not_one_number", "non_finite_data", "may_draw_random_numbers",
+           "check_count", "predict_batch"]
+
+
+def check_flags(model: Any, on_nonfinite: str, scheduler_interval: str, threads: Any,
+                shuffle: Any, accuracy: Any) -> None:
+    """Refuse a Loop's plain arguments that are of the wrong kind."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if on_nonfinite not in ("raise", "skip_batch"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'skip_batch'; got {on_nonfinite!r}")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
+    if threads is not None and not (is_whole_number(threads) and threads >= 1):
+        raise ValueError(f"threads must be a whole number, at least 1, or None; got {threads!r}")
+    for name, flag in (("shuffle", shuffle), ("accuracy", accuracy)):
+        if flag is not None and not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True, False or None (the default); got {flag!r}")
+
+
+def check_count(value: Any, what: str, least: int = 1) -> int:
+    """A whole number of at least ``least`` (epochs, steps), or a ValueError naming ``what``."""
+    if not (is_whole_number(value) and value >= least):
+        raise ValueError(f"{what} must be a whole number of at least {least}; got {value!r}")
+    return int(value)
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """The torch device to train on ("auto": a GPU if there is one), or a ValueError if this machine lacks it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(chosen.type, False):
+        raise ValueError(f"this machine has no {chosen.type} device; use device='cpu' (or 'auto': a GPU if there is one)")
+    return chosen
+
+
+_SCHEDULER_HINT = ("scheduler must be a torch.optim.lr_scheduler built on the loop's optimizer, "
+                   "or a function optimizer -> scheduler, e.g. lambda opt: StepLR(opt, step_size=10)")
+
+
+def check_scheduler_argument(scheduler: Any) -> None:
+    """Refuse what cannot become a scheduler, before a given optimizer object is touched."""
+    if isinstance(scheduler, type):  # StepLR itself, not StepLR(opt, ...): it needs its settings
+        raise ValueError(f"scheduler={scheduler.__name__} is the class; give its settings too: "
+                         f"scheduler=lambda opt: {scheduler.__name__}(opt, ...) (or a scheduler object)")
+    if scheduler is not None and not callable(scheduler) and not hasattr(scheduler, "step"):
+        raise ValueError(_SCHEDULER_HINT)
+
+
+def make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
+    """The scheduler object (built by a given function if need be), checked to drive ``optimizer``."""
+    if scheduler is None:
+        return None
+    if callable(scheduler) and not hasattr(scheduler, "step"):
+        scheduler = scheduler(optimizer)
+    if not hasattr(scheduler, "step") or getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError(_SCHEDULER_HINT)
+    return scheduler
+
+
+def rewind_bytes(megabytes: Any) -> int:
+    """The rewind budget in bytes: a number of MB, at least 0 (0 turns rewind off)."""
+    number = real_number(megabytes)
+    if number is None or not 0 <= number < math.inf:
+        raise ValueError(f"rewind_memory_mb is a number of megabytes, at least 0 (0 turns rewind off), "
+                         f"like rewind_memory_mb=16; got {megabytes!r}")
+    return int(number * 2**20)
+
+
+_RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def may_draw_random_numbers(model: nn.Module) -> bool:
+    """Whether forward may use the RNG: a random torch layer, or any layer of the user's own."""
+    return any(isinstance(m, _RANDOM_LAYERS) or not type(m).__module__.startswith("torch.nn")
+               for m in model.modules())
+
+
+def in_model_dtype(model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """The data as given if the model runs on it; else its floats in the model's dtype.
+
+    numpy gives float64 and torch layers are float32: such data is converted, as Keras does.
+    A model that takes float64 itself (to centre raw timestamps, say) keeps its precision.
+    """
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is None or not inputs.is_floating_point() or inputs.dtype == dtype or _runs_on(model, inputs[:2]):
+        return inputs, targets
+    return inputs.to(dtype), targets.to(dtype) if targets.is_floating_point() else targets
+
+
+def _runs_on(model: nn.Module, x: Tensor) -> bool:
+    try:
+        quiet_forward(model, x)
+        return True
+    except Exception:
+        return False
+
+
+def quiet_forward(model: nn.Module, x: Tensor) -> Any:
+    """The model's outputs for ``x`` in eval mode, leaving no trace: no graph, no random numbers drawn."""
+    with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        return model(x)
+
+
+def not_one_number(loss: Any) -> str:
+    """Why a loss function's result cannot be trained on, and what to return instead."""
+    if not isinstance(loss, Tensor):
+        return (f"the loss function must return a tensor computed from the outputs (so backward() can follow "
+                f"it); it returned a {type(loss).__name__}")
+    return (f"the loss function must return one number (a 0-d tensor); it returned shape {tuple(loss.shape)}: "
+            "use a loss with reduction='mean'")
+
+
+def non_finite_data(inputs: Any, targets: Tensor) -> str | None:
+    """Which part of a batch holds NaN/inf ("inputs" or "targets"), or None if it is all finite."""
+    for name, tensor in (("inputs", inputs), ("targets", targets)):
+        if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, targets: Tensor) -> None:
+    """Run the model and loss on two samples now, so shape mistakes are reported at build time."""
+    x, y = inputs[:2], targets[:2]
+    try:
+        outputs = quiet_forward(model, x)
+    except Exception as error:
+        raise ValueError(f"the model failed on a batch of the data (inputs of shape {tuple(x.shape[1:])}): "
+                         f"{error}. Check that the model's input size matches the data") from error
+    if not isinstance(outputs, Tensor):
+        raise ValueError(f"the model must return a tensor; it returned {type(outputs).__name__}")
+    if kind == "multiclass":
+        _check_class_scores(outputs, targets, x, getattr(loss_fn, "ignore_index", None))
+    if kind is None and outputs.shape != y.shape and outputs.dim() and outputs.numel() == y.numel():
+        raise ValueError(f"the model outputs shape {tuple(outputs.shape[1:])} per sample but the targets have "
+                         f"{tuple(y.shape[1:])}; reshape the targets (e.g. y.view(-1, 1)) so they match")
+    try:
+        loss = loss_fn(outputs, y)
+    except Exception as error:
+        raise ValueError(f"the loss function failed on the model's outputs: {error}") from error
+    if not isinstance(loss, Tensor) or loss.dim() != 0:
+        raise ValueError(not_one_number(loss))
+
+
+def _check_class_scores(outputs: Tensor, targets: Tensor, x: Tensor, ignore_index: int | None) -> None:
+    """A classifier gives one score per class, and at least as many classes as the labels name."""
+    if outputs.dim() != 2:
+        hint = ("; the inputs have no feature axis: give them shape (n, 1) with X.view(-1, 1)" if x.dim() == 1
+                else "")
+        raise ValueError(f"a classifier must output one score per class for each sample, shape (batch, classes); "
+                         f"on 2 samples the model outputs shape {tuple(outputs.shape)}{hint}")
+    if targets.is_floating_point():
+        return
+    labels = targets[targets != ignore_index] if ignore_index is not None else targets  # -100: "no label"
+    if not len(labels):
+        return
+    classes, top, bottom = outputs.shape[1], int(labels.max()), int(labels.min())
+    if bottom < 0:
+        raise ValueError(f"the targets hold class {bottom}, but classes are numbered from 0; "
+                         f"fix the labels (or give the loss ignore_index={bottom} if it marks 'no label')")
+    if top >= classes:
+        raise ValueError(f"the targets hold class {top} but the model outputs {classes} scores per sample; "
+                         f"build it with at least {top + 1} outputs")
+
+
+def predict_batch(inputs: Any, train_x: Tensor, device: torch.device) -> Tensor:
+    """``inputs`` as a batch like the training inputs (same dtype and device), or a ValueError."""
+    shape = tuple(train_x.shape[1:])
+    batch = f"(n, {', '.join(map(str, shape))})"
+    try:
+        x = torch.as_tensor(inputs)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"predict takes a batch of inputs, a tensor or array of shape {batch}; "
+                         f"got {type(inputs).__name__}") from None
+    if tuple(x.shape) == shape:
+        raise ValueError(f"predict takes a batch; for one sample of shape {shape} pass x.unsqueeze(0) or [x]")
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"predict takes inputs shaped like the training inputs, {batch}; got shape {tuple(x.shape)}")
+    return x.to(device, train_x.dtype)

@@ -1,0 +1,102 @@
+"""What the loop measures besides the loss: accuracy, gradient norms, and evaluation in eval mode.
+
+Accuracy, by the kind of loss (``accuracy_kind``):
+
+- "multiclass" (cross_entropy, NLLLoss): the share of samples whose highest score is the
+  target class (with probability targets: their most likely class);
+- "binary_logits" / "binary_probs" (bce on one score per sample, BCELoss): the share of
+  samples on the right side of 0 (a logit) or 0.5 (a probability);
+- "multilabel_logits" / "multilabel_probs" (bce with targets of shape (n, k), k > 1): the
+  share of labels predicted right, over every sample and label (scikit-learn's Hamming score);
+- None (mse, other losses): accuracy means nothing and is not recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["accuracy_kind", "count_correct", "grad_norms", "first_non_finite", "eval_mode", "evaluate"]
+
+EVAL_BATCH = 1024  # evaluation needs no gradients, so it can use big batches
+_ZERO = torch.zeros(())
+
+
+def accuracy_kind(loss_fn: Any, targets: Tensor | None = None) -> str | None:
+    """How accuracy is counted for this loss (and these targets), or None when it means nothing."""
+    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)):
+        return "multiclass"
+    output = ("logits" if isinstance(loss_fn, nn.BCEWithLogitsLoss) else
+              "probs" if isinstance(loss_fn, nn.BCELoss) else None)
+    if output is None:
+        return None
+    several = targets is not None and targets.dim() >= 2 and targets[0].numel() > 1
+    return f"{'multilabel' if several else 'binary'}_{output}"
+
+
+def count_correct(kind: str, outputs: Tensor, targets: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """Right predictions in a batch, as a tensor (no sync): samples, or for multi-label, labels / k."""
+    if kind == "multiclass":
+        labels = targets.argmax(1) if targets.is_floating_point() else targets
+        return (outputs.argmax(1) == labels).sum(dtype=dtype)
+    threshold = 0.0 if kind.endswith("_logits") else 0.5
+    right = ((outputs.reshape(targets.shape) > threshold) == (targets > 0.5)).sum(dtype=dtype or torch.float32)
+    labels_per_sample = targets[0].numel() if len(targets) else 1
+    return right / labels_per_sample if labels_per_sample > 1 else right
+
+
+def grad_norms(params: list[nn.Parameter], extra: Tensor | None = None) -> list[float]:
+    """Every parameter's gradient norm (and ``extra``, appended) in one host sync."""
+    values = list(torch._foreach_norm([p.grad if p.grad is not None else _ZERO for p in params]))
+    if extra is not None:
+        values.append(extra.to(values[0].dtype) if values else extra)
+    return torch.stack(values).tolist() if values else []
+
+
+def first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[float]) -> str | None:
+    """The first parameter whose gradient has a NaN/inf, judged on the gradient itself.
+
+    A finite norm proves a finite gradient; an infinite norm may come from a huge but
+    finite gradient (float32 overflows in the sum of squares), so look closer there.
+    """
+    if math.isfinite(math.fsum(norms)):
+        return None
+    for i, (name, p) in enumerate(zip(names, params)):
+        if not math.isfinite(norms[i]):
+            if not bool(torch.isfinite(p.grad).all()):
+                return name
+            norms[i] = float(p.grad.double().norm())
+    return None
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; afterwards every module's own flag as it was (a frozen BatchNorm stays frozen)."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def evaluate(model: nn.Module, loss_fn: Callable[..., Tensor], kind: str | None,
+             inputs: Tensor, targets: Tensor) -> dict[str, float]:
+    """Mean loss (and accuracy) over the data, in eval mode, without gradients, in big batches."""
+    loss_sum, correct = 0.0, 0.0
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(targets), EVAL_BATCH):
+            x, y = inputs[start:start + EVAL_BATCH], targets[start:start + EVAL_BATCH]
+            outputs = model(x)
+            loss_sum += loss_fn(outputs, y).item() * len(y)
+            if kind:
+                correct += count_correct(kind, outputs, y).item()
+    result = {"loss": loss_sum / len(targets)}
+    if kind:
+        result["accuracy"] = correct / len(targets)
+    return result

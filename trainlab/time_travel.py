@@ -1,0 +1,288 @@
+"""Time travel: capture a loop's whole state, and put it back exactly (snapshots, rewind, reset, checkpoints).
+
+``TimeTravel`` is the half of ``Loop`` that moves it in time; ``loop.py`` holds the
+stages. A captured state has the layout of a checkpoint (see ``checkpoint.py``): the
+model's weights and buffers, the optimizer's and scheduler's state, the loop's random
+state, its place in the epoch, its counters and its batch size.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from trainlab import checkpoint
+from trainlab.errors import CheckpointError, StageError
+from trainlab.options import is_whole_number, make_optimizer
+from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
+from trainlab.state import Batch, State
+
+
+__all__ = ["TimeTravel", "ModelSlots"]
+
+
+class ModelSlots:
+    """Where a model keeps each tensor of its ``state_dict``, to read them afresh at every capture.
+
+    Reading by name each time (not by a reference cached at build) sees a buffer the model
+    reassigns, like d2l's ``self.moving_mean = ...``, at the cost of a dict lookup per tensor.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.slots = list(_slots(model))
+        # A model with its own state_dict (hooks, an override) is asked for it every time.
+        self.custom = [key for key, _, _ in self.slots] != list(model.state_dict(keep_vars=True))
+
+    def tensors(self) -> Iterator[tuple[str, Tensor]]:
+        """(key, tensor) for every weight and persistent buffer, as the model holds them now."""
+        if self.custom:
+            yield from self.model.state_dict(keep_vars=True).items()
+            return
+        for key, holder, name in self.slots:
+            yield key, holder[name]
+
+
+def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str]]:
+    """state_dict's walk: parameters, persistent buffers, then each child module, by key."""
+    for name, param in module._parameters.items():
+        if param is not None:
+            yield prefix + name, module._parameters, name
+    for name, buffer in module._buffers.items():
+        if buffer is not None and name not in module._non_persistent_buffers_set:
+            yield prefix + name, module._buffers, name
+    for name, child in module._modules.items():
+        if child is not None:
+            yield from _slots(child, f"{prefix}{name}.")
+
+
+class TimeTravel:
+    """snapshot / restore / rewind / reset / save / load, and the capture and apply behind them."""
+
+    # --- public ------------------------------------------------------------------------------
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
+        with self._guard:
+            if self._batch is not None:  # the batch's start; its weights get a copy of their own
+                start = self._batch.before
+                state = dict(start.state, model=clone_tree(start.state["model"]))
+                return Snapshot(name, start.step, start.epoch, state, start.history, id(self))
+            return self._capture(name)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
+        with self._guard:
+            if not isinstance(snapshot, Snapshot) or snapshot.owner != id(self):
+                raise ValueError("restore takes a snapshot made by this loop's snapshot()")
+            self._refuse_mid_stage("restore()")
+            self._apply(snapshot.state)
+            self.history.restore(snapshot.history, f"before restore to {snapshot.name or snapshot.step}")
+            self._rewind.clear()
+            self.events.fire("after_restore", self)
+
+    def rewind(self, steps: int = 1) -> int:
+        """Undo the last ``steps`` updates (an open batch is dropped too); returns the step now reached."""
+        with self._guard:
+            if not (is_whole_number(steps) and steps >= 1):
+                raise ValueError(f"rewind takes a whole number of steps, at least 1; got {steps!r}")
+            depth = self._rewind.depth(self.state.step)
+            if steps > depth:
+                raise ValueError(
+                    f"can rewind at most {depth} step(s) here: automatic snapshots cover the updates since the "
+                    f"last restore/reset/load, within {self._rewind.budget_bytes / 2**20:g} MB "
+                    "(rewind_memory_mb); use loop.snapshot() to keep a point for longer")
+            self._refuse_mid_stage("rewind()")
+            target = self._rewind.take(self.state.step - steps)
+            self._apply(target.state)
+            self.history.restore(target.history, f"rewound from step {target.step + steps}")
+            self.events.fire("after_restore", self)
+            return self.state.step
+
+    @property
+    def rewind_depth(self) -> int:
+        """How many updates ``rewind`` can undo right now."""
+        return self._rewind.depth(self.state.step)
+
+    def reset(self) -> None:
+        """Back to the initial weights and step 0, keeping the current lr and batch size."""
+        with self._guard:
+            lr, batch_size = self.lr, self._batch_size
+            self.restore(self._initial)
+            initial_lr, initial_batch_size = self._initial_hyper
+            if lr != initial_lr:
+                self.lr = lr
+            if batch_size != initial_batch_size:
+                self.batch_size = batch_size
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
+        with self._guard:
+            # Mid-batch, the batch's start; nothing is copied: the file is written before anything moves.
+            start = self._batch.before if self._batch is not None else self._capture(None)
+            checkpoint.write(path, start.state, self.history.state_dict(start.history))
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint from ``save``; a bad file raises CheckpointError and changes nothing."""
+        with self._guard:
+            payload = checkpoint.read(path)
+            state = payload["state"]
+            checkpoint.check_model(state["model"], self.model.state_dict())
+            checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle)
+            checkpoint.check_optimizer_groups(state)
+            try:  # everything is tried on scratch copies first: a refused file changes nothing
+                self._try_state(state)
+                history = self.history.parse_state_dict(payload["history"])
+            except Exception as error:
+                raise CheckpointError(f"{str(path)!r} does not fit this loop: {error}") from None
+            self._refuse_mid_stage("load()")
+            self._apply(state)
+            self.history.adopt(history, "before load")
+            self._rewind.clear()
+            self.events.fire("after_restore", self)
+
+    # --- capture and apply ------------------------------------------------------------------
+
+    def _refuse_mid_stage(self, call: str) -> None:
+        """A jump from a before_* handler would pull the batch from under the stage that fired it."""
+        if self._starting is not None:
+            raise StageError(f"{call} cannot run from a {self._starting} handler: that stage has begun and "
+                             f"would lose its batch; call it from an after_* handler, or between steps")
+
+    def _capture(self, name: str | None) -> Snapshot:
+        state = {
+            "model": self._copy_weights(),
+            "optimizer_type": self._optimizer_name,
+            "optimizer": copy_optimizer_state(self.optimizer),
+            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "rng": self._rng_state,  # never written in place: swapping replaces it
+            "sampler": self._sampler.state(),
+            "counters": {"epoch": self.state.epoch, "step": self.state.step, "skipped": self.state.skipped,
+                         "epoch_sums": list(self._epoch_sums)},
+            "batch_size": self._batch_size,
+        }
+        return Snapshot(name, self.state.step, self.state.epoch, state, self.history.mark(), id(self))
+
+    def _copy_weights(self) -> dict[str, Tensor]:
+        """The model's weights and buffers, copied into the memory of a snapshot the rewind buffer dropped.
+
+        Reusing that memory (rather than allocating a new copy every step) keeps the
+        allocator out of the hot path; in a background thread it would otherwise hand
+        memory back to the system and fault it in again several times a step.
+        """
+        spare = self._rewind.reuse()
+        copies = {}
+        for key, tensor in self._slots.tensors():
+            old = spare.get(key) if spare is not None else None
+            if old is not None and old.shape == tensor.shape and old.dtype == tensor.dtype:
+                copies[key] = old.copy_(tensor.detach())  # detach(): cheaper than a no_grad() block
+            else:
+                copies[key] = tensor.detach().clone()
+        return copies
+
+    def _apply(self, state: dict[str, Any]) -> None:
+        """Put a captured state back (model, optimizer, scheduler, randomness, position, counters)."""
+        self.model.load_state_dict(state["model"])
+        if state["optimizer_type"] != self._optimizer_name:  # set_optimizer happened in between
+            self._optimizer_name = state["optimizer_type"]
+            self.optimizer = (make_optimizer(self._optimizer_name, self.model, None, {})
+                              if self._optimizer_name else self._given_optimizer)
+        self.optimizer.load_state_dict(clone_optimizer_state(state["optimizer"]))
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
+        self._rng_state = state["rng"].clone()
+        sampler = state["sampler"]
+        self._sampler.load_state({"rng": sampler["rng"], "order": sampler["order"],
+                                  "position": int(sampler["position"])})
+        counters = state["counters"]
+        self.state = State(int(counters["epoch"]), int(counters["step"]), int(counters["skipped"]))
+        self._epoch_sums = [float(counters["epoch_sums"][0]), int(counters["epoch_sums"][1]),
+                            float(counters["epoch_sums"][2])]
+        self._batch_size = int(state["batch_size"])
+        self._batch = None
+        self._last_batch = None
+        # No update ran at the new position: a step whose batch this jump dropped returns this.
+        self.last_log = {"step": self.state.step, "epoch": self.state.epoch, "status": "restored", "restored": True}
+        self.model.zero_grad(set_to_none=True)
+
+    def _try_state(self, state: dict[str, Any]) -> None:
+        """Raise if ``state`` (from a file) would not load; changes nothing of the loop."""
+        kind = state["optimizer_type"]
+        if not kind and self._given_optimizer is None:
+            raise ValueError("it was saved by a loop given an optimizer object, and this loop's optimizer was "
+                             "chosen by name; build the loop with the same kind of optimizer object to load it")
+        # The optimizer is tried on a copy of the model: one step proves its state fits (no missing
+        # moments, no wrong shapes), which torch's load_state_dict does not check.
+        scratch_model = copy.deepcopy(self.model)
+        scratch = (make_optimizer(kind, scratch_model, None, {}) if kind
+                   else _optimizer_copy(self._given_optimizer, self.model, scratch_model))
+        scratch.load_state_dict(clone_optimizer_state(state["optimizer"]))
+        for group in scratch.param_groups:  # torch loads any optimizer's settings into any other
+            missing = set(scratch.defaults) - set(group)
+            if missing:
+                raise ValueError(f"it was saved with another kind of optimizer than this loop's "
+                                 f"{type(scratch).__name__} (its settings lack {', '.join(sorted(missing))}); "
+                                 "build the loop with the optimizer that saved it")
+        _try_one_step(scratch)
+        if self.scheduler is not None and state["scheduler"] is not None:
+            copy.deepcopy(self.scheduler).load_state_dict(clone_tree(state["scheduler"]))
+        torch.Generator().set_state(state["rng"])
+        torch.Generator().set_state(state["sampler"]["rng"])
+        counters = state["counters"]
+        values = [counters["epoch"], counters["step"], counters["skipped"], *counters["epoch_sums"]]
+        if len(values) != 6 or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
+            raise ValueError("its counters are malformed")
+
+    def _put_back(self, batch: Batch, retry: bool) -> None:
+        """Close a batch that failed before its update, undoing what it did (BatchNorm's running statistics).
+
+        ``retry``: the batch goes back too, so the same samples come next with the same random
+        numbers (dropout), and a retry gives exactly what a first try would have. Otherwise its
+        samples count as used (a skipped batch).
+        """
+        self.model.load_state_dict(batch.before.state["model"])
+        if retry:
+            self._sampler.position = batch.start
+            self._rng_state = batch.before.state["rng"]
+        self._batch = None
+        self.model.zero_grad(set_to_none=True)
+
+    def _undo_update(self, batch: Batch) -> None:
+        """Put back the weights, buffers, optimizer and scheduler state an interrupted update changed.
+
+        The gradients stay (so update() can be called again); so do live settings set meanwhile (lr).
+        """
+        before = batch.before.state
+        self.model.load_state_dict(before["model"])
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        if before["optimizer_type"] == self._optimizer_name:  # else a fresh optimizer: nothing to undo
+            self.optimizer.load_state_dict(clone_optimizer_state(before["optimizer"]))
+        if self.scheduler is not None and before["scheduler"] is not None:
+            self.scheduler.load_state_dict(clone_tree(before["scheduler"]))
+        for group, kept in zip(self.optimizer.param_groups, settings):
+            group.update(kept)
+
+
+def _optimizer_copy(optimizer: torch.optim.Optimizer, model: nn.Module,
+                    scratch_model: nn.Module) -> torch.optim.Optimizer:
+    """A copy of ``optimizer`` whose parameters are the scratch model's (so a trial step touches nothing real)."""
+    scratch_of = {id(p): q for p, q in zip(model.parameters(), scratch_model.parameters())}
+    memo = {id(p): scratch_of[id(p)] for group in optimizer.param_groups for p in group["params"]
+            if id(p) in scratch_of}
+    return copy.deepcopy(optimizer, memo)
+
+
+def _try_one_step(optimizer: torch.optim.Optimizer) -> None:
+    """One step with zero gradients on scratch parameters: fails if the loaded state does not fit them."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = torch.zeros_like(p)
+    try:
+        optimizer.step()
+    except Exception as error:
+        raise ValueError(f"its optimizer state does not fit this model's parameters ({type(error).__name__}: "
+                         f"{error})") from None
