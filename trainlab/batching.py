@@ -1,50 +1,159 @@
 """Data in, batches out: tensors from what a learner passes, a validation split, and batches.
 
-The loop owns batching (instead of a DataLoader) so the batch size can change in the
-middle of an epoch: each epoch draws one seeded order of the training samples, and
-every batch is the next slice of what is left of that order. So every sample is used
-exactly once per epoch, whatever batch sizes were set along the way.
+The loop owns batching so the batch size can change in the middle of an epoch: each
+epoch draws one order of the training samples, and every batch is the next slice of
+what is left of that order. So every sample is used exactly once per epoch, whatever
+batch sizes were set along the way.
+
+Inputs may be one tensor, or several (a tuple, or a dict of named tensors): the model is
+called as ``model(x)``, ``model(*inputs)`` or ``model(**inputs)``. A DataLoader is drawn
+*through*: each batch is ``collate_fn([dataset[i] for i in indices])``, fetched afresh
+each epoch (random augmentation stays random), in the order its sampler gives (a plain
+``shuffle=True`` is the loop's own seeded shuffle, as for tensors), with its ``drop_last``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, Callable
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch import Tensor, nn
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
+                              TensorDataset)
 
-__all__ = ["as_tensors", "loader_settings", "split_validation", "EpochSampler"]
+__all__ = ["as_tensors", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
+           "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs"]
 
 
-def as_tensors(data: Any, what: str = "data") -> tuple[Tensor, Tensor]:
-    """``(X, y)`` tensors from a pair of tensors/arrays, a Dataset of pairs, or a DataLoader."""
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """``model(x)``; with several inputs ``model(*inputs)`` (a tuple) or ``model(**inputs)`` (a dict)."""
+    if isinstance(inputs, Tensor):
+        return model(inputs)
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    return model(*inputs)
+
+
+def map_tensors(inputs: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to the tensor, or to each of several inputs (a tuple, list or dict)."""
+    if isinstance(inputs, Tensor):
+        return fn(inputs)
+    if isinstance(inputs, dict):
+        return {key: fn(value) for key, value in inputs.items()}
+    return tuple(fn(value) for value in inputs)
+
+
+def first_tensor(inputs: Any) -> Tensor:
+    """The input tensor, or the first of several."""
+    if isinstance(inputs, Tensor):
+        return inputs
+    return next(iter(inputs.values())) if isinstance(inputs, dict) else inputs[0]
+
+
+def n_rows(inputs: Any) -> int:
+    """The number of samples in one input or several."""
+    return len(first_tensor(inputs))
+
+
+def head(inputs: Any, k: int) -> Any:
+    """The first ``k`` samples."""
+    return map_tensors(inputs, lambda t: t[:k])
+
+
+def rows(inputs: Any, index: Tensor) -> Any:
+    """The samples at ``index``."""
+    return map_tensors(inputs, lambda t: t[index])
+
+
+def like(inputs: Any, example: Any, what: str) -> Any:
+    """``inputs`` in the example's dtypes, after checking each has the example's shape per sample."""
+    if type(inputs) is not type(example) or (isinstance(inputs, dict) and inputs.keys() != example.keys()) or (
+            isinstance(inputs, tuple) and len(inputs) != len(example)):
+        raise ValueError(f"{what}: its inputs are not laid out like the training inputs (one tensor, a tuple "
+                         "or a dict of the same names)")
+    pairs = (zip(inputs.values(), example.values()) if isinstance(inputs, dict) else
+             [(inputs, example)] if isinstance(inputs, Tensor) else zip(inputs, example))
+    converted = []
+    for given, train in pairs:
+        if given.shape[1:] != train.shape[1:]:
+            raise ValueError(f"{what}: each input has shape {tuple(given.shape[1:])} but the training "
+                             f"inputs have {tuple(train.shape[1:])}")
+        converted.append(given.to(train.dtype))
+    if isinstance(inputs, Tensor):
+        return converted[0]
+    return dict(zip(inputs, converted)) if isinstance(inputs, dict) else tuple(converted)
+
+
+def as_tensors(data: Any, what: str = "data") -> tuple[Any, Tensor]:
+    """``(inputs, y)`` tensors from a pair, a Dataset of pairs, or (all of) a DataLoader's batches.
+
+    ``inputs`` is a tensor of any dtype (int64 token ids pass as they are), or several: a
+    tuple or dict of tensors with one row per sample.
+    """
     if isinstance(data, DataLoader):
-        data = data.dataset
-    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        inputs, targets = _collect(data, what)
+    elif isinstance(data, TensorDataset) and len(data.tensors) == 2:
         inputs, targets = data.tensors
     elif isinstance(data, Dataset):
         inputs, targets = _stack_dataset(data, what)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        inputs, targets = (_as_tensor(part, what) for part in data)
+        inputs, targets = as_inputs(data[0], what), _as_tensor(data[1], what)
     else:
         raise ValueError(
             f"{what} must be a pair (X, y) of tensors, a Dataset of (x, y) pairs or a DataLoader; "
             f"got {type(data).__name__}"
         )
-    if len(inputs) != len(targets):
+    sizes = {len(t) for t in leaves(inputs)}
+    if len(sizes) > 1:
+        raise ValueError(f"{what}'s inputs have different numbers of rows {sorted(sizes)}; give each one row per sample")
+    if n_rows(inputs) != len(targets):
         raise ValueError(
-            f"{what} has {len(inputs)} inputs but {len(targets)} targets; "
+            f"{what} has {n_rows(inputs)} inputs but {len(targets)} targets; "
             "give one target per input (X and y need the same first dimension)"
         )
-    if len(inputs) == 0:
+    if len(targets) == 0:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
-    if not inputs.is_floating_point():
-        raise ValueError(
-            f"{what}'s inputs are {inputs.dtype}, but models need floating-point inputs; "
-            "convert them with X.float()"
-        )
     return inputs, targets
+
+
+def as_inputs(part: Any, what: str) -> Any:
+    """One input tensor, or several (a tuple/list of tensors, or a dict of named tensors)."""
+    if isinstance(part, dict):
+        return {key: _as_tensor(value, what) for key, value in part.items()}
+    if isinstance(part, (tuple, list)) and part and all(isinstance(p, Tensor) for p in part):
+        return tuple(_as_tensor(value, what) for value in part)
+    return _as_tensor(part, what)
+
+
+def leaves(inputs: Any) -> list[Tensor]:
+    """The input tensors, as a list."""
+    if isinstance(inputs, Tensor):
+        return [inputs]
+    return list(inputs.values()) if isinstance(inputs, dict) else list(inputs)
+
+
+def _collect(loader: DataLoader, what: str) -> tuple[Any, Tensor]:
+    """Every batch of a DataLoader (through its collate_fn), joined: for validation and test data."""
+    batches = [_pair(batch, what) for batch in loader]
+    if not batches:
+        raise ValueError(f"{what} is empty; give at least one (input, target) pair")
+    inputs = batches[0][0]
+    if isinstance(inputs, Tensor):
+        joined = torch.cat([b[0] for b in batches])
+    elif isinstance(inputs, dict):
+        joined = {key: torch.cat([b[0][key] for b in batches]) for key in inputs}
+    else:
+        joined = tuple(torch.cat([b[0][i] for b in batches]) for i in range(len(inputs)))
+    return joined, torch.cat([b[1] for b in batches])
+
+
+def _pair(batch: Any, what: str) -> tuple[Any, Tensor]:
+    """A collated batch as (inputs, targets), or a ValueError saying what the collate_fn must return."""
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise ValueError(f"{what}: each batch must be an (inputs, targets) pair; the DataLoader's collate_fn "
+                         f"returned a {type(batch).__name__}")
+    return as_inputs(batch[0], what), _as_tensor(batch[1], what)
 
 
 def _as_tensor(part: Any, what: str) -> Tensor:
@@ -89,10 +198,19 @@ def _dataset_item(item: Any, i: int, what: str) -> tuple[Tensor, Tensor]:
 
 
 def loader_settings(data: Any) -> tuple[int | None, bool | None]:
-    """The batch size and shuffling a DataLoader was made with (None when not a DataLoader)."""
+    """The batch size and shuffling a DataLoader was made with (None when not a DataLoader, or not a flag)."""
     if not isinstance(data, DataLoader):
         return None, None
-    return data.batch_size, isinstance(data.sampler, RandomSampler)
+    return data.batch_size, _shuffle_flag(data.sampler)
+
+
+def _shuffle_flag(sampler: Any) -> bool | None:
+    """True/False for the samplers DataLoader's shuffle= makes; None for any other (it decides the order)."""
+    if type(sampler) is SequentialSampler:
+        return False
+    if type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None:
+        return True
+    return None
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -112,11 +230,19 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor
 
 
 class EpochSampler:
-    """Hands out the indices of each batch: consecutive slices of a per-epoch order."""
+    """Hands out the positions of each batch: consecutive slices of a per-epoch order.
 
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+    The order is the loop's own (a seeded shuffle, or the data's order), or ``draw()``'s: a
+    DataLoader's sampler, listed once per epoch. With ``drop_last``, a tail shorter than the
+    batch size is left out, as a DataLoader does.
+    """
+
+    def __init__(self, n: int, shuffle: bool, seed: int, draw: Callable[[], Tensor] | None = None,
+                 drop_last: bool = False) -> None:
         self.n = n
-        self.shuffle = shuffle
+        self.shuffle = shuffle or draw is not None
+        self.draw = draw
+        self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
         self._generator_state = self.generator.get_state()  # it only moves when an epoch starts
         self.order: Tensor | None = None  # this epoch's order (None: not drawn yet)
@@ -129,7 +255,10 @@ class EpochSampler:
 
     def start_epoch(self) -> None:
         """Draw the next epoch's order (the identity when not shuffling)."""
-        if self.shuffle:  # unshuffled, the generator never moves: no state to copy
+        if self.draw is not None:
+            self.order = self.draw()
+            self.n = len(self.order)
+        elif self.shuffle:  # unshuffled, the generator never moves: no state to copy
             self.order = torch.randperm(self.n, generator=self.generator)
             self._generator_state = self.generator.get_state()
         self.position = 0
@@ -138,14 +267,20 @@ class EpochSampler:
         """Claim the next ``batch_size`` samples (fewer at the epoch's end): returns (start, stop)."""
         start = self.position
         self.position = min(start + batch_size, self.n)
-        return start, self.position
+        if self.drop_last and self.n - self.position < batch_size:
+            self.position = self.n  # the tail is too short for a batch: dropped
+        return start, min(start + batch_size, self.n)
 
-    def rows(self, inputs: Tensor, targets: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
+    def indices(self, start: int, stop: int) -> Tensor:
+        """The sample indices at positions start..stop of this epoch's order."""
+        return self.order[start:stop] if self.order is not None else torch.arange(start, stop)
+
+    def rows(self, inputs: Any, targets: Tensor, start: int, stop: int) -> tuple[Any, Tensor]:
         """The (inputs, targets) rows for positions start..stop of this epoch's order."""
-        if self.order is None:
-            return inputs[start:stop], targets[start:stop]  # views: no copy when the data is not shuffled
+        if self.order is None:  # views: no copy when the data is not shuffled
+            return map_tensors(inputs, lambda t: t[start:stop]), targets[start:stop]
         index = self.order[start:stop]
-        return inputs.index_select(0, index), targets.index_select(0, index)
+        return map_tensors(inputs, lambda t: t.index_select(0, index)), targets.index_select(0, index)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the same sequence of batches later."""
@@ -157,3 +292,46 @@ class EpochSampler:
         self._generator_state = self.generator.get_state()
         self.order = state["order"]
         self.position = state["position"]
+        if self.draw is not None and self.order is not None:
+            self.n = len(self.order)
+
+
+class LoaderFetch:
+    """Batches drawn through a DataLoader: its dataset, collate_fn, drop_last, and a sampler of its own.
+
+    Samplers other than shuffle=True/False's (weighted, subset, a custom one) decide the
+    order: ``draw_order`` lists them once per epoch, as the DataLoader's own iterator does.
+    """
+
+    def __init__(self, loader: DataLoader, shuffle: bool | None) -> None:
+        if isinstance(loader.dataset, IterableDataset):
+            raise ValueError("the DataLoader's dataset is an IterableDataset; trainlab needs a map-style Dataset "
+                             "(with __len__ and __getitem__) to draw batches of a size that can change")
+        if loader.batch_size is None or type(loader.batch_sampler) is not BatchSampler:
+            raise ValueError("the DataLoader has a batch_sampler, which fixes each batch's size; trainlab's batch "
+                             "size is live: give the DataLoader a sampler= (and batch_size=) instead")
+        own_order = _shuffle_flag(loader.sampler)
+        if own_order is None and shuffle is not None:
+            raise ValueError(f"the DataLoader's {type(loader.sampler).__name__} decides the order of samples; "
+                             "leave shuffle unset (shuffle=None)")
+        if loader.num_workers:
+            warnings.warn(f"trainlab fetches the DataLoader's items in this process (num_workers="
+                          f"{loader.num_workers} is not used), so the batch size can change between batches",
+                          stacklevel=3)
+        self.loader = loader
+        self.dataset = loader.dataset
+        self.collate = loader.collate_fn
+        self.drop_last = loader.drop_last
+        self.sampler = loader.sampler if own_order is None else None  # None: the loop orders the samples
+        self.n = len(loader.sampler)
+
+    def draw_order(self) -> Tensor:
+        """This epoch's indices from the sampler (run with the loop's random stream as torch's)."""
+        # The DataLoader's iterator first draws a base seed for its workers: drawn here too, so a
+        # hand loop `for x, y in loader` meets the same random numbers in the same order.
+        torch.empty((), dtype=torch.int64).random_(generator=self.loader.generator)
+        return torch.tensor(list(iter(self.sampler)), dtype=torch.int64)
+
+    def fetch(self, indices: Tensor, what: str = "data") -> tuple[Any, Tensor]:
+        """The batch of these samples: each item fetched afresh, then collated."""
+        return _pair(self.collate([self.dataset[i] for i in indices.tolist()]), what)

@@ -91,10 +91,12 @@ def check_model(saved: Any, current: dict[str, Tensor]) -> None:
                                   "to load it")
 
 
-def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = None) -> None:
+def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = None,
+                   n_items: int | None = None) -> None:
     """Refuse a checkpoint whose place in the epoch (or settings) does not fit this loop.
 
     ``shuffle`` is the loop's setting; when given, a checkpoint saved with the other setting is refused.
+    ``n_items``: the order is a DataLoader sampler's (any indices below n_items, repeats allowed).
     """
     sampler = state["sampler"]
     if not isinstance(sampler, dict) or set(sampler) != {"rng", "order", "position"}:
@@ -102,7 +104,11 @@ def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = N
     order, position = sampler["order"], sampler["position"]
     if order is not None and (not isinstance(order, Tensor) or order.shape != (n_train,)):
         raise CheckpointError(f"the checkpoint was saved with another training set (not {n_train} samples)")
-    if order is not None and not _is_permutation(order, n_train):
+    if order is not None and n_items is not None:
+        if order.dtype != torch.int64 or (len(order) and not 0 <= int(order.min()) <= int(order.max()) < n_items):
+            raise CheckpointError(f"the checkpoint's sample order holds indices outside the {n_items} samples of "
+                                  "the DataLoader's dataset; save a new checkpoint with loop.save(path)")
+    elif order is not None and not _is_permutation(order, n_train):
         raise CheckpointError(f"the checkpoint's sample order is not an order of the {n_train} training samples "
                               "(edited by hand?); save a new checkpoint with loop.save(path)")
     if not is_whole_number(position) or not 0 <= position <= n_train:

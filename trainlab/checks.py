@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainlab.metrics import eval_mode
+from trainlab.batching import as_inputs, call_model, first_tensor, head, leaves, like, map_tensors
+from trainlab.metrics import eval_mode, pick
 from trainlab.options import is_whole_number, real_number
 
 __all__ = ["check_flags", "pick_device", "check_scheduler_argument", "make_scheduler", "rewind_bytes", "probe",
@@ -100,16 +101,18 @@ def may_draw_random_numbers(model: nn.Module) -> bool:
                for m in model.modules())
 
 
-def in_model_dtype(model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """The data as given if the model runs on it; else its floats in the model's dtype.
+def in_model_dtype(model: nn.Module, inputs: Any) -> torch.dtype | None:
+    """The dtype to convert float inputs to, if the model does not run on them as they are; else None.
 
     numpy gives float64 and torch layers are float32: such data is converted, as Keras does.
     A model that takes float64 itself (to centre raw timestamps, say) keeps its precision.
+    Integer inputs (token ids for an embedding) always pass as they are.
     """
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if dtype is None or not inputs.is_floating_point() or inputs.dtype == dtype or _runs_on(model, inputs[:2]):
-        return inputs, targets
-    return inputs.to(dtype), targets.to(dtype) if targets.is_floating_point() else targets
+    if (dtype is None or not isinstance(inputs, Tensor) or not inputs.is_floating_point() or inputs.dtype == dtype
+            or _runs_on(model, head(inputs, 2))):
+        return None
+    return dtype
 
 
 def _runs_on(model: nn.Module, x: Tensor) -> bool:
@@ -120,10 +123,10 @@ def _runs_on(model: nn.Module, x: Tensor) -> bool:
         return False
 
 
-def quiet_forward(model: nn.Module, x: Tensor) -> Any:
+def quiet_forward(model: nn.Module, x: Any) -> Any:
     """The model's outputs for ``x`` in eval mode, leaving no trace: no graph, no random numbers drawn."""
     with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
-        return model(x)
+        return call_model(model, x)
 
 
 def not_one_number(loss: Any) -> str:
@@ -137,26 +140,26 @@ def not_one_number(loss: Any) -> str:
 
 def non_finite_data(inputs: Any, targets: Tensor) -> str | None:
     """Which part of a batch holds NaN/inf ("inputs" or "targets"), or None if it is all finite."""
-    for name, tensor in (("inputs", inputs), ("targets", targets)):
-        if isinstance(tensor, Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    for name, tensors in (("inputs", leaves(inputs)), ("targets", [targets])):
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
             return name
     return None
 
 
-def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, targets: Tensor) -> None:
+def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Any, targets: Tensor,
+          part: int | str | None = None) -> None:
     """Run the model and loss on two samples now, so shape mistakes are reported at build time."""
-    x, y = inputs[:2], targets[:2]
+    x, y = head(inputs, 2), targets[:2]
     try:
         outputs = quiet_forward(model, x)
     except Exception as error:
-        raise ValueError(f"the model failed on a batch of the data (inputs of shape {tuple(x.shape[1:])}): "
-                         f"{error}. Check that the model's input size matches the data") from error
-    if not isinstance(outputs, Tensor):
-        raise ValueError(f"the model must return a tensor; it returned {type(outputs).__name__}")
+        raise ValueError(f"the model failed on a batch of the data ({_describe(x)}): {error}. "
+                         f"{_input_hint(x)}") from error
+    predictions = _predictions(outputs, part)
     if kind == "multiclass":
-        _check_class_scores(outputs, targets, x, getattr(loss_fn, "ignore_index", None))
-    if kind is None and outputs.shape != y.shape and outputs.dim() and outputs.numel() == y.numel():
-        raise ValueError(f"the model outputs shape {tuple(outputs.shape[1:])} per sample but the targets have "
+        _check_class_scores(predictions, targets, first_tensor(x), getattr(loss_fn, "ignore_index", None))
+    if kind is None and predictions.shape != y.shape and predictions.dim() and predictions.numel() == y.numel():
+        raise ValueError(f"the model outputs shape {tuple(predictions.shape[1:])} per sample but the targets have "
                          f"{tuple(y.shape[1:])}; reshape the targets (e.g. y.view(-1, 1)) so they match")
     try:
         loss = loss_fn(outputs, y)
@@ -164,6 +167,40 @@ def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Tensor, targ
         raise ValueError(f"the loss function failed on the model's outputs: {error}") from error
     if not isinstance(loss, Tensor) or loss.dim() != 0:
         raise ValueError(not_one_number(loss))
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return f"inputs of shape {tuple(x.shape[1:])}, {x.dtype}"
+    shapes = {key: tuple(t.shape[1:]) for key, t in (x.items() if isinstance(x, dict) else enumerate(x))}
+    return f"several inputs, of shapes {shapes}"
+
+
+def _input_hint(x: Any) -> str:
+    first = first_tensor(x)
+    if not first.is_floating_point():
+        return (f"The inputs are {first.dtype}: that suits an nn.Embedding's token ids; a model that starts "
+                "with another layer (nn.Linear, nn.Conv2d) needs floats: convert them with X.float()")
+    return "Check that the model's input size matches the data"
+
+
+def _predictions(outputs: Any, part: int | str | None) -> Tensor:
+    """The outputs' part that holds the predictions, or a ValueError saying how to name it."""
+    if part is None:
+        if isinstance(outputs, Tensor):
+            return outputs
+        kind = type(outputs).__name__
+        example = "outputs='logits'" if isinstance(outputs, dict) else "outputs=0"
+        raise ValueError(f"the model returns a {kind}, not one tensor; the loss gets all of it, and the loop needs "
+                         f"to know which part holds the predictions (for accuracy and plots): Loop(..., {example})")
+    try:
+        chosen = pick(outputs, part)
+    except (KeyError, IndexError, AttributeError, TypeError):
+        raise ValueError(f"outputs={part!r} names no part of what the model returns "
+                         f"(a {type(outputs).__name__})") from None
+    if not isinstance(chosen, Tensor):
+        raise ValueError(f"outputs={part!r} picks a {type(chosen).__name__}; it must pick a tensor of predictions")
+    return chosen
 
 
 def _check_class_scores(outputs: Tensor, targets: Tensor, x: Tensor, ignore_index: int | None) -> None:
@@ -187,8 +224,14 @@ def _check_class_scores(outputs: Tensor, targets: Tensor, x: Tensor, ignore_inde
                          f"build it with at least {top + 1} outputs")
 
 
-def predict_batch(inputs: Any, train_x: Tensor, device: torch.device) -> Tensor:
+def predict_batch(inputs: Any, train_x: Any, device: torch.device) -> Any:
     """``inputs`` as a batch like the training inputs (same dtype and device), or a ValueError."""
+    if not isinstance(train_x, Tensor):  # several inputs: laid out like the training ones
+        if not isinstance(inputs, (tuple, list, dict)):
+            raise ValueError("predict takes the model's several inputs, laid out like the training inputs "
+                             "(a tuple or dict of tensors)")
+        return map_tensors(like(as_inputs(inputs, "predict's inputs"), train_x, "predict's inputs"),
+                           lambda t: t.to(device))
     shape = tuple(train_x.shape[1:])
     batch = f"(n, {', '.join(map(str, shape))})"
     try:

@@ -23,8 +23,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
-from trainlab.batching import EpochSampler, as_tensors, loader_settings, split_validation
+from trainlab.batching import (EpochSampler, LoaderFetch, as_tensors, call_model, like, loader_settings, map_tensors,
+                               rows, split_validation)
 from trainlab.callbacks import attach_all
 from trainlab.checks import (check_count, check_flags, check_scheduler_argument, in_model_dtype, make_scheduler,
                              may_draw_random_numbers, non_finite_data, not_one_number, pick_device, predict_batch,
@@ -33,7 +35,7 @@ from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
-from trainlab.metrics import accuracy_kind, count_correct, eval_mode, evaluate, first_non_finite, grad_norms
+from trainlab.metrics import accuracy_kind, count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
                               check_targets, check_weight_decay, make_loss, make_optimizer)
 from trainlab.snapshot import RewindBuffer
@@ -72,6 +74,7 @@ class Loop(TimeTravel):
         scheduler: Any = None,
         scheduler_interval: str = "epoch",
         clip_grad_norm: float | None = None,
+        outputs: int | str | None = None,
         accuracy: bool | None = None,
         device: str | torch.device = "cpu",
         on_nonfinite: str = "raise",
@@ -86,7 +89,9 @@ class Loop(TimeTravel):
         ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
         scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
         (``"step"``). ``clip_grad_norm`` scales the gradients down before each update so their
-        total norm is at most this (None: no clipping); live, like ``lr``. ``rewind_memory_mb``
+        total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
+        of what the model returns that holds its predictions, for accuracy and plots, when it returns
+        a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
         caps the automatic snapshots behind ``rewind`` (16 MB: over a thousand steps of a small
         MLP; more costs speed, as the copies fall out of the CPU's cache). ``threads`` sets
         torch's intra-op threads for the whole process until the last such loop is gone (None:
@@ -103,9 +108,9 @@ class Loop(TimeTravel):
         self.loss_fn, self.loss_name = make_loss(loss_fn)
         loader_batch, loader_shuffle = loader_settings(data)
         self._batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
-        shuffle = shuffle if shuffle is not None else (True if loader_shuffle is None else loader_shuffle)
-        self._take_data(data, validation_split, val_data, seed, accuracy)
-        probe(self.model, self.loss_fn, self.accuracy_kind, *self._train)
+        self._part = outputs
+        self._take_data(data, validation_split, val_data, seed, accuracy, shuffle)
+        probe(self.model, self.loss_fn, self.accuracy_kind, *self._train, part=outputs)
         self._make_optimizer(optimizer, lr, momentum, weight_decay, optimizer_options)
         self.scheduler = make_scheduler(scheduler, self.optimizer)
         self.scheduler_interval = scheduler_interval
@@ -125,7 +130,12 @@ class Loop(TimeTravel):
         self.history = History(self.param_names, keys)
         self.events = Events()
         self.state = State()
-        self._sampler = EpochSampler(len(self._train[1]), shuffle, seed)
+        fetch = self._fetch
+        self._sampler = EpochSampler(
+            fetch.n if fetch else len(self._train[1]),
+            shuffle if shuffle is not None else loader_shuffle is not False,
+            seed, draw=fetch and fetch.sampler and (lambda: self._with_loop_rng(fetch.draw_order)),
+            drop_last=bool(fetch and fetch.drop_last))
         # The loop's own random stream (dropout etc.): swapped in around forward, so two
         # loops with the same seed give the same numbers and the global RNG is left alone.
         # Models made only of deterministic torch.nn layers skip the swap (it costs a few us).
@@ -144,23 +154,48 @@ class Loop(TimeTravel):
         self._initial = self.snapshot("initial")
         self._initial_hyper = (self.lr, self._batch_size)
 
-    def _take_data(self, data: Any, validation_split: float, val_data: Any, seed: int, accuracy: bool | None) -> None:
-        """Turn the data into tensors on the device and split off the validation part, once."""
+    def _take_data(self, data: Any, validation_split: float, val_data: Any, seed: int, accuracy: bool | None,
+                   shuffle: bool | None) -> None:
+        """Take the training data (tensors on the device, or a DataLoader to draw through) and the validation part."""
         if val_data is not None and validation_split:
             raise ValueError("give either validation_split or val_data, not both")
-        inputs, targets = as_tensors(data, "data")
-        self.accuracy_kind = accuracy_kind(self.loss_fn, targets) if accuracy in (None, True) else None
-        if accuracy is True and self.accuracy_kind is None:
-            raise ValueError("accuracy=True needs a classification loss (cross_entropy or bce)")
-        targets = check_targets(self.loss_name, self.accuracy_kind, targets, "data")
-        inputs, targets = in_model_dtype(self.model, inputs.to(self.device), targets.to(self.device))
-        self.train_indices, self.val_indices = split_validation(len(inputs), validation_split, seed)
-        if validation_split:
-            self._train = inputs[self.train_indices], targets[self.train_indices]
-            self._val = inputs[self.val_indices], targets[self.val_indices]
+        if isinstance(data, DataLoader):
+            self._fetch: LoaderFetch | None = LoaderFetch(data, shuffle)
+            if validation_split:
+                raise ValueError("validation_split needs the data in memory; with a DataLoader, give "
+                                 "val_data= (another DataLoader, or (X, y))")
+            with torch.random.fork_rng(devices=[]):  # looking at two samples leaves no trace
+                inputs, targets = self._fetch.fetch(torch.arange(min(2, self._fetch.n)))
         else:
-            self._train = inputs, targets
+            self._fetch = None
+            inputs, targets = as_tensors(data, "data")
+        self.accuracy_kind = accuracy_kind(self.loss_fn, targets) if accuracy in (None, True) else None
+        if accuracy is True and self.accuracy_kind is None:  # a loss function of the user's own
+            if isinstance(self.loss_fn, nn.modules.loss._Loss) or targets.is_floating_point() or targets.dim() != 1:
+                raise ValueError("accuracy=True needs a classification loss (cross_entropy or bce), or class "
+                                 "labels as targets (int64, shape (n,)) for a loss function of your own")
+            self.accuracy_kind = "multiclass"
+        inputs, targets = self._on_device(inputs, check_targets(self.loss_name, self.accuracy_kind, targets, "data"))
+        self._cast = in_model_dtype(self.model, inputs)  # numpy's float64 -> the model's float32, if it must
+        inputs, targets = self._converted(inputs, targets)
+        n = self._fetch.n if self._fetch is not None else len(targets)
+        self.train_indices, self.val_indices = split_validation(n, validation_split, seed)
+        self._train_cache: tuple[Any, Tensor] | None = None
+        if validation_split:
+            self._train = rows(inputs, self.train_indices), targets[self.train_indices]
+            self._val = rows(inputs, self.val_indices), targets[self.val_indices]
+        else:
+            self._train = inputs, targets  # with a DataLoader: two samples, for shapes and types
             self._val = self._prepared(val_data, "val_data") if val_data is not None else None
+
+    def _on_device(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
+        return map_tensors(inputs, lambda t: t.to(self.device)), targets.to(self.device)
+
+    def _converted(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
+        """Floats in the model's dtype, where the data's (float64 from numpy, say) would not run."""
+        if self._cast is None or not isinstance(inputs, Tensor):
+            return inputs, targets
+        return inputs.to(self._cast), targets.to(self._cast) if targets.is_floating_point() else targets
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
@@ -186,6 +221,11 @@ class Loop(TimeTravel):
     def last_outputs(self) -> Any:
         """What the model returned for the open batch (after forward), or None."""
         return self._batch.outputs if self._batch is not None else None
+
+    @property
+    def last_predictions(self) -> Tensor | None:
+        """The part of the open batch's outputs that holds the predictions (see ``outputs=``), or None."""
+        return pick(self._batch.outputs, self._part) if self._batch is not None and self._batch.outputs is not None else None
 
     @property
     def last_loss(self) -> Tensor | None:
@@ -223,9 +263,14 @@ class Loop(TimeTravel):
         return self.accuracy_kind is not None
 
     @property
-    def train_data(self) -> tuple[Tensor, Tensor]:
-        """The training split ``(X, y)``."""
-        return self._train
+    def train_data(self) -> tuple[Any, Tensor]:
+        """The training split ``(X, y)`` (from a DataLoader: all its batches, collected when first asked)."""
+        if self._fetch is None:
+            return self._train
+        if self._train_cache is None:
+            with torch.random.fork_rng(devices=[]):
+                self._train_cache = self._on_device(*as_tensors(self._fetch.loader, "data"))
+        return self._train_cache
 
     @property
     def val_data(self) -> tuple[Tensor, Tensor] | None:
@@ -384,7 +429,8 @@ class Loop(TimeTravel):
         if not self.model.training:
             self.model.train()
         try:
-            outputs = self._with_loop_rng(batch.inputs) if self._random_model else self.model(batch.inputs)
+            outputs = (self._with_loop_rng(call_model, self.model, batch.inputs) if self._random_model
+                       else call_model(self.model, batch.inputs))
         except BaseException:
             self._put_back(batch, retry=True)  # BatchNorm may have moved its statistics already
             raise
@@ -416,7 +462,7 @@ class Loop(TimeTravel):
             self._put_back(batch, retry=True)
             raise
         kind = self.accuracy_kind
-        correct = count_correct(kind, batch.outputs.detach(), batch.targets) if kind else None
+        correct = count_correct(kind, pick(batch.outputs, self._part).detach(), batch.targets) if kind else None
         norms = grad_norms(self._params, correct)  # one sync for every layer and the accuracy
         batch.correct = norms.pop() if kind else 0.0
         bad = first_non_finite(self.param_names, self._params, norms)
@@ -529,28 +575,25 @@ class Loop(TimeTravel):
                 raise ValueError("this loop has no validation data: build it with validation_split=0.2 "
                                  "or val_data=(X, y), or pass data: loop.evaluate((X_test, y_test))")
             inputs, targets = self._val if data is None else self._prepared(data, "evaluate's data")
-            return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets)
+            return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, self._part)
 
-    def predict(self, inputs: Tensor) -> Tensor:
-        """The model's outputs for ``inputs``, in eval mode, without gradients (for plots)."""
+    def predict(self, inputs: Any) -> Tensor:
+        """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
         with self._guard:
             x = predict_batch(inputs, self._train[0], self.device)
             with eval_mode(self.model), torch.no_grad():
-                return self.model(x)
+                return pick(call_model(self.model, x), self._part)
 
-    def _prepared(self, data: Any, what: str) -> tuple[Tensor, Tensor]:
+    def _prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:
         """Validation or test data as tensors like the training data's, checked like it."""
         inputs, targets = as_tensors(data, what)
         targets = check_targets(self.loss_name, self.accuracy_kind, targets, what)
         train_x, train_y = self._train
-        if inputs.shape[1:] != train_x.shape[1:]:
-            raise ValueError(f"{what}: each input has shape {tuple(inputs.shape[1:])} but the training "
-                             f"inputs have {tuple(train_x.shape[1:])}")
-        # Converted like the training data was (numpy's float64, say).
-        inputs, targets = inputs.to(self.device, train_x.dtype), targets.to(self.device)
+        # On the device, converted like the training data was (numpy's float64, say).
+        inputs, targets = self._on_device(like(inputs, train_x, what), targets)
         if targets.is_floating_point() and train_y.is_floating_point():
             targets = targets.to(train_y.dtype)
-        probe(self.model, self.loss_fn, self.accuracy_kind, inputs, targets)  # labels, target shapes
+        probe(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, part=self._part)  # labels, shapes
         return inputs, targets
 
     # --- inside a batch ------------------------------------------------------------------------
@@ -568,15 +611,20 @@ class Loop(TimeTravel):
             self._epoch_sums = [0.0, 0, 0.0]
             self._fire_before("before_epoch")
         start, stop = self._sampler.take(self._batch_size)
-        inputs, targets = self._sampler.rows(*self._train, start, stop)
+        if self._fetch is None:
+            inputs, targets = self._sampler.rows(*self._train, start, stop)
+        else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
+            inputs, targets = self._with_loop_rng(self._fetch.fetch, self._sampler.indices(start, stop))
+            inputs, targets = self._converted(*self._on_device(inputs, targets))
         self._batch = Batch(inputs, targets, start, before)
         return self._batch
 
-    def _with_loop_rng(self, inputs: Any) -> Any:
+    def _with_loop_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
         outside = torch.get_rng_state()
         torch.set_rng_state(self._rng_state)
         try:
-            return self.model(inputs)
+            return fn(*args)
         finally:
             self._rng_state = torch.get_rng_state()
             torch.set_rng_state(outside)
@@ -643,7 +691,7 @@ class Loop(TimeTravel):
         self.state.epoch += 1
         try:
             if self._val is not None:
-                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._val)
+                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._val, self._part)
                 log.update({f"val_{k}": v for k, v in scores.items()})
         finally:  # even if validation fails, the epoch has ended: record what we have
             self.history.record_epoch(index, log)

@@ -20,7 +20,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-__all__ = ["accuracy_kind", "count_correct", "grad_norms", "first_non_finite", "eval_mode", "evaluate"]
+from trainlab.batching import call_model, map_tensors
+
+__all__ = ["accuracy_kind", "count_correct", "grad_norms", "first_non_finite", "eval_mode", "evaluate", "pick"]
 
 EVAL_BATCH = 1024  # evaluation needs no gradients, so it can use big batches
 _ZERO = torch.zeros(())
@@ -85,17 +87,27 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
+def pick(outputs: Any, part: int | str | None) -> Any:
+    """The part of a model's outputs that holds its predictions (``outputs=`` of the Loop); all when None."""
+    if part is None:
+        return outputs
+    if isinstance(part, str) and not isinstance(outputs, dict):
+        return getattr(outputs, part)  # a namedtuple's field
+    return outputs[part]
+
+
 def evaluate(model: nn.Module, loss_fn: Callable[..., Tensor], kind: str | None,
-             inputs: Tensor, targets: Tensor) -> dict[str, float]:
+             inputs: Any, targets: Tensor, part: int | str | None = None) -> dict[str, float]:
     """Mean loss (and accuracy) over the data, in eval mode, without gradients, in big batches."""
     loss_sum, correct = 0.0, 0.0
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(targets), EVAL_BATCH):
-            x, y = inputs[start:start + EVAL_BATCH], targets[start:start + EVAL_BATCH]
-            outputs = model(x)
+            x = map_tensors(inputs, lambda t: t[start:start + EVAL_BATCH])
+            y = targets[start:start + EVAL_BATCH]
+            outputs = call_model(model, x)
             loss_sum += loss_fn(outputs, y).item() * len(y)
             if kind:
-                correct += count_correct(kind, outputs, y).item()
+                correct += count_correct(kind, pick(outputs, part), y).item()
     result = {"loss": loss_sum / len(targets)}
     if kind:
         result["accuracy"] = correct / len(targets)

@@ -132,7 +132,9 @@ class TimeTravel:
             payload = checkpoint.read(path)
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
-            checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle)
+            drawn = self._sampler.draw is not None  # a DataLoader's sampler: any indices of its dataset
+            checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle,
+                                      n_items=len(self._fetch.dataset) if drawn else None)
             checkpoint.check_optimizer_groups(state)
             try:  # everything is tried on scratch copies first: a refused file changes nothing
                 self._try_state(state)
