@@ -79,6 +79,11 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
             raise ValueError("optimizer options (momentum, weight_decay, optimizer_options) apply only "
                              "to an optimizer given by name; set them on your optimizer object instead")
         _check_covers(optimizer, model)
+        for group in optimizer.param_groups if lr is None else ():
+            number = real_number(group.get("lr"))
+            if number is None or not 0 <= number < math.inf:
+                raise ValueError(f"the optimizer's learning rate is {group.get('lr')!r}; build it with a finite lr "
+                                 "like lr=0.01 (or pass lr= to the Loop)")
         if lr is not None:
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -222,6 +222,7 @@ class TimeTravel:
         scratch_model = copy.deepcopy(self.model)
         scratch = (make_optimizer(kind, scratch_model, None, {}) if kind
                    else _optimizer_copy(self._given_optimizer, self.model, scratch_model))
+        _check_state_indices(state["optimizer"])
         scratch.load_state_dict(clone_optimizer_state(state["optimizer"]))
         for group in scratch.param_groups:  # torch loads any optimizer's settings into any other
             missing = set(scratch.defaults) - set(group)
@@ -276,6 +277,14 @@ def _optimizer_copy(optimizer: torch.optim.Optimizer, model: nn.Module,
     memo = {id(p): scratch_of[id(p)] for group in optimizer.param_groups for p in group["params"]
             if id(p) in scratch_of}
     return copy.deepcopy(optimizer, memo)
+
+
+def _check_state_indices(saved: dict[str, Any]) -> None:
+    """Per-parameter state only for parameters the saved groups hold (torch keeps others, unused)."""
+    held = {index for group in saved["param_groups"] for index in group["params"]}
+    extra = sorted(set(saved["state"]) - held, key=str)
+    if extra:
+        raise ValueError(f"its optimizer state has entries for parameters {extra} that no parameter group holds")
 
 
 def _try_one_step(optimizer: torch.optim.Optimizer) -> None:
