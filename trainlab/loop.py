@@ -632,13 +632,14 @@ class Loop(TimeTravel):
     def _clip_gradients(self, batch: Batch, grad_norm: float) -> float:
         """Scale the gradients so their total norm is at most clip_grad_norm; returns the norm after.
 
-        Once per batch: an update that failed and is called again must not scale them twice.
+        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
+        batch: an update that failed and is called again must not scale them twice.
         """
         if batch.clipped_norm is None:
             batch.clipped_norm = grad_norm
-            if self._clip is not None and grad_norm > self._clip:
-                torch._foreach_mul_([p.grad for p in self._params if p.grad is not None], self._clip / grad_norm)
-                batch.clipped_norm = self._clip
+            if self._clip is not None:
+                nn.utils.clip_grad_norm_(self._params, self._clip)
+                batch.clipped_norm = min(grad_norm, self._clip)
         return batch.clipped_norm
 
     def _non_finite(self, batch: Batch, loss: Tensor, stage: str, where: str, message: str) -> Tensor:
