@@ -82,3 +82,10 @@ def test_stop_from_a_handler_ends_fit_at_the_batch_boundary():
     assert loop.state.step == 4 and loop.next_stage == "forward" and loop.stop_requested
     loop.fit(epochs=1)  # a new fit clears the request; the handler only fires at step 4
     assert loop.state.epoch == 1 and loop.state.step == 10
+
+
+def test_early_stopping_takes_keras_restore_best_weights_name():
+    assert tl.EarlyStopping(restore_best_weights=False).restore_best is False
+    assert tl.EarlyStopping(restore_best_weights=True, restore_best=False).restore_best is True
+    with pytest.raises(ValueError, match="restore_best_weights must be True or False"):
+        tl.EarlyStopping(restore_best_weights="yes")

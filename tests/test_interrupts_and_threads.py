@@ -256,3 +256,22 @@ def test_a_background_fit_refuses_cell_calls_until_it_is_done():
     ref = make_loop()
     ref.fit(epochs=2)
     assert_params_equal(params(loop), params(ref))
+
+
+def test_torch_threads_come_back_when_the_last_loop_that_set_them_is_gone():
+    import gc
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X, y = tl.datasets.moons(n=40, seed=0)
+        loops = [tl.Loop(tl.models.mlp(2, [4], 2), (X, y), "cross_entropy", threads=1) for _ in range(2)]
+        assert torch.get_num_threads() == 1
+        loops.pop()
+        gc.collect()
+        assert torch.get_num_threads() == 1  # one loop still wants a single thread
+        loops.clear()
+        gc.collect()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -55,14 +55,15 @@ def _check_monitor(loop: Any, monitor: str, who: str) -> None:
 class EarlyStopping:
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs in a row (as Keras does).
 
-    With ``restore_best=True`` the model's weights go back to the best epoch's when it
-    stops; the history keeps every epoch, so the plot still shows what came after.
+    With ``restore_best=True`` (Keras's name, ``restore_best_weights``, works too) the model's
+    weights go back to the best epoch's when it stops; the history keeps every epoch, so the
+    plot still shows what came after.
 
     Example: ``loop.fit(100, callbacks=[tl.EarlyStopping(patience=5)])``
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True, mode: str = "auto") -> None:
+                 restore_best: bool = True, mode: str = "auto", *, restore_best_weights: bool | None = None) -> None:
         if not is_whole_number(patience) or patience < 0:
             raise ValueError(f"patience must be a whole number of epochs, 0 or more; got {patience!r}")
         delta = real_number(min_delta)
@@ -71,7 +72,10 @@ class EarlyStopping:
         self.monitor = _monitor_name(monitor, "EarlyStopping")
         self.patience = patience
         self.min_delta = delta
-        self.restore_best = restore_best
+        for name, flag in (("restore_best", restore_best), ("restore_best_weights", restore_best_weights)):
+            if flag is not None and not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False; got {flag!r}")
+        self.restore_best = restore_best if restore_best_weights is None else restore_best_weights
         self.mode = _mode_for(monitor, mode)
         self._reset()
 
