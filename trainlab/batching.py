@@ -237,11 +237,11 @@ class EpochSampler:
     batch size is left out, as a DataLoader does.
     """
 
-    def __init__(self, n: int, shuffle: bool, seed: int, draw: Callable[[], Tensor] | None = None,
+    def __init__(self, n: int, shuffle: bool, seed: int, draw: Callable[[], Tensor | None] | None = None,
                  drop_last: bool = False) -> None:
         self.n = n
-        self.shuffle = shuffle or draw is not None
-        self.draw = draw
+        self.shuffle = shuffle
+        self.draw = draw  # called at each epoch's start; an order it returns replaces the loop's own
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
         self._generator_state = self.generator.get_state()  # it only moves when an epoch starts
@@ -255,9 +255,10 @@ class EpochSampler:
 
     def start_epoch(self) -> None:
         """Draw the next epoch's order (the identity when not shuffling)."""
-        if self.draw is not None:
-            self.order = self.draw()
-            self.n = len(self.order)
+        drawn = self.draw() if self.draw is not None else None
+        if drawn is not None:
+            self.order = drawn
+            self.n = len(drawn)
         elif self.shuffle:  # unshuffled, the generator never moves: no state to copy
             self.order = torch.randperm(self.n, generator=self.generator)
             self._generator_state = self.generator.get_state()
@@ -292,7 +293,7 @@ class EpochSampler:
         self._generator_state = self.generator.get_state()
         self.order = state["order"]
         self.position = state["position"]
-        if self.draw is not None and self.order is not None:
+        if self.order is not None:
             self.n = len(self.order)
 
 
@@ -325,12 +326,15 @@ class LoaderFetch:
         self.sampler = loader.sampler if own_order is None else None  # None: the loop orders the samples
         self.n = len(loader.sampler)
 
-    def draw_order(self) -> Tensor:
-        """This epoch's indices from the sampler (run with the loop's random stream as torch's)."""
-        # The DataLoader's iterator first draws a base seed for its workers: drawn here too, so a
-        # hand loop `for x, y in loader` meets the same random numbers in the same order.
+    def draw_order(self) -> Tensor | None:
+        """At an epoch's start, this epoch's indices from the sampler, or None when the loop orders them.
+
+        Run with the loop's random stream as torch's. The DataLoader's iterator first draws a
+        base seed for its workers: drawn here too, so a hand loop ``for x, y in loader`` meets
+        the same random numbers (augmentation, a weighted sampler) in the same order.
+        """
         torch.empty((), dtype=torch.int64).random_(generator=self.loader.generator)
-        return torch.tensor(list(iter(self.sampler)), dtype=torch.int64)
+        return torch.tensor(list(iter(self.sampler)), dtype=torch.int64) if self.sampler is not None else None
 
     def fetch(self, indices: Tensor, what: str = "data") -> tuple[Any, Tensor]:
         """The batch of these samples: each item fetched afresh, then collated."""

@@ -133,9 +133,8 @@ class Loop(TimeTravel):
         fetch = self._fetch
         self._sampler = EpochSampler(
             fetch.n if fetch else len(self._train[1]),
-            shuffle if shuffle is not None else loader_shuffle is not False,
-            seed, draw=fetch and fetch.sampler and (lambda: self._with_loop_rng(fetch.draw_order)),
-            drop_last=bool(fetch and fetch.drop_last))
+            shuffle if shuffle is not None else loader_shuffle is not False,  # a sampler of its own: drawn
+            seed, draw=fetch and (lambda: self._with_loop_rng(fetch.draw_order)), drop_last=bool(fetch and fetch.drop_last))
         # The loop's own random stream (dropout etc.): swapped in around forward, so two
         # loops with the same seed give the same numbers and the global RNG is left alone.
         # Models made only of deterministic torch.nn layers skip the swap (it costs a few us).

@@ -132,7 +132,7 @@ class TimeTravel:
             payload = checkpoint.read(path)
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
-            drawn = self._sampler.draw is not None  # a DataLoader's sampler: any indices of its dataset
+            drawn = self._fetch is not None and self._fetch.sampler is not None  # any indices of its dataset
             checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle,
                                       n_items=len(self._fetch.dataset) if drawn else None)
             checkpoint.check_optimizer_groups(state)

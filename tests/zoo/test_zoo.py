@@ -1,0 +1,170 @@
+"""The zoo (issue 14): each tutorial model trains in trainlab exactly as in a hand-written PyTorch loop.
+
+Every check runs on every entry of ``zoo_cases.ZOO``: the four stages one at a time, fit,
+evaluate and predict, snapshot/restore, rewind, save/load into a new loop, a headless
+dashboard, and an exact (torch.equal) match with a plain PyTorch loop after several steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import trainlab as tl
+from zoo_cases import (BATCH, Case, assert_same_weights, build_model, call, hand_train, make_loop, part,
+                       weights)
+
+STEPS = 6  # more than one epoch (4 batches of 16 out of 64 samples; 3 for the drop_last entry)
+
+
+def steps_per_epoch(case: Case) -> int:
+    data = case.data()
+    return len(data) if isinstance(data, DataLoader) else math.ceil(len(data[1]) / BATCH)
+
+
+def predict_inputs(case: Case):
+    return case.inputs() if case.inputs is not None else case.data()[0]
+
+
+def changed(before: dict, after: dict) -> bool:
+    return any(not torch.equal(before[name], after[name]) for name in before)
+
+
+def test_stages_one_at_a_time(case):
+    loop = make_loop(case)
+    initial = weights(loop.model)
+    assert loop.next_stage == "forward"
+    with pytest.raises(tl.StageError):
+        loop.backward()
+
+    outputs = loop.forward()
+    inputs, targets = loop.batch
+    assert len(targets) == BATCH
+    assert part(outputs, case.loop_options.get("outputs")).shape[0] == BATCH
+    assert loop.next_stage == "loss"
+
+    loss = loop.loss()
+    assert loss.dim() == 0 and loss.requires_grad and torch.isfinite(loss)
+    assert loop.next_stage == "backward"
+
+    norms = loop.backward()
+    assert set(norms) == set(loop.param_names)
+    assert all(math.isfinite(norm) for norm in norms.values())
+    assert all(p.grad is not None for p in loop.model.parameters() if p.requires_grad)
+    assert loop.next_stage == "update"
+
+    log = loop.update()
+    assert log["status"] == "updated" and log["loss"] == loss.item()
+    assert loop.state.step == 1 and loop.next_stage == "forward"
+    assert changed(initial, weights(loop.model))
+    assert_same_weights(weights(loop.model), weights(hand_train(case, 1)[0]), "after one stage-by-stage step")
+
+
+def test_matches_a_hand_written_loop(case):
+    loop = make_loop(case)
+    losses = [loop.step()["loss"] for _ in range(STEPS)]
+    model, hand_losses = hand_train(case, STEPS)
+    assert losses == hand_losses
+    assert_same_weights(weights(loop.model), weights(model), f"after {STEPS} steps")
+
+
+def test_fit_evaluate_predict(case):
+    loop = make_loop(case)
+    history = loop.fit(epochs=1)
+    assert loop.state.epoch == 1 and loop.state.step == steps_per_epoch(case)
+    assert len(history.history["loss"]) == 1 and math.isfinite(history.history["loss"][0])
+    assert_same_weights(weights(loop.model), weights(hand_train(case, loop.state.step)[0]), "after fit(epochs=1)")
+
+    data = case.data()
+    result = loop.evaluate(data)
+    assert math.isfinite(result["loss"])
+    if case.loss not in ("mse",):
+        assert 0.0 <= result["accuracy"] <= 1.0
+    if not isinstance(data, DataLoader):  # the whole data set in eval mode, without gradients
+        X, y = data
+        loss_fn = nn.CrossEntropyLoss() if case.loss == "cross_entropy" else nn.MSELoss() if case.loss == "mse" \
+            else case.loss
+        reference = build_model(case)
+        reference.load_state_dict(loop.model.state_dict())
+        reference.eval()
+        with torch.no_grad():
+            expected = loss_fn(call(reference, X), y).item()
+        assert result["loss"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+    inputs = predict_inputs(case)
+    predictions = loop.predict(inputs)
+    assert loop.model.training  # predict puts train mode back
+    reference = build_model(case)
+    reference.load_state_dict(loop.model.state_dict())
+    reference.eval()
+    with torch.no_grad():
+        expected = part(call(reference, inputs), case.loop_options.get("outputs"))
+    torch.testing.assert_close(predictions, expected)
+
+
+def test_snapshot_restore_replays_exactly(case):
+    loop = make_loop(case)
+    loop.step()
+    loop.step()
+    snapshot = loop.snapshot()
+    at_snapshot = weights(loop.model)
+    losses = [loop.step()["loss"] for _ in range(3)]  # across the epoch's end
+    after = weights(loop.model)
+
+    loop.restore(snapshot)
+    assert loop.state.step == 2
+    assert_same_weights(weights(loop.model), at_snapshot, "after restore")
+    assert [loop.step()["loss"] for _ in range(3)] == losses
+    assert_same_weights(weights(loop.model), after, "after replaying from the snapshot")
+
+
+def test_rewind_one_step(case):
+    loop = make_loop(case)
+    loop.step()
+    loop.step()
+    at_two = weights(loop.model)
+    loss = loop.step()["loss"]
+    at_three = weights(loop.model)
+
+    assert loop.rewind(1) == 2
+    assert loop.state.step == 2
+    assert_same_weights(weights(loop.model), at_two, "after rewind(1)")
+    assert loop.step()["loss"] == loss
+    assert_same_weights(weights(loop.model), at_three, "after replaying the rewound step")
+
+
+def test_save_and_load_into_a_new_loop(case, tmp_path):
+    first = make_loop(case)
+    for _ in range(3):
+        first.step()
+    path = tmp_path / f"{case.name}.pt"
+    first.save(path)
+    saved = weights(first.model)
+    losses = [first.step()["loss"] for _ in range(3)]  # across the epoch's end
+
+    second = make_loop(case)
+    second.load(path)
+    assert second.state.step == 3
+    assert_same_weights(weights(second.model), saved, "after load")
+    assert [second.step()["loss"] for _ in range(3)] == losses
+    assert_same_weights(weights(second.model), weights(first.model), "continuing after load")
+
+
+def test_headless_dashboard(case):
+    loop = make_loop(case)
+    dash = tl.Dashboard(loop)
+    try:
+        dash.buttons["Step"].click()
+        assert loop.state.step == 1, dash.alert.value
+        for label in ("Forward", "Loss", "Backward", "Update"):
+            dash.buttons[label].click()
+        assert loop.state.step == 2, dash.alert.value
+        dash.buttons["Step"].click()
+        assert loop.state.step == 3, dash.alert.value
+        assert_same_weights(weights(loop.model), weights(hand_train(case, 3)[0]), "after three dashboard steps")
+    finally:
+        dash.close()
