@@ -23,21 +23,19 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from trainlab.batching import (EpochSampler, LoaderFetch, as_tensors, call_model, like, loader_settings, map_tensors,
-                               rows, split_validation)
+from trainlab.batching import EpochSampler, call_model, loader_settings
 from trainlab.callbacks import attach_all
-from trainlab.checks import (check_count, check_flags, check_scheduler_argument, in_model_dtype, make_scheduler,
-                             may_draw_random_numbers, non_finite_data, not_one_number, pick_device, predict_batch,
-                             probe, rewind_bytes)
+from trainlab.checks import (check_count, check_flags, check_scheduler_argument, make_scheduler, may_draw_random_numbers,
+                             non_finite_data, not_one_number, pick_device, predict_batch, rewind_bytes)
+from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
-from trainlab.metrics import accuracy_kind, count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick
+from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
-                              check_targets, check_weight_decay, make_loss, make_optimizer)
+                              check_weight_decay, make_loss, make_optimizer)
 from trainlab.snapshot import RewindBuffer
 from trainlab.state import Batch, State
 from trainlab.time_travel import ModelSlots, TimeTravel
@@ -109,8 +107,10 @@ class Loop(TimeTravel):
         loader_batch, loader_shuffle = loader_settings(data)
         self._batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
         self._part = outputs
-        self._take_data(data, validation_split, val_data, seed, accuracy, shuffle)
-        probe(self.model, self.loss_fn, self.accuracy_kind, *self._train, part=outputs)
+        self._data = LoopData(data, self.model, self.loss_fn, self.loss_name, accuracy, outputs, self.device, shuffle,
+                             validation_split, val_data, seed)
+        self.accuracy_kind = self._data.accuracy_kind
+        self.train_indices, self.val_indices = self._data.train_indices, self._data.val_indices
         self._make_optimizer(optimizer, lr, momentum, weight_decay, optimizer_options)
         self.scheduler = make_scheduler(scheduler, self.optimizer)
         self.scheduler_interval = scheduler_interval
@@ -126,14 +126,13 @@ class Loop(TimeTravel):
         self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
 
         keys = ["loss"] + (["accuracy"] if self.accuracy_kind else [])
-        keys += [f"val_{k}" for k in keys] if self._val is not None else []
+        keys += [f"val_{k}" for k in keys] if self._data.val is not None else []
         self.history = History(self.param_names, keys)
         self.events = Events()
         self.state = State()
-        fetch = self._fetch
+        fetch = self._data.fetch
         self._sampler = EpochSampler(
-            fetch.n if fetch else len(self._train[1]),
-            shuffle if shuffle is not None else loader_shuffle is not False,  # a sampler of its own: drawn
+            self._data.n, shuffle if shuffle is not None else loader_shuffle is not False,  # a sampler of its own
             seed, draw=fetch and (lambda: self._with_loop_rng(fetch.draw_order)), drop_last=bool(fetch and fetch.drop_last))
         # The loop's own random stream (dropout etc.): swapped in around forward, so two
         # loops with the same seed give the same numbers and the global RNG is left alone.
@@ -152,49 +151,6 @@ class Loop(TimeTravel):
         self.last_epoch_log: dict[str, float] = {}
         self._initial = self.snapshot("initial")
         self._initial_hyper = (self.lr, self._batch_size)
-
-    def _take_data(self, data: Any, validation_split: float, val_data: Any, seed: int, accuracy: bool | None,
-                   shuffle: bool | None) -> None:
-        """Take the training data (tensors on the device, or a DataLoader to draw through) and the validation part."""
-        if val_data is not None and validation_split:
-            raise ValueError("give either validation_split or val_data, not both")
-        if isinstance(data, DataLoader):
-            self._fetch: LoaderFetch | None = LoaderFetch(data, shuffle)
-            if validation_split:
-                raise ValueError("validation_split needs the data in memory; with a DataLoader, give "
-                                 "val_data= (another DataLoader, or (X, y))")
-            with torch.random.fork_rng(devices=[]):  # looking at two samples leaves no trace
-                inputs, targets = self._fetch.fetch(torch.arange(min(2, self._fetch.n)))
-        else:
-            self._fetch = None
-            inputs, targets = as_tensors(data, "data")
-        self.accuracy_kind = accuracy_kind(self.loss_fn, targets) if accuracy in (None, True) else None
-        if accuracy is True and self.accuracy_kind is None:  # a loss function of the user's own
-            if isinstance(self.loss_fn, nn.modules.loss._Loss) or targets.is_floating_point() or targets.dim() != 1:
-                raise ValueError("accuracy=True needs a classification loss (cross_entropy or bce), or class "
-                                 "labels as targets (int64, shape (n,)) for a loss function of your own")
-            self.accuracy_kind = "multiclass"
-        inputs, targets = self._on_device(inputs, check_targets(self.loss_name, self.accuracy_kind, targets, "data"))
-        self._cast = in_model_dtype(self.model, inputs)  # numpy's float64 -> the model's float32, if it must
-        inputs, targets = self._converted(inputs, targets)
-        n = self._fetch.n if self._fetch is not None else len(targets)
-        self.train_indices, self.val_indices = split_validation(n, validation_split, seed)
-        self._train_cache: tuple[Any, Tensor] | None = None
-        if validation_split:
-            self._train = rows(inputs, self.train_indices), targets[self.train_indices]
-            self._val = rows(inputs, self.val_indices), targets[self.val_indices]
-        else:
-            self._train = inputs, targets  # with a DataLoader: two samples, for shapes and types
-            self._val = self._prepared(val_data, "val_data") if val_data is not None else None
-
-    def _on_device(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
-        return map_tensors(inputs, lambda t: t.to(self.device)), targets.to(self.device)
-
-    def _converted(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
-        """Floats in the model's dtype, where the data's (float64 from numpy, say) would not run."""
-        if self._cast is None or not isinstance(inputs, Tensor):
-            return inputs, targets
-        return inputs.to(self._cast), targets.to(self._cast) if targets.is_floating_point() else targets
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
@@ -254,7 +210,7 @@ class Loop(TimeTravel):
     @property
     def has_validation(self) -> bool:
         """Whether the loop validates after each epoch."""
-        return self._val is not None
+        return self._data.val is not None
 
     @property
     def classification(self) -> bool:
@@ -264,17 +220,12 @@ class Loop(TimeTravel):
     @property
     def train_data(self) -> tuple[Any, Tensor]:
         """The training split ``(X, y)`` (from a DataLoader: all its batches, collected when first asked)."""
-        if self._fetch is None:
-            return self._train
-        if self._train_cache is None:
-            with torch.random.fork_rng(devices=[]):
-                self._train_cache = self._on_device(*as_tensors(self._fetch.loader, "data"))
-        return self._train_cache
+        return self._data.whole_train
 
     @property
-    def val_data(self) -> tuple[Tensor, Tensor] | None:
+    def val_data(self) -> tuple[Any, Tensor] | None:
         """The validation data ``(X, y)``, or None."""
-        return self._val
+        return self._data.val
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
@@ -570,30 +521,18 @@ class Loop(TimeTravel):
     def evaluate(self, data: Any = None) -> dict[str, float]:
         """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
         with self._guard:
-            if data is None and self._val is None:
+            if data is None and self._data.val is None:
                 raise ValueError("this loop has no validation data: build it with validation_split=0.2 "
                                  "or val_data=(X, y), or pass data: loop.evaluate((X_test, y_test))")
-            inputs, targets = self._val if data is None else self._prepared(data, "evaluate's data")
+            inputs, targets = self._data.val if data is None else self._data.prepared(data, "evaluate's data")
             return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, self._part)
 
     def predict(self, inputs: Any) -> Tensor:
         """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
         with self._guard:
-            x = predict_batch(inputs, self._train[0], self.device)
+            x = predict_batch(inputs, self._data.train[0], self.device)
             with eval_mode(self.model), torch.no_grad():
                 return pick(call_model(self.model, x), self._part)
-
-    def _prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:
-        """Validation or test data as tensors like the training data's, checked like it."""
-        inputs, targets = as_tensors(data, what)
-        targets = check_targets(self.loss_name, self.accuracy_kind, targets, what)
-        train_x, train_y = self._train
-        # On the device, converted like the training data was (numpy's float64, say).
-        inputs, targets = self._on_device(like(inputs, train_x, what), targets)
-        if targets.is_floating_point() and train_y.is_floating_point():
-            targets = targets.to(train_y.dtype)
-        probe(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, part=self._part)  # labels, shapes
-        return inputs, targets
 
     # --- inside a batch ------------------------------------------------------------------------
 
@@ -610,11 +549,10 @@ class Loop(TimeTravel):
             self._epoch_sums = [0.0, 0, 0.0]
             self._fire_before("before_epoch")
         start, stop = self._sampler.take(self._batch_size)
-        if self._fetch is None:
-            inputs, targets = self._sampler.rows(*self._train, start, stop)
+        if self._data.fetch is None:
+            inputs, targets = self._sampler.rows(*self._data.train, start, stop)
         else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
-            inputs, targets = self._with_loop_rng(self._fetch.fetch, self._sampler.indices(start, stop))
-            inputs, targets = self._converted(*self._on_device(inputs, targets))
+            inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
         self._batch = Batch(inputs, targets, start, before)
         return self._batch
 
@@ -690,8 +628,8 @@ class Loop(TimeTravel):
         index = self.state.epoch
         self.state.epoch += 1
         try:
-            if self._val is not None:
-                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._val, self._part)
+            if self._data.val is not None:
+                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._data.val, self._part)
                 log.update({f"val_{k}": v for k, v in scores.items()})
         finally:  # even if validation fails, the epoch has ended: record what we have
             self.history.record_epoch(index, log)

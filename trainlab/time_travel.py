@@ -132,9 +132,9 @@ class TimeTravel:
             payload = checkpoint.read(path)
             state = payload["state"]
             checkpoint.check_model(state["model"], self.model.state_dict())
-            drawn = self._fetch is not None and self._fetch.sampler is not None  # any indices of its dataset
+            fetch = self._data.fetch  # with a sampler of its own: any indices of its dataset, repeats too
             checkpoint.check_position(state, self.n_train, shuffle=self._sampler.shuffle,
-                                      n_items=len(self._fetch.dataset) if drawn else None)
+                                      n_items=len(fetch.dataset) if fetch and fetch.sampler else None)
             checkpoint.check_optimizer_groups(state)
             try:  # everything is tried on scratch copies first: a refused file changes nothing
                 self._try_state(state)

@@ -1,0 +1,110 @@
+"""What a loop trains and validates on: tensors on its device, or a DataLoader drawn through, checked once.
+
+``LoopData`` takes what a learner passes (a pair of tensors or arrays, a Dataset, a
+DataLoader), works out how accuracy is counted for it, checks the targets against the
+loss, puts the tensors on the device in a dtype the model runs on, and splits off the
+validation part. With a DataLoader only two samples are read here (for the checks); the
+batches are fetched later, one at a time (see ``batching.LoaderFetch``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from trainlab.batching import LoaderFetch, as_tensors, like, map_tensors, rows, split_validation
+from trainlab.checks import in_model_dtype, probe
+from trainlab.metrics import accuracy_kind
+from trainlab.options import check_targets
+
+__all__ = ["LoopData"]
+
+
+class LoopData:
+    """The training split (or a DataLoader's fetcher), the validation data, and how to bring more data in line."""
+
+    def __init__(self, data: Any, model: nn.Module, loss_fn: Callable[..., Tensor], loss_name: str,
+                 accuracy: bool | None, part: int | str | None, device: torch.device, shuffle: bool | None,
+                 validation_split: float, val_data: Any, seed: int) -> None:
+        if val_data is not None and validation_split:
+            raise ValueError("give either validation_split or val_data, not both")
+        self.model, self.loss_fn, self.loss_name, self.part, self.device = model, loss_fn, loss_name, part, device
+        self.fetch = LoaderFetch(data, shuffle) if isinstance(data, DataLoader) else None
+        if self.fetch is not None and validation_split:
+            raise ValueError("validation_split needs the data in memory; with a DataLoader, give "
+                             "val_data= (another DataLoader, or (X, y))")
+        inputs, targets = self._first_look(data)
+        self.accuracy_kind = _accuracy_kind(loss_fn, targets, accuracy)
+        targets = check_targets(loss_name, self.accuracy_kind, targets, "data")
+        inputs, targets = self.on_device(inputs, targets)
+        self.cast = in_model_dtype(model, inputs)  # numpy's float64 -> the model's float32, if it must
+        inputs, targets = self.converted(inputs, targets)
+        n = self.fetch.n if self.fetch is not None else len(targets)
+        self.train_indices, self.val_indices = split_validation(n, validation_split, seed)
+        if validation_split:
+            self.train = rows(inputs, self.train_indices), targets[self.train_indices]
+            self.val = rows(inputs, self.val_indices), targets[self.val_indices]
+        else:
+            self.train = inputs, targets  # with a DataLoader: two samples, for shapes and types
+            self.val = self.prepared(val_data, "val_data") if val_data is not None else None
+        probe(model, loss_fn, self.accuracy_kind, *self.train, part=part)
+        self.n = self.fetch.n if self.fetch is not None else len(self.train[1])  # samples in an epoch
+        self._collected: tuple[Any, Tensor] | None = None
+
+    def _first_look(self, data: Any) -> tuple[Any, Tensor]:
+        if self.fetch is None:
+            return as_tensors(data, "data")
+        with torch.random.fork_rng(devices=[]):  # looking at two samples leaves no trace
+            return self.fetch.fetch(torch.arange(min(2, self.fetch.n)))
+
+    def on_device(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
+        """The tensors on the loop's device."""
+        return map_tensors(inputs, lambda t: t.to(self.device)), targets.to(self.device)
+
+    def converted(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
+        """Floats in the model's dtype, where the data's (float64 from numpy, say) would not run."""
+        if self.cast is None or not isinstance(inputs, Tensor):
+            return inputs, targets
+        return inputs.to(self.cast), targets.to(self.cast) if targets.is_floating_point() else targets
+
+    def fetched(self, indices: Tensor) -> tuple[Any, Tensor]:
+        """A DataLoader's batch of these samples, on the device (call it with the loop's random stream)."""
+        return self.converted(*self.on_device(*self.fetch.fetch(indices)))
+
+    @property
+    def whole_train(self) -> tuple[Any, Tensor]:
+        """The training split; from a DataLoader, all its batches, collected when first asked."""
+        if self.fetch is None:
+            return self.train
+        if self._collected is None:
+            with torch.random.fork_rng(devices=[]):
+                self._collected = self.converted(*self.on_device(*as_tensors(self.fetch.loader, "data")))
+        return self._collected
+
+    def prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:
+        """Validation or test data as tensors like the training data's, checked like it."""
+        inputs, targets = as_tensors(data, what)
+        targets = check_targets(self.loss_name, self.accuracy_kind, targets, what)
+        train_x, train_y = self.train
+        # On the device, converted like the training data was (numpy's float64, say).
+        inputs, targets = self.on_device(like(inputs, train_x, what), targets)
+        if targets.is_floating_point() and train_y.is_floating_point():
+            targets = targets.to(train_y.dtype)
+        probe(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, part=self.part)  # labels, shapes
+        return inputs, targets
+
+
+def _accuracy_kind(loss_fn: Any, targets: Tensor, accuracy: bool | None) -> str | None:
+    """How accuracy is counted: by the loss; for a loss function of one's own with accuracy=True, by the targets."""
+    if accuracy is False:
+        return None
+    kind = accuracy_kind(loss_fn, targets)
+    if accuracy is True and kind is None:
+        if isinstance(loss_fn, nn.modules.loss._Loss) or targets.is_floating_point() or targets.dim() != 1:
+            raise ValueError("accuracy=True needs a classification loss (cross_entropy or bce), or class "
+                             "labels as targets (int64, shape (n,)) for a loss function of your own")
+        return "multiclass"
+    return kind
