@@ -129,9 +129,10 @@ class Branch:
 class History:
     """Per-step columns, a Keras-style per-epoch dict, hyperparameter changes and branches."""
 
-    def __init__(self, param_names: Sequence[str], epoch_keys: Sequence[str]) -> None:
+    def __init__(self, param_names: Sequence[str], epoch_keys: Sequence[str], validation: bool = False) -> None:
+        """``epoch_keys``: "loss" (and "accuracy"); ``validation`` adds "val_loss" (and "val_accuracy")."""
         self.param_names = list(param_names)
-        self.epoch_keys = list(epoch_keys)
+        self.epoch_keys = list(epoch_keys) + ([f"val_{key}" for key in epoch_keys] if validation else [])
         self.branches: list[Branch] = []
         self._line = _Timeline(len(self.param_names), self.epoch_keys)
 

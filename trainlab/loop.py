@@ -51,6 +51,21 @@ class Loop(TimeTravel):
         X, y = tl.datasets.moons(n=400, noise=0.2, seed=0)
         loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
         loop.fit(epochs=10)
+
+    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and
+    ``shuffle`` to True (or a DataLoader's own settings). ``validation_split`` holds out a
+    seeded random fraction of the data (``loop.val_indices`` lists which samples).
+    ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
+    scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
+    (``"step"``). ``clip_grad_norm`` scales the gradients down before each update so their
+    total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
+    of what the model returns that holds its predictions, for accuracy and plots, when it returns
+    a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
+    caps the automatic snapshots behind ``rewind`` (16 MB: over a thousand steps of a small
+    MLP; more costs speed, as the copies fall out of the CPU's cache). ``threads`` sets
+    torch's intra-op threads for the whole process until the last such loop is gone (None:
+    leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
+    a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
     """
 
     def __init__(
@@ -79,23 +94,7 @@ class Loop(TimeTravel):
         rewind_memory_mb: float = 16,
         threads: int | None = 1,
     ) -> None:
-        """Build a loop; every argument is checked here, so mistakes surface before training.
-
-        ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and
-        ``shuffle`` to True (or a DataLoader's own settings). ``validation_split`` holds out a
-        seeded random fraction of the data (``loop.val_indices`` lists which samples).
-        ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
-        scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
-        (``"step"``). ``clip_grad_norm`` scales the gradients down before each update so their
-        total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
-        of what the model returns that holds its predictions, for accuracy and plots, when it returns
-        a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
-        caps the automatic snapshots behind ``rewind`` (16 MB: over a thousand steps of a small
-        MLP; more costs speed, as the copies fall out of the CPU's cache). ``threads`` sets
-        torch's intra-op threads for the whole process until the last such loop is gone (None:
-        leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
-        a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
-        """
+        """Build a loop; every argument is checked here, so mistakes surface before training."""
         check_flags(model, on_nonfinite, scheduler_interval, threads, shuffle, accuracy)
         check_seed(seed)
         rewind_budget = rewind_bytes(rewind_memory_mb)
@@ -119,26 +118,18 @@ class Loop(TimeTravel):
         if threads is not None:
             use_threads(self, threads)
 
-        # Parameters we watch: every trainable one, in module order.
-        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
-        self.param_names = [name for name, _ in named]
-        self._params = [p for _, p in named]
-        self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
-
-        keys = ["loss"] + (["accuracy"] if self.accuracy_kind else [])
-        keys += [f"val_{k}" for k in keys] if self._data.val is not None else []
-        self.history = History(self.param_names, keys)
+        self._watch_model()
+        self.history = History(self.param_names, ["loss"] + (["accuracy"] if self.accuracy_kind else []),
+                               validation=self._data.val is not None)
         self.events = Events()
         self.state = State()
         fetch = self._data.fetch
         self._sampler = EpochSampler(
             self._data.n, shuffle if shuffle is not None else loader_shuffle is not False,  # a sampler of its own
             seed, draw=fetch and (lambda: self._with_loop_rng(fetch.draw_order)), drop_last=bool(fetch and fetch.drop_last))
-        # The loop's own random stream (dropout etc.): swapped in around forward, so two
-        # loops with the same seed give the same numbers and the global RNG is left alone.
-        # Models made only of deterministic torch.nn layers skip the swap (it costs a few us).
+        # The loop's own random stream (dropout, augmentation): swapped in around forward and
+        # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
-        self._random_model = may_draw_random_numbers(self.model)
         self._rewind = RewindBuffer(rewind_budget)
         self._guard = Guard()
         self._starting: str | None = None  # the before_* event being fired, if any
@@ -151,6 +142,15 @@ class Loop(TimeTravel):
         self.last_epoch_log: dict[str, float] = {}
         self._initial = self.snapshot("initial")
         self._initial_hyper = (self.lr, self._batch_size)
+
+    def _watch_model(self) -> None:
+        """The parameters whose gradients are measured (every trainable one, in module order), and the buffers."""
+        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        self.param_names = [name for name, _ in named]
+        self._params = [p for _, p in named]
+        self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
+        # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
+        self._random_model = may_draw_random_numbers(self.model)
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
