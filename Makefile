@@ -1,4 +1,5 @@
-# trainlab: `make lab` opens the lab, `make test` runs every test. Both set up .venv first.
+# trainlab: `make lab` opens the lab, `make test` runs every test, `make screenshot` renews the README's
+# picture. All set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX = $(shell $(PYTHON) -c "import socket; socket.gethostbyname('download.pytorch.org')" 2>/dev/null \
 	&& echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: lab test test-unit test-notebooks bench clean
+.PHONY: lab test test-unit test-notebooks screenshot bench clean
 
 # The lab itself: torch, then trainlab (editable) with the notebook layer and JupyterLab.
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +40,13 @@ test-notebooks: $(VENV)/.installed-test
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
+
+# The README's picture (docs/dashboard.png), taken by the browser test of the workshop notebook. Tests
+# write only to test-output/; this is the one command that changes the picture in the repository.
+screenshot: $(VENV)/.installed-test
+	TRAINLAB_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider \
+		"tests/browser/test_lab.py::test_the_workshop_notebook_in_jupyterlab"
+	cp test-output/browser/dashboard.png docs/dashboard.png
 
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks

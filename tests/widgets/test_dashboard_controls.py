@@ -160,3 +160,29 @@ def test_close_stops_listening_to_the_loop(loop):
     loop.lr = 0.02
     assert dash.lr_slider.value == pytest.approx(0.1)
     loop.step()  # the loop works on without it
+
+
+def test_a_schedulers_lr_change_reaches_the_slider(make_loop, dashboards):
+    loop = make_loop(scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    dash = dashboards(loop)
+    for _ in range(3):
+        dash.buttons["Epoch"].click()
+    assert loop.lr == pytest.approx(0.0125)
+    assert dash.lr_slider.value == pytest.approx(loop.lr)
+    # shown, not sent back: each lr change is recorded once, by the loop
+    assert [value for _, name, value in loop.history.changes if name == "lr"] == pytest.approx([0.05, 0.025, 0.0125])
+
+
+def test_every_redraw_shows_the_loops_lr_even_between_recorded_changes(make_loop, dashboards):
+    # A per-step scheduler moves the lr at every update; the loop records a change only once an epoch.
+    loop = make_loop(scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
+                     scheduler_interval="step")
+    dash = dashboards(loop)
+    dash.buttons["Step"].click()
+    dash.buttons["Step"].click()
+    assert loop.lr == pytest.approx(0.025)
+    assert dash.lr_slider.value == pytest.approx(loop.lr)
+    dash.play()
+    dash.wait(steps=3, timeout=10)
+    dash.pause()
+    assert dash.lr_slider.value == pytest.approx(max(loop.lr, 10.0 ** dash.lr_slider.min))  # the slider stops at 1e-5

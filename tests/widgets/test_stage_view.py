@@ -65,3 +65,49 @@ def test_after_a_rewind_it_says_where_the_loop_now_is_and_the_status_shows_that_
     assert loop.state.step == 2
     assert "Moved back to step 2" in dash.stage_view.value
     assert f"loss {float(loop.history.steps['loss'][-1]):.4g}" in dash.status.value
+
+
+def _constant_model(value: float, outputs: int = 1) -> torch.nn.Linear:
+    """A model that answers ``value`` for every input: its predictions are known in advance."""
+    model = torch.nn.Linear(2, outputs)
+    torch.nn.init.zeros_(model.weight)
+    torch.nn.init.constant_(model.bias, value)
+    return model
+
+
+def test_a_loss_given_as_an_object_has_the_formula_of_its_name():
+    X, y = tl.datasets.sine(n=50, seed=0)
+    loop = tl.Loop(torch.nn.Linear(1, 1), (X, y), torch.nn.MSELoss())
+    loop.forward()
+    loop.loss()
+    assert LOSS_FORMULAS[loop.loss_name] in stage_html(loop)
+
+
+def test_predicted_classes_read_probabilities_and_logits_each_their_own_way():
+    X, y = tl.datasets.moons(n=40, seed=0)
+    targets = y.float().view(-1, 1)
+    cell = "<td style='padding:2px 8px'>{}</td>"
+    for loss_fn, predicted in ((torch.nn.BCELoss(), "0"), ("bce", "1")):  # 0.3: a probability below 0.5; a logit above 0
+        loop = tl.Loop(_constant_model(0.3), (X, targets), loss_fn)
+        loop.forward()
+        html = stage_html(loop)
+        assert "predicted class" in html
+        assert cell.format("[0.3]") + cell.format(predicted) in html, loss_fn
+
+
+def test_multi_label_outputs_predict_each_label():
+    X, _ = tl.datasets.moons(n=40, seed=0)
+    labels = (X > 0).float()  # two independent labels per sample
+    loop = tl.Loop(_constant_model(-1.0, outputs=2), (X, labels), "bce")
+    loop.forward()
+    html = stage_html(loop)
+    assert "predicted labels" in html and "<td style='padding:2px 8px'>[0, 0]</td>" in html
+
+
+def test_a_skipped_batch_says_so_and_no_stage_is_marked_as_just_run():
+    X, y = tl.datasets.sine(n=50, seed=0)
+    loop = tl.Loop(torch.nn.Linear(1, 1), (X, y * float("nan")), "mse", on_nonfinite="skip_batch")
+    loop.step()
+    assert loop.last_log["status"] == "skipped"
+    html = stage_html(loop)
+    assert "The last batch was skipped" in html and "✓ just ran" not in html

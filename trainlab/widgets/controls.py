@@ -3,6 +3,8 @@
 The controls only build widgets, show the loop's state on them and report what the
 learner did (``on_action(label)``, ``on_setting(name, value)``); the dashboard decides
 what happens (run it now, refuse it while playing, queue it for the runner thread).
+They keep no copy of the loop's hyperparameters: every refresh reads them from the loop,
+so a change the loop made itself (a scheduler's lr) shows too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
+from trainlab.events import STAGES
+from trainlab.options import OPTIMIZERS
 from trainlab.widgets.stage_view import STAGE_SENTENCES
 
 __all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "SPEEDS", "status_html"]
 
 #: The stage buttons, by the stage they run.
-STAGE_BUTTONS: dict[str, str] = {"forward": "Forward", "loss": "Loss", "backward": "Backward", "update": "Update"}
+STAGE_BUTTONS: dict[str, str] = {stage: stage.capitalize() for stage in STAGES}
 
 #: What each button (other than Play/Pause) asks of the loop.
 ACTIONS: dict[str, Callable[[Any], object]] = {
@@ -36,8 +40,8 @@ ACTIONS: dict[str, Callable[[Any], object]] = {
 #: Every button, in display order; "Play" is the one Play/Pause button.
 BUTTON_LABELS = ("Forward", "Loss", "Backward", "Update", "Step", "Epoch", "Play", "Rewind", "Reset")
 
-#: The optimizers a learner can switch between.
-OPTIMIZER_NAMES = ("sgd", "adam", "adamw", "rmsprop")
+#: The optimizers a learner can switch between: the ones the loop knows by name.
+OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 
 #: Play's paces, in steps per second (0: as fast as the machine goes): slow enough to watch a
 #: decision boundary move, or a curve grow point by point.
@@ -106,7 +110,8 @@ class Controls:
         self.speed_dropdown.value = speed
 
     def refresh(self, loop: Any, playing: bool) -> None:
-        """Enable what can be pressed now: only the due stage (highlighted); nothing but Pause while playing."""
+        """Show the loop as it is now: its hyperparameters, and which buttons work (the due stage, or Pause)."""
+        self.show_settings(loop)
         due = loop.next_stage
         for stage, label in STAGE_BUTTONS.items():
             button = self.buttons[label]
@@ -123,8 +128,8 @@ class Controls:
             play.button_style = "warning" if playing else "success"
         self.optimizer_dropdown.disabled = loop.scheduler is not None
 
-    def sync(self, loop: Any) -> None:
-        """Show the loop's hyperparameters on the widgets (after a change from code, a restore, a refusal)."""
+    def show_settings(self, loop: Any) -> None:
+        """Show the loop's hyperparameters on the widgets, without sending them back to the loop."""
         self._local.syncing = True  # the observers must not send these values back to the loop
         try:
             self.lr_slider.value = _clamp(loop.lr, 10.0 ** self.lr_slider.min, 10.0 ** self.lr_slider.max)

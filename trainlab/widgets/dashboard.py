@@ -22,29 +22,18 @@ import plotly.graph_objects as go
 
 from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
+from trainlab.events import STAGES
 from trainlab.options import real_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
 from trainlab.widgets.data_view import data_plot_for, data_view_name
-from trainlab.widgets.plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
+from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.stage_view import StageView
 
 __all__ = ["Dashboard"]
 
-_STAGE_EVENTS = ("after_forward", "after_loss", "after_backward", "after_update")
-_SETTERS = {
-    "lr": lambda loop, value: setattr(loop, "lr", value),
-    "batch_size": lambda loop, value: setattr(loop, "batch_size", value),
-    "weight_decay": lambda loop, value: setattr(loop, "weight_decay", value),
-    "optimizer": lambda loop, value: loop.set_optimizer(value),
-}
-_GETTERS = {
-    "lr": lambda loop: loop.lr,
-    "batch_size": lambda loop: loop.batch_size,
-    "weight_decay": lambda loop: loop.weight_decay,
-    "optimizer": lambda loop: loop.optimizer_name,
-}
+_STAGE_EVENTS = tuple(f"after_{stage}" for stage in STAGES)
 
 
 class Dashboard(widgets.VBox):
@@ -322,15 +311,15 @@ class Dashboard(widgets.VBox):
     def _on_setting(self, name: str, value: Any) -> None:
         """A slider/dropdown/box changed: apply it to the loop, or show why not and snap back."""
         loop = self.loop
-        if value == _GETTERS[name](loop):
+        if value == _setting(loop, name):
             return
 
         def apply() -> None:
             try:
-                _SETTERS[name](loop, value)
+                _change_setting(loop, name, value)
             except (ValueError, LoopBusyError) as error:  # the loop refused it: nothing changed
                 self._show_error(error)
-                self.controls.sync(loop)
+                self.controls.show_settings(loop)
 
         if name == "optimizer":  # swapping the optimizer must not land in the middle of a batch
             self._runner.call_at_boundary(apply)
@@ -342,14 +331,14 @@ class Dashboard(widgets.VBox):
     # --- what the loop tells us ----------------------------------------------------------------
 
     def _on_loop_change(self, loop: Any) -> None:
-        """A hyperparameter changed (perhaps from code): show it on the widgets."""
-        self.controls.sync(loop)
+        """A hyperparameter changed (from code, or a scheduler): show it on the widgets now, not at the next redraw."""
+        self.controls.show_settings(loop)
 
     def _on_loop_restore(self, loop: Any) -> None:
         """The loop moved in time (rewind, restore, reset, load): its history is a new one."""
         for plot in self._plots:
             plot.reset()
-        self.controls.sync(loop)
+        self.controls.show_settings(loop)
         self._dirty = True
 
     def _on_code_stage(self, loop: Any) -> None:
@@ -389,6 +378,19 @@ class Dashboard(widgets.VBox):
         top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
         rows = [figures[i:i + 2] for i in range(0, len(figures), 2)]
         return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
+
+
+def _setting(loop: Any, name: str) -> Any:
+    """The loop's current value of a control's setting ("lr", "batch_size", "weight_decay", "optimizer")."""
+    return loop.optimizer_name if name == "optimizer" else getattr(loop, name)
+
+
+def _change_setting(loop: Any, name: str, value: Any) -> None:
+    """Set a control's setting on the loop; the loop checks the value (a ValueError changes nothing)."""
+    if name == "optimizer":
+        loop.set_optimizer(value)
+    else:
+        setattr(loop, name, value)
 
 
 def _checked_speed(speed: Any) -> float | None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlab.widgets.plots import new_figure
+from trainlab.widgets.live_plots import new_figure
 
 __all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name"]
 
@@ -92,7 +92,7 @@ class DecisionBoundaryPlot:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
         if outputs.dim() == 1 or outputs.shape[1] == 1:  # one score per sample: bce
             scores = outputs.reshape(-1)
-            probabilities = scores if loop.loss_name == "BCELoss" else torch.sigmoid(scores)
+            probabilities = scores if loop.accuracy_kind.endswith("_probs") else torch.sigmoid(scores)
             return probabilities.numpy().astype(np.float64)
         if outputs.shape[1] == 2 and self.classes == 2:
             return torch.softmax(outputs, dim=1)[:, 1].numpy().astype(np.float64)

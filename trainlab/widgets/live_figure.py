@@ -38,18 +38,33 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import plotly
 import plotly.graph_objects as go
 from traitlets import observe
 
-__all__ = ["LiveFigure"]
+__all__ = ["LiveFigure", "PLOTLY_BUNDLE", "PLOTLY_PRIVATE_TRAITS", "PLOTLY_PRIVATE_ATTRIBUTES"]
 
 _GIVE_UP_WAITING = 2.0  # seconds: a view that was closed never answers; do not wait forever
 _FIGURE_TRAITS = ("_widget_data", "_widget_layout")  # the figure as a newly connecting view draws it
+_BROWSER_ANSWERS = ("_js2py_traceDeltas", "_js2py_layoutDelta", "_js2py_relayout", "_js2py_restyle", "_js2py_update")
+
+# What this module reaches into below plotly's public API. None of it is promised to last, so
+# pyproject.toml pins plotly (and anywidget) to versions the tests have passed on, and
+# tests/widgets/test_plotly_internals.py names whatever a new version no longer has.
+#: plotly's widget JavaScript, which ``_shared_module`` loads once per page.
+PLOTLY_BUNDLE = Path(go.__file__).parents[1] / "package_data" / "widgetbundle.js"
+#: Synced traits: the figure, its edit counter, its module (anywidget's ``_esm``), the browser's answers.
+PLOTLY_PRIVATE_TRAITS = (*_FIGURE_TRAITS, "_last_trace_edit_id", "_esm", *_BROWSER_ANSWERS)
+#: Plain attributes: the handlers for those answers, and where the figure keeps its traces and layout.
+PLOTLY_PRIVATE_ATTRIBUTES = (*(f"_handler{name}" for name in _BROWSER_ANSWERS), "_data", "_layout_obj._props")
 
 
 def _shared_module() -> str:
     """An ``_esm`` that runs plotly's widget bundle once per page (keyed by its hash) and shares it."""
-    source = (Path(go.__file__).parents[1] / "package_data" / "widgetbundle.js").read_text()
+    if not PLOTLY_BUNDLE.is_file():
+        raise ImportError(f"plotly {plotly.__version__} has no widget bundle at {PLOTLY_BUNDLE}, which trainlab's "
+                          "live figures load; install a plotly version that trainlab's pyproject.toml allows")
+    source = PLOTLY_BUNDLE.read_text()
     key = "trainlab.plotly-widget." + hashlib.sha1(source.encode()).hexdigest()[:16]
     return (f"const key = {json.dumps(key)};\nconst source = {json.dumps(source)};\n"
             "export default async () => {\n"

@@ -1,7 +1,9 @@
 """The runner: plays a loop in a background thread, so the kernel stays free to handle clicks.
 
-A cell that blocks gets no widget events (see DESIGN.md section 3), so training runs in a
-``threading.Thread`` while the kernel sits idle. The thread owns the loop for the whole
+While a cell runs, the kernel handles no widget events: a click waits until the cell ends
+(polling for events from inside the cell, as ``jupyter-ui-poll`` does, did not work here). So
+training runs in a ``threading.Thread`` while the kernel sits idle, and widget updates made
+from that thread still reach the browser. The thread owns the loop for the whole
 time it plays (``loop.hold()``): a stage called from a cell meanwhile raises
 ``LoopBusyError``. It runs one stage at a time and checks a ``threading.Event`` between
 stages, so Pause takes effect at the next stage boundary.

@@ -16,19 +16,21 @@ __all__ = ["Downsampler", "Ema", "downsample"]
 
 
 class Downsampler:
-    """Picks at most ``max_points`` rows of a growing column, keeping each bucket's min and max row.
+    """Picks at most ``max_points`` rows of a growing column: each bucket's min and max row, and the last row.
 
     Keeping both extremes of every bucket means a single spike (one huge loss) stays
-    visible however long the run. Buckets ("chunks") hold a power-of-two number of rows;
-    when there are too many, neighbours merge and the chunk size doubles.
+    visible however long the run; keeping the last row means the curve ends where the run
+    is now. Buckets ("chunks") hold a power-of-two number of rows; when there are too many,
+    neighbours merge and the chunk size doubles. The live plots keep one per trace and feed
+    it the growing column; the static plots use ``downsample`` once.
     """
 
     def __init__(self, max_points: int = 500) -> None:
         if max_points < 8:
             raise ValueError(f"max_points must be at least 8; got {max_points!r}")
         self.max_points = int(max_points)
-        # Each chunk gives 2 points; one chunk's worth is kept for the unfinished tail.
-        self._max_chunks = self.max_points // 2 - 1
+        # Each chunk gives 2 points; 3 are kept for the unfinished tail's min, max and last row.
+        self._max_chunks = (self.max_points - 3) // 2
         self.reset()
 
     def reset(self) -> None:
@@ -57,8 +59,7 @@ class Downsampler:
         if len(tail):
             low = np.append(low, self._done + _argmin(tail))
             high = np.append(high, self._done + _argmax(tail))
-        pairs = np.sort(np.stack([low, high], axis=1), axis=1)  # each bucket's two rows, in time order
-        return np.unique(pairs.ravel())
+        return np.unique(np.concatenate([low, high, [n - 1]]))  # sorted: in time order, no repeats
 
     def points(self, column: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` float64 arrays to assign to a trace; x defaults to the step number (row + 1)."""
@@ -92,7 +93,7 @@ class Downsampler:
 
 
 def downsample(column: np.ndarray, max_points: int = 500) -> np.ndarray:
-    """Row indices of a fixed column to plot: at most ``max_points``, each bucket's min and max."""
+    """Row indices of a fixed column to plot: at most ``max_points``, each bucket's min and max, and the last."""
     return Downsampler(max_points).indices(column)
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
+from trainlab.events import STAGES
+
 __all__ = ["StageView", "stage_html", "last_stage", "STAGE_SENTENCES", "LOSS_FORMULAS"]
 
 #: One sentence per stage, shown under its name.
@@ -25,20 +27,16 @@ STAGE_SENTENCES: dict[str, str] = {
     "update": "The optimizer moves each weight a small step, scaled by the learning rate.",
 }
 
-#: How each named loss turns outputs and targets into one number.
+#: How each loss turns outputs and targets into one number, by the loop's ``loss_name``.
 LOSS_FORMULAS: dict[str, str] = {
     "mse": "mean of (output − target)²",
-    "MSELoss": "mean of (output − target)²",
     "L1Loss": "mean of |output − target|",
     "cross_entropy": "−log softmax(output)[target], averaged",
-    "CrossEntropyLoss": "−log softmax(output)[target], averaged",
     "bce": "−[t·log σ(output) + (1−t)·log(1 − σ(output))], averaged",
-    "BCEWithLogitsLoss": "−[t·log σ(output) + (1−t)·log(1 − σ(output))], averaged",
     "BCELoss": "−[t·log(output) + (1−t)·log(1 − output)], averaged",
 }
 
-_STAGES = ("forward", "loss", "backward", "update")
-_DONE_BEFORE = {"loss": "forward", "backward": "loss", "update": "backward"}  # next stage -> the one just run
+_DONE_BEFORE = dict(zip(STAGES[1:], STAGES[:-1]))  # next stage -> the one just run
 _MAX_SHOWN_NUMBERS = 4  # per cell: more than this and we show a shape instead of values
 
 
@@ -59,11 +57,12 @@ def stage_html(loop: Any, samples: int = 5) -> str:
     done = last_stage(loop)
     details = {"forward": _forward_details, "loss": _loss_details, "backward": _backward_details,
                "update": _update_details}
+    status = _last_status(loop)
     if done:
         body = details[done](loop, samples)
-    elif loop.last_log.get("skipped") and loop.last_log.get("step") == loop.state.step:
+    elif status == "skipped":
         body = "<p>The last batch was skipped: its loss or gradients were not finite, so no update was made.</p>"
-    elif loop.last_log.get("restored") and loop.last_log.get("step") == loop.state.step:
+    elif status == "restored":
         body = (f"<p>Moved back to step {loop.state.step} (rewind, restore, reset or load): the weights are "
                 "exactly as they were then. Press <b>Forward</b> or <b>Step</b> to train on from here.</p>")
     else:
@@ -77,16 +76,19 @@ def last_stage(loop: Any) -> str | None:
     due = loop.next_stage
     if due in _DONE_BEFORE:
         return _DONE_BEFORE[due]
+    return "update" if _last_status(loop) == "updated" else None  # else: nothing yet, restored, or skipped
+
+
+def _last_status(loop: Any) -> str | None:
+    """The last step's status ("updated", "skipped", "restored"), if it describes where the loop is now."""
     log = loop.last_log
-    if "loss" in log and log.get("step") == loop.state.step and loop.state.step > 0:
-        return "update"
-    return None  # nothing yet, a restored position, or a skipped (non-finite) batch
+    return log.get("status") if log.get("step") == loop.state.step else None
 
 
 def _stage_row(done: str | None, due: str) -> str:
     """The four stages side by side, each with its sentence; the one just run is highlighted."""
     cells = []
-    for stage in _STAGES:
+    for stage in STAGES:
         mark = " ✓ just ran" if stage == done else (" ← next" if stage == due else "")
         style = "background:#e8f0fe;font-weight:bold;" if stage == done else ""
         cells.append(f"<td style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
@@ -99,12 +101,13 @@ def _forward_details(loop: Any, samples: int) -> str:
     outputs = loop.last_outputs.detach()
     k = min(samples, len(targets))
     classes = _predicted_classes(loop, outputs[:k])
-    header = ["sample", "input", "output"] + (["predicted class"] if classes is not None else []) + ["target"]
+    predicted = "predicted labels" if str(loop.accuracy_kind).startswith("multilabel") else "predicted class"
+    header = ["sample", "input", "output"] + ([predicted] if classes is not None else []) + ["target"]
     rows = []
     for i in range(k):
         row = [str(i), _numbers(inputs[i]), _numbers(outputs[i])]
         if classes is not None:
-            row.append(str(int(classes[i])))
+            row.append(_numbers(classes[i]))
         row.append(_numbers(targets[i]))
         rows.append(row)
     caption = f"Forward: the outputs for the first {k} of the batch's {len(targets)} samples, next to their targets."
@@ -142,12 +145,14 @@ def _update_details(loop: Any, samples: int) -> str:
 
 
 def _predicted_classes(loop: Any, outputs: torch.Tensor) -> torch.Tensor | None:
-    if not loop.classification:
+    """The class each output predicts (multi-label: 0 or 1 per label), or None when accuracy means nothing."""
+    kind = loop.accuracy_kind
+    if kind is None:
         return None
-    if outputs.dim() == 2 and outputs.shape[1] > 1:
+    if kind == "multiclass":
         return outputs.argmax(1)
-    threshold = 0.5 if loop.loss_name == "BCELoss" else 0.0  # probabilities vs. raw scores (logits)
-    return (outputs.reshape(-1) > threshold).long()
+    threshold = 0.5 if kind.endswith("_probs") else 0.0  # probabilities vs. raw scores (logits)
+    return (outputs.reshape(len(outputs), -1) > threshold).long().squeeze(1)  # binary: (k,); multi-label: (k, labels)
 
 
 def _numbers(t: torch.Tensor) -> str:

@@ -1,4 +1,5 @@
-"""Live plots over training time: loss, accuracy, gradient norms, gradient histograms, update ratios.
+"""The dashboard's live plots, redrawn while the loop trains: loss, accuracy, gradient norms, gradient
+histograms, update ratios. (``plot_history`` and ``compare_runs`` are the static ones.)
 
 Each plot is a plotly ``FigureWidget`` (a ``LiveFigure``) with a fixed set of traces made
 once; a redraw only sends new numpy arrays to them (never Python lists: ~100x slower),
@@ -16,13 +17,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
+from trainlab.widgets.plot_style import GHOST_COLOR, GHOST_OPACITY, TEMPLATE, TRAIN_COLOR, VAL_COLOR, change_marks
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
-           "new_figure", "change_marks", "epoch_end_steps"]
+           "new_figure", "epoch_end_steps"]
 
 _EMPTY = np.empty(0, np.float64)
-_MAX_MARKED_STEPS = 20  # hyperparameter changes: only the latest steps that had one are marked
 _HISTOGRAM_BINS = 30
 _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly) for the histogram
 
@@ -32,30 +33,11 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
     """An empty, compact figure widget; ``uirevision`` keeps the learner's zoom across redraws."""
     return LiveFigure(layout=go.Layout(
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template="plotly_white",
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template=TEMPLATE,
         xaxis=dict(title=dict(text=x_title, standoff=4)),
         yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
         legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
     ))
-
-
-def change_marks(changes: list[tuple[int, str, Any]], limit: int = _MAX_MARKED_STEPS) -> tuple[list, list]:
-    """Plotly shapes (dotted vertical lines) and annotations ("lr=0.3") for hyperparameter changes.
-
-    Changes made at the same step are merged, keeping each name's last value, so dragging
-    a slider back and forth between two updates makes one mark, not hundreds.
-    """
-    by_step: dict[int, dict[str, Any]] = {}
-    for step, name, value in changes:
-        by_step.setdefault(step, {})[name] = value
-    steps = sorted(by_step)[-limit:]
-    shapes = [dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
-                   line=dict(color="rgba(120,120,120,0.7)", width=1, dash="dot")) for step in steps]
-    annotations = [dict(x=step, y=1 - 0.08 * (i % 3), xref="x", yref="paper", xanchor="left", yanchor="top",
-                        showarrow=False, font=dict(size=10, color="#555"), bgcolor="rgba(255,255,255,0.7)",
-                        text=", ".join(f"{name}={_short(value)}" for name, value in by_step[step].items()))
-                   for i, step in enumerate(steps)]
-    return shapes, annotations
 
 
 def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int]) -> np.ndarray:
@@ -95,14 +77,15 @@ class LossPlot(_TimePlot):
         self.ghosts = ghosts
         self.smoothing = smoothing
         fig = self.figure
-        fig.add_scatter(name="loss per batch", mode="lines", line=dict(color="rgba(31,119,180,0.25)", width=1),
+        fig.add_scatter(name="loss per batch", mode="lines", line=dict(color=TRAIN_COLOR, width=1), opacity=0.25,
                         hoverinfo="skip")
-        fig.add_scatter(name="loss", mode="lines", line=dict(color="rgb(31,119,180)", width=2))
-        fig.add_scatter(name="train loss (epoch)", mode="lines+markers", line=dict(color="rgb(31,119,180)", dash="dot"))
-        fig.add_scatter(name="val loss (epoch)", mode="lines+markers", line=dict(color="rgb(255,127,14)"),
+        fig.add_scatter(name="loss", mode="lines", line=dict(color=TRAIN_COLOR, width=2))
+        fig.add_scatter(name="train loss (epoch)", mode="lines+markers", line=dict(color=TRAIN_COLOR, dash="dot"))
+        fig.add_scatter(name="val loss (epoch)", mode="lines+markers", line=dict(color=VAL_COLOR),
                         visible=loop.has_validation)
         for _ in range(ghosts):  # fixed slots: adding traces later is slow, filling them is cheap
-            fig.add_scatter(mode="lines", line=dict(color="rgba(150,150,150,0.45)", width=1.5), showlegend=False)
+            fig.add_scatter(mode="lines", line=dict(color=GHOST_COLOR, width=1.5), opacity=GHOST_OPACITY,
+                            showlegend=False)
         self._ghost_cache: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
         self.reset()
 
@@ -145,12 +128,7 @@ class LossPlot(_TimePlot):
 
     def _draw_epochs(self, epoch_column: np.ndarray, history: Any) -> None:
         x = epoch_end_steps(epoch_column, history.epoch)
-        xs, ys = [], []
-        for key in ("loss", "val_loss"):
-            y = np.asarray(history.history.get(key, ()), np.float64)
-            rows = downsample(y, self.max_points) if len(y) == len(x) else np.arange(0)
-            xs.append(x[rows])
-            ys.append(y[rows] if len(rows) else _EMPTY)
+        xs, ys = _epoch_points(history, x, ("loss", "val_loss"), self.max_points)
         self.figure.send_traces([2, 3], x=xs, y=ys)
 
     def _draw_ghosts(self, branches: list[Any]) -> None:
@@ -218,8 +196,8 @@ class AccuracyPlot:
         self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
         self.figure.layout.yaxis.range = [0, 1.02]
         self.max_points = max_points
-        self.figure.add_scatter(name="train accuracy", mode="lines+markers", line=dict(color="rgb(31,119,180)"))
-        self.figure.add_scatter(name="val accuracy", mode="lines+markers", line=dict(color="rgb(255,127,14)"),
+        self.figure.add_scatter(name="train accuracy", mode="lines+markers", line=dict(color=TRAIN_COLOR))
+        self.figure.add_scatter(name="val accuracy", mode="lines+markers", line=dict(color=VAL_COLOR),
                                 visible=loop.has_validation)
         self.reset()
 
@@ -234,12 +212,7 @@ class AccuracyPlot:
             return
         self._n = len(history.epoch)
         x = np.asarray(history.epoch, np.float64) + 1  # epochs completed
-        xs, ys = [], []
-        for key in ("accuracy", "val_accuracy"):
-            y = np.asarray(history.history.get(key, ()), np.float64)
-            rows = downsample(y, self.max_points) if len(y) == len(x) else np.arange(0)
-            xs.append(x[rows])
-            ys.append(y[rows] if len(rows) else _EMPTY)
+        xs, ys = _epoch_points(history, x, ("accuracy", "val_accuracy"), self.max_points)
         self.figure.send_traces([0, 1], x=xs, y=ys)
 
 
@@ -301,6 +274,18 @@ class UpdateRatioPlot:
         self.figure.send_traces([0], y=[values])
 
 
+def _epoch_points(history: Any, x: np.ndarray, keys: tuple[str, ...],
+                  max_points: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each per-epoch curve's (x, y), downsampled; empty where the history does not have it (yet)."""
+    xs, ys = [], []
+    for key in keys:
+        y = np.asarray(history.history.get(key, ()), np.float64)
+        rows = downsample(y, max_points) if len(y) == len(x) else np.arange(0)
+        xs.append(x[rows])
+        ys.append(y[rows] if len(rows) else _EMPTY)
+    return xs, ys
+
+
 def _histogram(grad: Any) -> tuple[np.ndarray, np.ndarray]:
     """Bin edges and counts of a gradient's values (empty bins as NaN: gaps on a log axis)."""
     if grad is None:
@@ -320,6 +305,3 @@ def _histogram(grad: Any) -> tuple[np.ndarray, np.ndarray]:
     counts[counts == 0] = np.nan
     return edges.astype(np.float64), counts
 
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,4 +1,5 @@
-"""Plots of a run's history: train vs validation curves, live changes, and ghosts of abandoned runs.
+"""Static plots of a run's history, drawn once when called (the dashboard's plots are the live ones):
+train vs validation curves, hyperparameter changes, and ghosts of abandoned runs.
 
     fig = plot_history(loop.history, metrics=("loss", "accuracy"))   # one subplot per metric
     fig = plot_history(loop, steps=True)     # also every batch's loss (a Loop knows its epoch size)
@@ -18,19 +19,19 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from trainlab.history import Branch, History
+from trainlab.options import is_whole_number
+from trainlab.widgets.plot_style import GHOST_OPACITY, TEMPLATE, TRAIN_COLOR, VAL_COLOR, change_marks
+from trainlab.widgets.series import Downsampler
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
 
 __all__ = ["plot_history", "compare_runs"]
 
-MAX_POINTS = 2000  # per trace: longer per-step curves are thinned before they go to the browser
+# Per trace: longer per-step curves are thinned before they go to the browser. More than the
+# live plots send per redraw: a static figure is sent once.
+MAX_POINTS = 2000
 MAX_GHOSTS = 5  # the most recent abandoned branches drawn
-MAX_CHANGE_MARKS = 30  # the most recent hyperparameter changes marked
-TRAIN_COLOR = "#1f77b4"
-VAL_COLOR = "#ff7f0e"
-GHOST_OPACITY = 0.35
-CHANGE_COLOR = "#7f7f7f"
 
 
 def plot_history(
@@ -51,7 +52,7 @@ def plot_history(
     if not isinstance(metrics, Sequence) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise ValueError(f"metrics is one name or a list of names, like metrics=('loss', 'accuracy'); got {metrics!r}")
     metrics = list(metrics)
-    if not isinstance(branches, int):  # True, False (bools are ints), or a count
+    if not (isinstance(branches, bool) or is_whole_number(branches)):
         raise ValueError(f"branches is True (the last few abandoned runs), False (none) or how many; got {branches!r}")
     for metric in metrics:
         _check_metric(history, metric)
@@ -68,7 +69,7 @@ def plot_history(
         per_epoch = metric in history.history
         keys = [key for key in (metric, f"val_{metric}") if key in history.history] if per_epoch else []
         if (steps or not per_epoch) and metric in columns:
-            x, y = _thin(positions, columns[metric])
+            x, y = _thin(columns[metric], positions)
             fig.add_trace(go.Scatter(x=x, y=y, name=f"{metric} per step" if per_epoch else metric, mode="lines",
                                      opacity=0.5 if per_epoch else 1.0, line={"color": TRAIN_COLOR, "width": 1}),
                           row=1, col=col)
@@ -84,7 +85,7 @@ def plot_history(
             fig.update_yaxes(type="log", row=1, col=col)
     if changes:
         _mark_changes(fig, len(metrics), history.changes, positions)
-    fig.update_layout(height=340, template="plotly_white", margin={"l": 50, "r": 20, "t": 40, "b": 40},
+    fig.update_layout(height=340, template=TEMPLATE, margin={"l": 50, "r": 20, "t": 40, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.2})
     return go.FigureWidget(fig)
 
@@ -107,12 +108,12 @@ def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val
             mode = "lines+markers"
         elif metric in run.steps:
             per_step = True
-            x, y = _thin(np.asarray(run.steps["step"], dtype=np.float64), run.steps[metric])
+            x, y = _thin(run.steps[metric], run.steps["step"])
             mode = "lines"
         else:
             raise ValueError(f"run {label!r} has no {metric!r}; it records {_names(run)}")
         fig.add_trace(go.Scatter(x=x, y=y, name=str(label), mode=mode, marker={"size": 4}))
-    fig.update_layout(height=340, template="plotly_white", title=metric,
+    fig.update_layout(height=340, template=TEMPLATE, title=metric,
                       xaxis_title="step" if per_step else "epoch", yaxis_title=metric,
                       margin={"l": 50, "r": 20, "t": 40, "b": 40})
     return go.FigureWidget(fig)
@@ -189,14 +190,9 @@ def _step_positions(epochs: np.ndarray, batch_sizes: np.ndarray, samples_per_epo
     return epochs.astype(np.float64) + (done - before) / max(samples_per_epoch, 1)
 
 
-def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """At most MAX_POINTS evenly spread points (always the last one), as float64 arrays."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if len(x) > MAX_POINTS:
-        keep = np.unique(np.linspace(0, len(x) - 1, MAX_POINTS).round().astype(np.int64))
-        x, y = x[keep], y[keep]
-    return x, y
+def _thin(column: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most MAX_POINTS of a per-step curve as float64 ``(x, y)``, with its spikes and its last point."""
+    return Downsampler(MAX_POINTS).points(column, x)
 
 
 def _ghost_labels(branches: Sequence[Branch]) -> list[str]:
@@ -215,7 +211,7 @@ def _add_ghosts(fig: go.Figure, col: int, history: History, branch: Branch, labe
     """Draw one abandoned branch faintly and dashed, joined to the run it forked from."""
     curves: list[tuple[str, np.ndarray, np.ndarray]] = []
     if (steps or not keys) and metric in branch.steps and len(branch.steps["epoch"]):
-        x, y = _thin(_branch_positions(history, branch, samples_per_epoch), branch.steps[metric])
+        x, y = _thin(branch.steps[metric], _branch_positions(history, branch, samples_per_epoch))
         curves.append((f"{metric} per step" if keys else metric, x, y))
     for key in keys:
         if key not in branch.history or not branch.epoch:
@@ -248,22 +244,14 @@ def _branch_positions(history: History, branch: Branch, samples_per_epoch: int) 
 def _mark_changes(fig: go.Figure, n_cols: int, changes: list[tuple[int, str, Any]],
                   positions: np.ndarray) -> None:
     """A dotted vertical line (and a label) in every subplot where a hyperparameter was changed."""
-    shapes, notes = [], []
-    at_x: dict[float, int] = {}  # labels already at an x: the next one moves right, not on top
-    for step, name, value in changes[-MAX_CHANGE_MARKS:]:
+
+    def x_of_step(step: int) -> float | None:  # where the step ended on the epoch axis; None: not in this run
         if step > len(positions):
-            continue
-        x = float(positions[step - 1]) if step > 0 else 0.0
-        shift = 11 * at_x.get(x, 0)
-        at_x[x] = at_x.get(x, 0) + 1
-        text = f"{name}={value:g}" if isinstance(value, (int, float)) else f"{name}={value}"
-        for col in range(1, n_cols + 1):
-            axis = "" if col == 1 else str(col)
-            shapes.append({"type": "line", "x0": x, "x1": x, "xref": f"x{axis}", "y0": 0, "y1": 1,
-                           "yref": f"y{axis} domain", "line": {"color": CHANGE_COLOR, "dash": "dot", "width": 1}})
-            notes.append({"x": x, "xref": f"x{axis}", "y": 1, "yref": f"y{axis} domain", "text": text,
-                          "showarrow": False, "xanchor": "left", "yanchor": "top", "textangle": -90, "xshift": shift,
-                          "font": {"size": 10, "color": CHANGE_COLOR}})
+            return None
+        return float(positions[step - 1]) if step > 0 else 0.0
+
+    axes = ["" if col == 1 else str(col) for col in range(1, n_cols + 1)]  # x/y, x2/y2, ...
+    shapes, notes = change_marks(changes, x_of_step, axes)
     if shapes:
         fig.update_layout(shapes=list(fig.layout.shapes) + shapes,
                           annotations=list(fig.layout.annotations) + notes)

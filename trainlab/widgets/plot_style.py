@@ -1,0 +1,55 @@
+"""What the live and the static plots share: their colours, and how a hyperparameter change is marked.
+
+A change is a dotted vertical line where it was made, labelled "lr=0.3". Changes made at
+the same step share one mark, keeping each name's last value, so dragging a slider back
+and forth between two updates makes one mark, not hundreds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+__all__ = ["TEMPLATE", "TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "CHANGE_COLOR",
+           "MAX_CHANGE_MARKS", "change_marks"]
+
+TEMPLATE = "plotly_white"
+TRAIN_COLOR = "#1f77b4"  # plotly's first colour: training curves
+VAL_COLOR = "#ff7f0e"  # its second: validation curves
+GHOST_COLOR = "#969696"  # runs left behind by a rewind/restore, where one colour is enough (the live loss plot)
+GHOST_OPACITY = 0.4  # ghosts stay faint: the current run is the one to read
+CHANGE_COLOR = "#7f7f7f"
+MAX_CHANGE_MARKS = 20  # only the latest steps that had a change are marked: more would hide the curves
+
+Change = tuple[int, str, Any]  # (step, name, value), as in ``history.changes``
+
+
+def change_marks(changes: Sequence[Change], x_of_step: Callable[[int], float | None] = float,
+                 axes: Sequence[str] = ("",)) -> tuple[list[dict], list[dict]]:
+    """Plotly shapes (dotted vertical lines) and annotations ("lr=0.3") for hyperparameter changes.
+
+    ``x_of_step`` places a step on the x axis (None leaves its mark out); every subplot named
+    in ``axes`` ("" for x/y, "2" for x2/y2, ...) gets every mark.
+    Example: ``shapes, notes = change_marks(loop.history.changes)``.
+    """
+    by_step: dict[int, dict[str, Any]] = {}
+    for step, name, value in changes:
+        by_step.setdefault(step, {})[name] = value
+    shapes, annotations = [], []
+    for i, step in enumerate(sorted(by_step)[-MAX_CHANGE_MARKS:]):
+        x = x_of_step(step)
+        if x is None:
+            continue
+        text = ", ".join(f"{name}={_short(value)}" for name, value in by_step[step].items())
+        for axis in axes:
+            xref, yref = f"x{axis}", f"y{axis} domain"  # y in the subplot's own 0..1, whatever its data
+            shapes.append(dict(type="line", xref=xref, yref=yref, x0=x, x1=x, y0=0, y1=1,
+                               line=dict(color=CHANGE_COLOR, width=1, dash="dot")))
+            # Three heights in turn, so labels of nearby changes do not cover each other.
+            annotations.append(dict(x=x, y=1 - 0.08 * (i % 3), xref=xref, yref=yref, xanchor="left", yanchor="top",
+                                    showarrow=False, text=text, font=dict(size=10, color=CHANGE_COLOR),
+                                    bgcolor="rgba(255,255,255,0.7)"))
+    return shapes, annotations
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
