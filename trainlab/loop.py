@@ -196,6 +196,12 @@ class Loop(TimeTravel):
         return {}
 
     @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's input shape, like (2,) or (1, 8, 8); None for a model taking several inputs."""
+        inputs = self._data.train[0]
+        return tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+
+    @property
     def n_train(self) -> int:
         """The number of training samples (one epoch)."""
         return self._sampler.n

@@ -28,12 +28,10 @@ _PALETTE = ["#f59322", "#0877bd", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 
 def data_view_name(loop: Any) -> str | None:
     """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
-    inputs, targets = loop.train_data
-    if inputs.dim() != 2:
-        return None
-    if inputs.shape[1] == 2 and loop.classification:
+    shape = loop.input_shape  # read first: a DataLoader's whole data is collected only for a plane or a line
+    if shape == (2,) and loop.classification:
         return DecisionBoundaryPlot.name
-    if inputs.shape[1] == 1 and not loop.classification and targets[0].numel() == 1:
+    if shape == (1,) and not loop.classification and loop.train_data[1][0].numel() == 1:
         return PredictionCurvePlot.name
     return None
 

@@ -98,14 +98,14 @@ def _stage_row(done: str | None, due: str) -> str:
 
 def _forward_details(loop: Any, samples: int) -> str:
     inputs, targets = loop.batch
-    outputs = loop.last_outputs.detach()
+    outputs = loop.last_predictions.detach()  # the part of the outputs that holds the predictions
     k = min(samples, len(targets))
     classes = _predicted_classes(loop, outputs[:k])
     predicted = "predicted labels" if str(loop.accuracy_kind).startswith("multilabel") else "predicted class"
     header = ["sample", "input", "output"] + ([predicted] if classes is not None else []) + ["target"]
     rows = []
     for i in range(k):
-        row = [str(i), _numbers(inputs[i]), _numbers(outputs[i])]
+        row = [str(i), _sample_inputs(inputs, i), _numbers(outputs[i])]
         if classes is not None:
             row.append(_numbers(classes[i]))
         row.append(_numbers(targets[i]))
@@ -153,6 +153,14 @@ def _predicted_classes(loop: Any, outputs: torch.Tensor) -> torch.Tensor | None:
         return outputs.argmax(1)
     threshold = 0.5 if kind.endswith("_probs") else 0.0  # probabilities vs. raw scores (logits)
     return (outputs.reshape(len(outputs), -1) > threshold).long().squeeze(1)  # binary: (k,); multi-label: (k, labels)
+
+
+def _sample_inputs(inputs: Any, i: int) -> str:
+    """Sample ``i``'s input, or each of its several inputs (a tuple or dict of tensors)."""
+    if isinstance(inputs, torch.Tensor):
+        return _numbers(inputs[i])
+    named = inputs.items() if isinstance(inputs, dict) else enumerate(inputs)
+    return "; ".join(f"{html.escape(str(name))}: {_numbers(t[i])}" for name, t in named)
 
 
 def _numbers(t: torch.Tensor) -> str:
