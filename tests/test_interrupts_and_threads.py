@@ -275,3 +275,26 @@ def test_torch_threads_come_back_when_the_last_loop_that_set_them_is_gone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("call", ["step", "update"])
+def test_a_real_ctrl_c_while_a_step_commits_finishes_the_step_first(call):
+    X, y = tl.datasets.moons(n=40, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [4], 2, seed=0), (X, y), "cross_entropy", batch_size=8)
+    loop.step()
+    push = loop._rewind.push
+
+    def interrupted_push(snapshot):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C lands inside the commit
+        push(snapshot)
+
+    loop._rewind.push = interrupted_push
+    if call == "update":
+        loop.forward(); loop.loss(); loop.backward()
+    with pytest.raises(KeyboardInterrupt, match="the step was finished first"):
+        getattr(loop, call)()
+    loop._rewind.push = push
+    assert loop.state.step == 2 and len(loop.history) == 2 and loop.next_stage == "forward"
+    assert loop.rewind_depth == 2 and loop.last_log["status"] == "updated"
+    loop.step()  # and the loop goes on
+    assert loop.state.step == 3

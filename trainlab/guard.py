@@ -41,7 +41,9 @@ class Guard:
 
 
 @contextmanager
-def interrupts_deferred(request_stop: Callable[[], None]) -> Iterator[None]:
+def interrupts_deferred(request_stop: Callable[[], None],
+                        message: str = "training stopped at a batch boundary; call fit() again to continue"
+                        ) -> Iterator[None]:
     """Turn Ctrl-C into ``request_stop()`` (the loop stops at its next batch boundary), then re-raise it.
 
     Only the main thread receives signals; elsewhere (the dashboard's player) this does nothing.
@@ -64,7 +66,7 @@ def interrupts_deferred(request_stop: Callable[[], None]) -> Iterator[None]:
         if signal.getsignal(signal.SIGINT) is on_interrupt:
             signal.signal(signal.SIGINT, previous)
     if interrupted:
-        raise KeyboardInterrupt("training stopped at a batch boundary; call fit() again to continue")
+        raise KeyboardInterrupt(message)
 
 
 _threads = {"users": 0, "before": 0}  # loops alive that set torch's threads; the count before the first

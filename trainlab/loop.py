@@ -42,6 +42,8 @@ from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
 
+_STEP_DONE = "interrupted: the step was finished first (a step is all or nothing)"
+
 
 class Loop(TimeTravel):
     """A training loop you can run stage by stage, batch by batch, epoch by epoch, or live.
@@ -375,7 +377,7 @@ class Loop(TimeTravel):
 
     def update(self) -> dict[str, Any]:
         """Let the optimizer move the parameters; closes the batch and returns the step's log."""
-        with self._guard:
+        with self._guard, interrupts_deferred(self._request_stop, _STEP_DONE):  # a step is all or nothing
             self._expect("update")
             return self._update()
 
@@ -457,7 +459,7 @@ class Loop(TimeTravel):
 
     def step(self) -> dict[str, Any]:
         """Run the stages left in the current batch (or a whole new batch); returns its log."""
-        with self._guard:
+        with self._guard, interrupts_deferred(self._request_stop, _STEP_DONE):  # a step is all or nothing
             return self._step()
 
     def _step(self) -> dict[str, Any]:

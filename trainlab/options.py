@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
-           "check_lr", "check_clip", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
+           "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
            "check_targets", "real_number", "setting_numbers"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
@@ -155,15 +155,20 @@ def check_lr(value: Any) -> float:
     return number
 
 
-def check_clip(value: Any) -> float | None:
-    """A gradient-clipping threshold: None (no clipping) or a finite number above zero."""
+def positive_or_none(value: Any, meaning: str) -> float | None:
+    """None, or a finite number above zero as a float; else a ValueError that starts with ``meaning``."""
     if value is None:
         return None
     number = real_number(value)
     if number is None or not 0 < number < math.inf:
-        raise ValueError(f"clip_grad_norm is the most the gradients' total norm may be, a number above 0 like "
-                         f"1.0, or None for no clipping; got {_short(value)}")
+        raise ValueError(f"{meaning}; got {_short(value)}")
     return number
+
+
+def check_clip(value: Any) -> float | None:
+    """A gradient-clipping threshold: None (no clipping) or a finite number above zero."""
+    return positive_or_none(value, "clip_grad_norm is the most the gradients' total norm may be, a number above "
+                                   "0 like 1.0, or None for no clipping")
 
 
 def check_weight_decay(value: Any) -> float:

@@ -11,7 +11,6 @@ Who draws, when (only ever one thread at a time):
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from typing import Any, Sequence
@@ -23,7 +22,7 @@ import plotly.graph_objects as go
 from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
-from trainlab.options import real_number
+from trainlab.options import positive_or_none
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
 from trainlab.widgets.data_view import data_plot_for, data_view_name
@@ -395,13 +394,8 @@ def _change_setting(loop: Any, name: str, value: Any) -> None:
 
 def _checked_speed(speed: Any) -> float | None:
     """A pace in steps per second as a float (None: full speed), or a ValueError saying what to pass."""
-    if speed is None:
-        return None
-    number = real_number(speed)
-    if number is None or not 0 < number < math.inf:
-        raise ValueError(f"speed is steps per second, a number above 0 like speed=10, or None for as fast "
-                         f"as the machine goes; got {speed!r}")
-    return number
+    return positive_or_none(speed, "speed is steps per second, a number above 0 like speed=10, or None for as "
+                                   "fast as the machine goes")
 
 
 class _Rate:
