@@ -111,3 +111,19 @@ def test_a_skipped_batch_says_so_and_no_stage_is_marked_as_just_run():
     assert loop.last_log["status"] == "skipped"
     html = stage_html(loop)
     assert "The last batch was skipped" in html and "✓ just ran" not in html
+
+
+def test_with_clipping_the_update_shows_the_norm_before_and_after():
+    X, y = tl.datasets.moons(n=64, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy", clip_grad_norm=0.01)
+    loop.step()
+    html = stage_html(loop)
+    before, after = loop.last_log["grad_norm"], loop.last_log["clipped_grad_norm"]
+    assert after == 0.01 < before
+    assert "clip_grad_norm=0.01" in html and f"{before:.3g}" in html and "scaled down to <b>0.01</b>" in html
+    loop.clip_grad_norm = 100.0
+    loop.step()
+    assert "unchanged" in stage_html(loop)
+    loop.clip_grad_norm = None
+    loop.step()
+    assert "clipping" not in stage_html(loop)

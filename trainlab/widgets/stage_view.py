@@ -141,7 +141,18 @@ def _update_details(loop: Any, samples: int) -> str:
                "(‖change‖ / ‖weights‖). A rule of thumb for big networks is about 1e-3; small ones like "
                "these often learn well far above it. Near 1, each update rewrites the weights: the learning rate "
                "is too high.")
-    return _table(caption, ["parameter", "update / weight", ""], rows)
+    return _clipping(loop) + _table(caption, ["parameter", "update / weight", ""], rows)
+
+
+def _clipping(loop: Any) -> str:
+    """With clip_grad_norm: the gradients' total norm before and after clipping, for the update that just ran."""
+    log = loop.last_log
+    if "clipped_grad_norm" not in log:
+        return ""
+    before, after = log["grad_norm"], log["clipped_grad_norm"]
+    verdict = "scaled down to" if after < before else "under the limit, so unchanged:"
+    return (f"<p>Gradient clipping (clip_grad_norm={loop.clip_grad_norm:g}): the gradients' total norm was "
+            f"<b>{before:.3g}</b>, {verdict} <b>{after:.3g}</b> before the update.</p>")
 
 
 def _predicted_classes(loop: Any, outputs: torch.Tensor) -> torch.Tensor | None:
