@@ -25,8 +25,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
+# Extra flags for JupyterLab: make lab LAB_ARGS="--no-browser --port 8899". As root (many containers)
+# JupyterLab refuses to start without --allow-root, so it is added then.
+LAB_ARGS ?=
+ROOT_ARGS = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARGS) $(LAB_ARGS)
 
 test: $(VENV)/.installed-test
 	mkdir -p test-output && $(PY) -m benchmarks --quick --json test-output/bench-quick.json
