@@ -217,3 +217,82 @@ def test_what_a_dataloader_cannot_give_is_said():
         loop = tl.Loop(model, DataLoader(dataset, batch_size=4), "cross_entropy",
                        val_data=DataLoader(dataset, batch_size=16))
     assert loop.val_data[0].shape == (40, 2)
+
+
+class Flaky(Dataset):
+    """Item 25 fails once (a disk hiccup), then reads fine."""
+
+    def __init__(self, X, y):
+        self.X, self.y, self.failed = X, y, False
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        if i == 25 and not self.failed:
+            self.failed = True
+            raise OSError("disk hiccup")
+        return self.X[i], self.y[i]
+
+
+def test_a_batch_whose_fetch_fails_is_fetched_again_and_no_sample_is_lost():
+    X, y = tl.datasets.moons(n=40, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), DataLoader(Flaky(X, y), batch_size=10), "cross_entropy")
+    starts = []
+    loop.on("after_forward", lambda lp: starts.append(lp.epoch_progress[0]))
+    loop.step(), loop.step()
+    with pytest.raises(OSError, match="disk hiccup"):
+        loop.step()
+    assert loop.epoch_progress == (20, 40) and loop.next_stage == "forward"
+    loop.run_epoch()
+    assert starts == [0, 10, 20, 30] and loop.state.epoch == 1
+
+
+class Noisy(nn.Module):
+    """Dropout, and a forward that fails once on call ``fail_at``."""
+
+    def __init__(self, fail_at=None):
+        super().__init__()
+        torch.manual_seed(1)
+        self.layer, self.calls, self.fail_at = nn.Linear(2, 2), 0, fail_at
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("boom")
+        return self.layer(nn.functional.dropout(x, 0.5, self.training))
+
+
+@pytest.mark.parametrize("through_loader", [True, False])
+def test_a_retried_first_batch_of_an_epoch_gets_the_same_order_and_random_numbers(through_loader):
+    X, y = tl.datasets.moons(n=20, seed=0)
+
+    def losses(fail_at):
+        data = DataLoader(Augmented(X, y), batch_size=10) if through_loader else (X, y)
+        loop = tl.Loop(Noisy(), data, "cross_entropy", lr=0.1, batch_size=10)
+        loop.model.fail_at = fail_at
+        out = []
+        for _ in range(4):
+            try:
+                out.append(loop.step()["loss"])
+            except RuntimeError:
+                out.append(loop.step()["loss"])
+        return out
+
+    assert losses(fail_at=3) == losses(fail_at=None)  # call 3: the first batch of epoch 2
+
+
+def test_drop_last_refuses_a_batch_size_that_leaves_no_batch_and_drops_a_tail_the_batch_size_outgrew():
+    X, y = tl.datasets.moons(n=100, seed=0)
+    loader = DataLoader(TensorDataset(X, y), batch_size=32, drop_last=True)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        tl.Loop(tl.models.mlp(2, [4], 2), DataLoader(TensorDataset(X[:5], y[:5]), batch_size=8, drop_last=True),
+                "cross_entropy")
+    loop = tl.Loop(tl.models.mlp(2, [4], 2), loader, "cross_entropy")
+    with pytest.raises(ValueError, match="leaves no batch"):
+        loop.batch_size = 101
+    loop.step(), loop.step()
+    loop.batch_size = 50  # 36 samples are left: too few for a batch of 50, so the epoch ends here
+    log = loop.step()
+    assert log["batch_size"] == 50 and loop.state.epoch == 1 and loop.history.epoch == [0]
+    assert set(loop.history.steps["batch_size"].tolist()) == {32, 50}

@@ -647,3 +647,75 @@ def test_epoch_scheduler_lr_changes_are_recorded():
     assert [value for _, value in lr_changes] == pytest.approx([0.05, 0.025, 0.0125], rel=1e-12)
     assert loop.lr == pytest.approx(0.0125)
     assert list(loop.history.steps["lr"]) == pytest.approx([0.1] * 3 + [0.05] * 3 + [0.025] * 3)
+
+
+def test_a_layer_unfrozen_after_the_loop_is_built_trains_like_a_hand_loop():
+    X, y = tl.datasets.moons(n=64, seed=0)
+
+    def model():
+        torch.manual_seed(1)
+        m = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+        m[0].requires_grad_(False)
+        return m
+
+    m = model()
+    loop = tl.Loop(m, (X, y), "cross_entropy", lr=0.1, batch_size=16, shuffle=False)
+    assert loop.step()["status"] == "updated" and loop.last_grad_norms["0.weight"] == 0.0  # frozen: no gradient
+    m[0].requires_grad_(True)
+    loop.step(), loop.step(), loop.step()
+    hand = model()
+    optimizer = torch.optim.SGD(hand.parameters(), lr=0.1)
+    for i in range(4):
+        if i == 1:
+            hand[0].requires_grad_(True)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(hand(X[16 * i:16 * i + 16]), y[16 * i:16 * i + 16]).backward()
+        optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(m.parameters(), hand.parameters()))
+    assert loop.last_grad_norms["0.weight"] > 0
+
+
+def test_a_model_with_nothing_to_train_is_refused_at_build():
+    X, y = tl.datasets.moons(n=20, seed=0)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        tl.Loop(nn.Linear(2, 2).requires_grad_(False), (X, y), "cross_entropy")
+
+
+def test_a_failed_update_keeps_batchnorm_statistics_from_this_batchs_forward():
+    X, y = tl.datasets.moons(n=64, seed=0)
+
+    def make():
+        torch.manual_seed(1)
+        return tl.Loop(nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)), (X, y),
+                       "cross_entropy", lr=0.1, batch_size=16)
+
+    failing, clean = make(), make()
+    failing.step()
+    failing.forward(), failing.loss(), failing.backward()
+    step, calls = failing.optimizer.step, []
+
+    def hiccup(*args, **kwargs):
+        calls.append(1)
+        step(*args, **kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("optimizer hiccup")
+
+    failing.optimizer.step = hiccup
+    with pytest.raises(RuntimeError, match="hiccup"):
+        failing.update()
+    failing.update()
+    clean.step(), clean.step()
+    assert all(torch.equal(a, b) for a, b in zip(failing.model.state_dict().values(), clean.model.state_dict().values()))
+
+
+def test_an_error_at_an_epochs_end_still_announces_the_step_and_the_epoch():
+    X, y = tl.datasets.moons(n=40, seed=0)
+    one_step = lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=1)  # noqa: E731
+    loop = tl.Loop(nn.Linear(2, 2), (X, y), "cross_entropy", batch_size=20, scheduler=one_step)
+    events = []
+    loop.on("after_update", lambda lp: events.append("update"))
+    loop.on("after_epoch", lambda lp: events.append("epoch"))
+    with pytest.raises(ValueError, match="Tried to step"):
+        loop.fit(epochs=3)
+    assert events == ["update", "update", "epoch", "update", "update", "epoch"]
+    assert loop.history.epoch == [0, 1] and loop.state.epoch == 2 and loop.scheduler.last_epoch == 1

@@ -264,6 +264,10 @@ class EpochSampler:
             self._generator_state = self.generator.get_state()
         self.position = 0
 
+    def short_of(self, batch_size: int) -> bool:
+        """With drop_last, whether what is left of this epoch is too short for a batch of this size."""
+        return self.drop_last and not self.epoch_done and self.n - self.position < batch_size
+
     def take(self, batch_size: int) -> tuple[int, int]:
         """Claim the next ``batch_size`` samples (fewer at the epoch's end): returns (start, stop)."""
         start = self.position

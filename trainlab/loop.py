@@ -125,10 +125,8 @@ class Loop(TimeTravel):
                                validation=self._data.val is not None)
         self.events = Events()
         self.state = State()
-        fetch = self._data.fetch
-        self._sampler = EpochSampler(
-            self._data.n, shuffle if shuffle is not None else loader_shuffle is not False,  # a sampler of its own
-            seed, draw=fetch and (lambda: self._with_loop_rng(fetch.draw_order)), drop_last=bool(fetch and fetch.drop_last))
+        self._sampler = self._make_sampler(shuffle, loader_shuffle, seed)
+        self._checked_batch_size(self._batch_size)
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
@@ -146,13 +144,28 @@ class Loop(TimeTravel):
         self._initial_hyper = (self.lr, self._batch_size)
 
     def _watch_model(self) -> None:
-        """The parameters whose gradients are measured (every trainable one, in module order), and the buffers."""
-        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        """The parameters whose gradients are measured (in module order), and the buffers."""
+        # Every parameter, frozen ones too (their gradient norm is 0): a layer unfrozen later
+        # (fine-tuning) is measured, checked and has its gradients cleared like the others.
+        named = list(self.model.named_parameters())
+        if not any(p.requires_grad for _, p in named):
+            raise ValueError("the model has no trainable parameters (none has requires_grad=True): there is "
+                             "nothing to train; unfreeze some with layer.requires_grad_(True)")
         self.param_names = [name for name, _ in named]
         self._params = [p for _, p in named]
         self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
         # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
         self._random_model = may_draw_random_numbers(self.model)
+
+    def _make_sampler(self, shuffle: bool | None, loader_shuffle: bool | None, seed: int) -> EpochSampler:
+        """The epoch order: the loop's own (seeded shuffle or the data's order), or a DataLoader sampler's."""
+        fetch = self._data.fetch
+        if shuffle is None:  # as the DataLoader was made; True for tensors (and for a sampler of its own)
+            shuffle = loader_shuffle is not False
+        if fetch is None:
+            return EpochSampler(self._data.n, shuffle, seed)
+        return EpochSampler(self._data.n, shuffle, seed, draw=lambda: self._with_loop_rng(fetch.draw_order),
+                            drop_last=fetch.drop_last)
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
@@ -265,8 +278,15 @@ class Loop(TimeTravel):
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = check_batch_size(value)
+        self._batch_size = self._checked_batch_size(value)
         self._record_change("batch_size", self._batch_size)
+
+    def _checked_batch_size(self, value: Any) -> int:
+        size = check_batch_size(value)
+        if self._sampler.drop_last and size > self._sampler.n:
+            raise ValueError(f"the DataLoader drops a last batch shorter than the batch size (drop_last=True), so "
+                             f"a batch size above its {self._sampler.n} samples leaves no batch at all")
+        return size
 
     @property
     def weight_decay(self) -> float:
@@ -446,13 +466,15 @@ class Loop(TimeTravel):
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         epoch_ended = self._sampler.epoch_done
-        if epoch_ended:
-            self._finish_epoch()
-        try:
-            self.events.fire("after_update", self)
-        finally:  # an ended epoch is always announced, even if an after_update handler raised
+        try:  # the step has committed: whatever the epoch's end raises (validation), the events still fire
             if epoch_ended:
-                self.events.fire("after_epoch", self)
+                self._finish_epoch()
+        finally:
+            try:
+                self.events.fire("after_update", self)
+            finally:  # an ended epoch is always announced, even if an after_update handler raised
+                if epoch_ended:
+                    self.events.fire("after_epoch", self)
         return log
 
     # --- bigger strides ------------------------------------------------------------------
@@ -552,17 +574,29 @@ class Loop(TimeTravel):
 
     def _open_batch(self) -> Batch:
         before = self._capture(None)
-        if self._sampler.epoch_done:
-            self._sampler.start_epoch()
-            self._epoch_sums = [0.0, 0, 0.0]
-            self._fire_before("before_epoch")
-        start, stop = self._sampler.take(self._batch_size)
-        if self._data.fetch is None:
-            inputs, targets = self._sampler.rows(*self._data.train, start, stop)
-        else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
-            inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
+        try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
+            if self._sampler.short_of(self._batch_size):  # drop_last, and the batch size grew past what is left
+                self._end_epoch_early()
+            if self._sampler.epoch_done:
+                self._sampler.start_epoch()
+                self._epoch_sums = [0.0, 0, 0.0]
+                self._fire_before("before_epoch")
+            start, stop = self._sampler.take(self._batch_size)
+            if self._data.fetch is None:
+                inputs, targets = self._sampler.rows(*self._data.train, start, stop)
+            else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
+                inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
+        except BaseException:
+            self._back_to_batch_start(before)
+            raise
         self._batch = Batch(inputs, targets, start, before)
         return self._batch
+
+    def _end_epoch_early(self) -> None:
+        """Drop the epoch's tail (too short for a batch, with drop_last) and close the epoch."""
+        self._sampler.position = self._sampler.n
+        self._finish_epoch()
+        self.events.fire("after_epoch", self)
 
     def _with_loop_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
@@ -651,9 +685,14 @@ class Loop(TimeTravel):
             return
         used = self.last_log.get("lr", self.lr)
         if self.scheduler_interval == "epoch":
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(log.get("val_loss", log["loss"]))
-            else:
-                self.scheduler.step()
+            saved = self.scheduler.state_dict()
+            try:
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(log.get("val_loss", log["loss"]))
+                else:
+                    self.scheduler.step()
+            except BaseException:  # a scheduler that raises (OneCycleLR past its end) is left as it was
+                self.scheduler.load_state_dict(saved)
+                raise
         if self.lr != used:
             self._record_change("lr", self.lr)

@@ -243,24 +243,32 @@ class TimeTravel:
     def _put_back(self, batch: Batch, retry: bool) -> None:
         """Close a batch that failed before its update, undoing what it did (BatchNorm's running statistics).
 
-        ``retry``: the batch goes back too, so the same samples come next with the same random
-        numbers (dropout), and a retry gives exactly what a first try would have. Otherwise its
-        samples count as used (a skipped batch).
+        ``retry``: the batch goes back too (and its epoch's order, if it began one), so the same
+        samples come next with the same random numbers (dropout, augmentation): a retry gives
+        exactly what a first try would have. Otherwise its samples count as used (a skipped batch).
         """
         self.model.load_state_dict(batch.before.state["model"])
         if retry:
-            self._sampler.position = batch.start
-            self._rng_state = batch.before.state["rng"]
+            self._back_to_batch_start(batch.before)
         self._batch = None
         self.model.zero_grad(set_to_none=True)
 
-    def _undo_update(self, batch: Batch) -> None:
-        """Put back the weights, buffers, optimizer and scheduler state an interrupted update changed.
+    def _back_to_batch_start(self, before: Snapshot) -> None:
+        """The data's position, the epoch's sums and the random stream as they were when ``before`` was taken."""
+        self._sampler.load_state(before.state["sampler"])
+        self._epoch_sums = list(before.state["counters"]["epoch_sums"])
+        self._rng_state = before.state["rng"]
 
-        The gradients stay (so update() can be called again); so do live settings set meanwhile (lr).
+    def _undo_update(self, batch: Batch) -> None:
+        """Put back the weights, optimizer and scheduler state an interrupted update changed.
+
+        Buffers keep this batch's forward (BatchNorm's statistics: an update never touches them); the
+        gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
         """
         before = batch.before.state
-        self.model.load_state_dict(before["model"])
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                param.copy_(before["model"][name])
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         if before["optimizer_type"] == self._optimizer_name:  # else a fresh optimizer: nothing to undo
             self.optimizer.load_state_dict(clone_optimizer_state(before["optimizer"]))
