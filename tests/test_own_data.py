@@ -296,3 +296,37 @@ def test_drop_last_refuses_a_batch_size_that_leaves_no_batch_and_drops_a_tail_th
     log = loop.step()
     assert log["batch_size"] == 50 and loop.state.epoch == 1 and loop.history.epoch == [0]
     assert set(loop.history.steps["batch_size"].tolist()) == {32, 50}
+
+
+def test_a_sampler_with_its_own_generator_is_put_back_by_restore_rewind_and_load(tmp_path):
+    X, y = tl.datasets.moons(n=40, seed=0)
+
+    def make():
+        sampler = WeightedRandomSampler(torch.rand(40, generator=torch.Generator().manual_seed(1)), 40,
+                                        generator=torch.Generator().manual_seed(0))
+        return tl.Loop(nn.Linear(2, 2), DataLoader(TensorDataset(X, y), batch_size=10, sampler=sampler),
+                       "cross_entropy", lr=0.1)
+
+    loop = make()
+    start = loop.snapshot()
+    first = [loop.step()["loss"] for _ in range(8)]
+    loop.restore(start)
+    assert [loop.step()["loss"] for _ in range(8)] == first
+    loop.rewind(4)
+    assert [loop.step()["loss"] for _ in range(4)] == first[4:]
+    loop.rewind(6)
+    loop.save(tmp_path / "run.pt")
+    other = make()
+    other.load(tmp_path / "run.pt")
+    assert [other.step()["loss"] for _ in range(6)] == first[2:]
+
+
+def test_several_inputs_from_numpy_in_float64_are_converted_like_one_input():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X1, X2, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2)), rng.integers(0, 2, 30)
+    loop = tl.Loop(TwoInputs(), ((X1, X2), y), "cross_entropy")
+    assert [t.dtype for t in loop.batch or loop.train_data[0]] == [torch.float32, torch.float32]
+    assert loop.step()["status"] == "updated"
+    assert loop.predict((X1[:4], X2[:4])).shape == (4, 2)

@@ -719,3 +719,13 @@ def test_an_error_at_an_epochs_end_still_announces_the_step_and_the_epoch():
         loop.fit(epochs=3)
     assert events == ["update", "update", "epoch", "update", "update", "epoch"]
     assert loop.history.epoch == [0, 1] and loop.state.epoch == 2 and loop.scheduler.last_epoch == 1
+
+
+def test_setting_lr_when_the_first_group_is_at_zero_leaves_the_other_groups_alone():
+    X, y = tl.datasets.moons(n=40, seed=0)
+    model = tl.models.mlp(2, [8], 2, seed=0)
+    params = list(model.parameters())
+    optimizer = torch.optim.SGD([{"params": params[:2], "lr": 0.0}, {"params": params[2:], "lr": 0.05}])
+    loop = tl.Loop(model, (X, y), "cross_entropy", optimizer)
+    loop.lr = 0.2
+    assert [g["lr"] for g in optimizer.param_groups] == [0.2, 0.05]

@@ -15,7 +15,8 @@ each epoch (random augmentation stays random), in the order its sampler gives (a
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,8 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset
                               TensorDataset)
 
 __all__ = ["as_tensors", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
-           "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs"]
+           "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs",
+           "loader_generators", "kept_generators"]
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
@@ -121,9 +123,14 @@ def as_inputs(part: Any, what: str) -> Any:
     """One input tensor, or several (a tuple/list of tensors, or a dict of named tensors)."""
     if isinstance(part, dict):
         return {key: _as_tensor(value, what) for key, value in part.items()}
-    if isinstance(part, (tuple, list)) and part and all(isinstance(p, Tensor) for p in part):
+    if isinstance(part, (tuple, list)) and part and all(_is_array(p) for p in part):
         return tuple(_as_tensor(value, what) for value in part)
     return _as_tensor(part, what)
+
+
+def _is_array(value: Any) -> bool:
+    """A tensor or an array with one row per sample (numpy's, or anything with a shape of 1 or more axes)."""
+    return isinstance(value, Tensor) or len(getattr(value, "shape", ())) >= 1
 
 
 def leaves(inputs: Any) -> list[Tensor]:
@@ -135,7 +142,8 @@ def leaves(inputs: Any) -> list[Tensor]:
 
 def _collect(loader: DataLoader, what: str) -> tuple[Any, Tensor]:
     """Every batch of a DataLoader (through its collate_fn), joined: for validation and test data."""
-    batches = [_pair(batch, what) for batch in loader]
+    with torch.random.fork_rng(devices=[]), kept_generators(loader_generators(loader)):  # leaves no trace
+        batches = [_pair(batch, what) for batch in loader]
     if not batches:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
     inputs = batches[0][0]
@@ -146,6 +154,23 @@ def _collect(loader: DataLoader, what: str) -> tuple[Any, Tensor]:
     else:
         joined = tuple(torch.cat([b[0][i] for b in batches]) for i in range(len(inputs)))
     return joined, torch.cat([b[1] for b in batches])
+
+
+def loader_generators(loader: DataLoader) -> list[torch.Generator]:
+    """The random generators a DataLoader draws from besides torch's own: its own and its sampler's."""
+    found = [loader.generator, getattr(loader.sampler, "generator", None)]
+    return [g for i, g in enumerate(found) if g is not None and g not in found[:i]]
+
+
+@contextmanager
+def kept_generators(generators: list[torch.Generator]) -> Iterator[None]:
+    """Put these generators back as they were when the block ends (like torch.random.fork_rng for them)."""
+    states = [g.get_state() for g in generators]
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, states):
+            generator.set_state(state)
 
 
 def _pair(batch: Any, what: str) -> tuple[Any, Tensor]:
@@ -238,8 +263,9 @@ class EpochSampler:
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int, draw: Callable[[], Tensor | None] | None = None,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, generators: list[torch.Generator] | None = None) -> None:
         self.n = n
+        self.generators = generators or []  # a DataLoader's (and its sampler's) own: saved and put back too
         self.shuffle = shuffle
         self.draw = draw  # called at each epoch's start; an order it returns replaces the loop's own
         self.drop_last = drop_last
@@ -289,7 +315,10 @@ class EpochSampler:
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the same sequence of batches later."""
-        return {"rng": self._generator_state, "order": self.order, "position": self.position}
+        state = {"rng": self._generator_state, "order": self.order, "position": self.position}
+        if self.generators:
+            state["generators"] = [generator.get_state() for generator in self.generators]
+        return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Go back to a state from ``state()``."""
@@ -299,6 +328,8 @@ class EpochSampler:
         self.position = state["position"]
         if self.order is not None:
             self.n = len(self.order)
+        for generator, saved in zip(self.generators, state.get("generators", ())):
+            generator.set_state(saved)
 
 
 class LoaderFetch:

@@ -99,7 +99,8 @@ def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = N
     ``n_items``: the order is a DataLoader sampler's (any indices below n_items, repeats allowed).
     """
     sampler = state["sampler"]
-    if not isinstance(sampler, dict) or set(sampler) != {"rng", "order", "position"}:
+    if not isinstance(sampler, dict) or not {"rng", "order", "position"} <= set(sampler) <= {
+            "rng", "order", "position", "generators"}:
         raise CheckpointError("the checkpoint's data position is malformed")
     order, position = sampler["order"], sampler["position"]
     if order is not None and (not isinstance(order, Tensor) or order.shape != (n_train,)):

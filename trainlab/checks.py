@@ -109,13 +109,13 @@ def in_model_dtype(model: nn.Module, inputs: Any) -> torch.dtype | None:
     Integer inputs (token ids for an embedding) always pass as they are.
     """
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if (dtype is None or not isinstance(inputs, Tensor) or not inputs.is_floating_point() or inputs.dtype == dtype
-            or _runs_on(model, head(inputs, 2))):
+    floats = [t for t in leaves(inputs) if t.is_floating_point()]
+    if dtype is None or all(t.dtype == dtype for t in floats) or _runs_on(model, head(inputs, 2)):
         return None
     return dtype
 
 
-def _runs_on(model: nn.Module, x: Tensor) -> bool:
+def _runs_on(model: nn.Module, x: Any) -> bool:
     try:
         quiet_forward(model, x)
         return True

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from trainlab.batching import LoaderFetch, as_tensors, like, map_tensors, rows, split_validation
+from trainlab.batching import (LoaderFetch, as_tensors, kept_generators, like, loader_generators, map_tensors, rows,
+                               split_validation)
 from trainlab.checks import in_model_dtype, probe
 from trainlab.metrics import accuracy_kind
 from trainlab.options import check_targets
@@ -57,8 +58,8 @@ class LoopData:
     def _first_look(self, data: Any) -> tuple[Any, Tensor]:
         if self.fetch is None:
             return as_tensors(data, "data")
-        with torch.random.fork_rng(devices=[]):  # looking at two samples leaves no trace
-            return self.fetch.fetch(torch.arange(min(2, self.fetch.n)))
+        with torch.random.fork_rng(devices=[]), kept_generators(loader_generators(self.fetch.loader)):
+            return self.fetch.fetch(torch.arange(min(2, self.fetch.n)))  # looking at two samples leaves no trace
 
     def on_device(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
         """The tensors on the loop's device."""
@@ -66,9 +67,11 @@ class LoopData:
 
     def converted(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
         """Floats in the model's dtype, where the data's (float64 from numpy, say) would not run."""
-        if self.cast is None or not isinstance(inputs, Tensor):
+        cast = self.cast
+        if cast is None:
             return inputs, targets
-        return inputs.to(self.cast), targets.to(self.cast) if targets.is_floating_point() else targets
+        return (map_tensors(inputs, lambda t: t.to(cast) if t.is_floating_point() else t),
+                targets.to(cast) if targets.is_floating_point() else targets)
 
     def fetched(self, indices: Tensor) -> tuple[Any, Tensor]:
         """A DataLoader's batch of these samples, on the device (call it with the loop's random stream)."""
@@ -79,9 +82,8 @@ class LoopData:
         """The training split; from a DataLoader, all its batches, collected when first asked."""
         if self.fetch is None:
             return self.train
-        if self._collected is None:
-            with torch.random.fork_rng(devices=[]):
-                self._collected = self.converted(*self.on_device(*as_tensors(self.fetch.loader, "data")))
+        if self._collected is None:  # through the loader, leaving no trace on any random stream
+            self._collected = self.converted(*self.on_device(*as_tensors(self.fetch.loader, "data")))
         return self._collected
 
     def prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:

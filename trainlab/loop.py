@@ -11,9 +11,9 @@ One training step is always the same fixed sequence::
 ``fit(epochs)`` several epochs. The loop owns the batching, so ``loop.batch_size`` and
 ``loop.lr`` can change at any moment and take effect at the next batch / next update.
 
-What lives elsewhere: build-time checks (``checks.py``), moving in time (``time_travel.py``),
-the open batch and counters (``state.py``), what is measured (``metrics.py``), threads and
-Ctrl-C (``guard.py``).
+What lives elsewhere: the data and its checks (``data.py``, ``batching.py``), build-time checks
+(``checks.py``), moving in time (``time_travel.py``), the open batch and counters (``state.py``),
+what is measured (``metrics.py``), threads and Ctrl-C (``guard.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import EpochSampler, call_model, loader_settings
+from trainlab.batching import EpochSampler, call_model, loader_generators, loader_settings
 from trainlab.callbacks import attach_all
 from trainlab.checks import (check_count, check_flags, check_scheduler_argument, make_scheduler, may_draw_random_numbers,
                              non_finite_data, not_one_number, pick_device, predict_batch, rewind_bytes)
@@ -165,7 +165,7 @@ class Loop(TimeTravel):
         if fetch is None:
             return EpochSampler(self._data.n, shuffle, seed)
         return EpochSampler(self._data.n, shuffle, seed, draw=lambda: self._with_loop_rng(fetch.draw_order),
-                            drop_last=fetch.drop_last)
+                            drop_last=fetch.drop_last, generators=loader_generators(fetch.loader))
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
@@ -266,9 +266,11 @@ class Loop(TimeTravel):
     def lr(self, value: float) -> None:
         value = check_lr(value)
         groups = self.optimizer.param_groups
-        factor = value / groups[0]["lr"] if groups[0]["lr"] else None  # None: no ratio to keep
-        for group in groups:
-            group["lr"] = value if factor is None or group is groups[0] else group["lr"] * factor
+        first = groups[0]["lr"]
+        for group in groups[1:]:
+            if first:  # at 0 (annealed, or a frozen first group) there is no ratio: the others stay
+                group["lr"] *= value / first
+        groups[0]["lr"] = value
         self._record_change("lr", value)
 
     @property

@@ -137,7 +137,7 @@ class RewindBuffer:
         """The weights of a dropped snapshot, to copy the next one into; None when there is none.
 
         Nothing else holds them: the loop gives out copies of buffered weights (``snapshot()``
-        mid-batch), and its only other reference, ``_last_update_start``, is the newest
+        mid-batch), and its only other reference, the last batch's start (``update_ratios``), is the newest
         snapshot, which ``push`` never hands over.
         """
         spare, self._spare = self._spare, None

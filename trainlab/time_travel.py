@@ -1,7 +1,9 @@
 """Time travel: capture a loop's whole state, and put it back exactly (snapshots, rewind, reset, checkpoints).
 
-``TimeTravel`` is the half of ``Loop`` that moves it in time; ``loop.py`` holds the
-stages. A captured state has the layout of a checkpoint (see ``checkpoint.py``): the
+``TimeTravel`` is the half of ``Loop`` that moves it in time (a base class of Loop, kept in
+its own file); ``loop.py`` holds the stages. It shares the Loop's attributes: the model,
+optimizer and scheduler, ``state``, ``history``, ``events``, and the private ``_batch``,
+``_sampler``, ``_rewind``, ``_rng_state``, ``_epoch_sums``, ``_slots``, ``_guard`` and ``_data``. A captured state has the layout of a checkpoint (see ``checkpoint.py``): the
 model's weights and buffers, the optimizer's and scheduler's state, the loop's random
 state, its place in the epoch, its counters and its batch size.
 """
@@ -197,9 +199,7 @@ class TimeTravel:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
         self._rng_state = state["rng"].clone()
-        sampler = state["sampler"]
-        self._sampler.load_state({"rng": sampler["rng"], "order": sampler["order"],
-                                  "position": int(sampler["position"])})
+        self._sampler.load_state({**state["sampler"], "position": int(state["sampler"]["position"])})
         counters = state["counters"]
         self.state = State(int(counters["epoch"]), int(counters["step"]), int(counters["skipped"]))
         self._epoch_sums = [float(counters["epoch_sums"][0]), int(counters["epoch_sums"][1]),
@@ -234,7 +234,10 @@ class TimeTravel:
         if self.scheduler is not None and state["scheduler"] is not None:
             copy.deepcopy(self.scheduler).load_state_dict(clone_tree(state["scheduler"]))
         torch.Generator().set_state(state["rng"])
-        torch.Generator().set_state(state["sampler"]["rng"])
+        for generator_state in [state["sampler"]["rng"], *state["sampler"].get("generators", ())]:
+            torch.Generator().set_state(generator_state)
+        if len(state["sampler"].get("generators", ())) != len(self._sampler.generators):
+            raise ValueError("it was saved with a DataLoader whose random generators differ from this one's")
         counters = state["counters"]
         values = [counters["epoch"], counters["step"], counters["skipped"], *counters["epoch_sums"]]
         if len(values) != 6 or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
