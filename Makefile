@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX = $(shell $(PYTHON) -c "import socket; socket.gethostbyname('download.pytorch.org')" 2>/dev/null \
 	&& echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: lab test test-unit test-notebooks screenshot bench clean
+.PHONY: lab test test-unit test-notebooks screenshot bench bench-peers clean
 
 # The lab itself: torch, then trainlab (editable) with the notebook layer and JupyterLab.
 $(VENV)/.installed: pyproject.toml
@@ -55,6 +55,16 @@ screenshot: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks
+
+# trainlab next to Lightning, Ignite, Keras, skorch and poutyne (the [peers] extra), with torch held
+# at the installed version so pip cannot swap it for another build.
+$(VENV)/.installed-peers: $(VENV)/.installed-test
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch-pin.txt
+	$(PY) -m pip install --quiet $(TORCH_INDEX) -c $(VENV)/torch-pin.txt -e ".[peers]"
+	touch $@
+
+bench-peers: $(VENV)/.installed-peers
+	$(PY) -m benchmarks --peers
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

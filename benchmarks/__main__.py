@@ -1,4 +1,4 @@
-"""Run every benchmark, print a table and write it as JSON: ``python -m benchmarks [--quick]``."""
+"""Run the benchmarks, print a table and write it as JSON: ``python -m benchmarks [--quick] [--peers]``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import dashboard_rows, rows
+from benchmarks import dashboard_rows, rows, workloads
 from benchmarks.harness import Row, compare
 from benchmarks.memory import history_memory
 from benchmarks.notebook_memory import workshop_peak_memory
+from benchmarks.workloads import bare, lab
 
 HISTORY_MEMORY_TARGET_MB = 64  # at 1M steps
 PEAK_MEMORY_TARGET_MB = 1024  # the workshop notebook's kernel
@@ -23,52 +24,77 @@ PEAK_MEMORY_TARGET_MB = 1024  # the workshop notebook's kernel
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few steps each: checks the benchmarks run")
-    parser.add_argument("--rounds", type=int, default=9, help="A/B rounds per row (median reported)")
-    parser.add_argument("--json", default="benchmarks/results.json", help="where to write the results")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="A/B rounds per row, median reported (default 9; 5 with --peers)")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the peer libraries' table (those installed: pip install -e '.[peers]')")
+    parser.add_argument("--json", default=None,
+                        help="where to write the results (default benchmarks/results.json; none with --peers)")
     args = parser.parse_args(argv)
-    rounds = 1 if args.quick else args.rounds
-    scale = 1 if args.quick else 10
-    epochs = 1 if args.quick else 5  # of digits, for rows 2-4 (45 steps an epoch at batch 32)
+    torch.set_num_threads(1)  # as trainlab's Loop sets it: both sides of every row run on one thread
+    rounds = 1 if args.quick else args.rounds or (5 if args.peers else 9)
+    machine = {"python": platform.python_version(), "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "platform": platform.platform()}
+    if args.peers:
+        from benchmarks.peers.table import run_peers, table  # imports no peer library until it runs
 
+        report = {"machine": machine, "quick": args.quick} | run_peers(args.quick, rounds)
+        print(table(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        return 0
+    return benchmarks(args.quick, rounds, machine, args.json or "benchmarks/results.json")
+
+
+def benchmarks(quick: bool, rounds: int, machine: dict[str, object], json_path: str) -> int:
+    """Rows 1-9: trainlab against the fastest bare loop, redraws, memory."""
+    scale = 1 if quick else 10
+    epochs = 1 if quick else 5  # of digits, for rows 2-4 (57 steps an epoch at batch 32)
+    tiny, mlp = workloads.tiny(), workloads.digits_mlp(32)
     results = [
-        compare("1. tiny: seed-000 linear, full batch", *rows.tiny(200 * scale), rounds, 1.25),
-        compare("1'. (1)'s bare loop + copying weights, grad norms", *rows.tiny_floor(200 * scale), rounds, None,
+        compare("1. tiny: seed-000 linear, full batch", bare(tiny, 200 * scale), lab(tiny, 200 * scale),
+                rounds, 1.40),
+        compare("1'. (1)'s bare loop + copying weights, grad norms", bare(tiny, 200 * scale),
+                rows.floor(tiny, 200 * scale), rounds, None,
                 "informative: the floor for row 1 (both loops are bare PyTorch)"),
-        compare("2. MLP 64-128-10 on digits, batch 32", *rows.mlp(epochs), rounds, 1.05),
-        compare("2'. (2) against a bare loop without DataLoader", *rows.mlp(epochs, tensor_bare=True),
-                rounds, None, "informative: the strictest baseline"),
-        compare("3. digits CNN, batch 64", *rows.cnn(epochs), rounds, 1.05),
-        compare("4. (2) stage by stage", *rows.mlp(epochs, stages=True), rounds, 1.05),
+        compare("2. MLP 64-128-10 on digits, batch 32", bare(mlp, epochs), lab(mlp, epochs), rounds, 1.20),
+        compare("2'. (2) against seed 001's DataLoader loop", rows.seed001(mlp, epochs), lab(mlp, epochs),
+                rounds, None, "informative: the baseline is the seed's loop, slower than the fastest"),
+        compare("3. digits CNN, batch 64", bare(workloads.digits_cnn(), epochs),
+                lab(workloads.digits_cnn(), epochs), rounds, 1.05),
+        compare("4. (2) stage by stage", bare(mlp, epochs), lab(mlp, epochs, stages=True), rounds, 1.25),
         # Longer runs here (over a second of play, as in a workshop): the per-click cost of Play's
         # first frame and Pause's last one is not a per-step cost.
-        compare("5. (2) with a Dashboard playing", *dashboard_rows.playing(12 * scale), rounds, 1.15,
+        compare("5. (2) with a Dashboard playing", *dashboard_rows.playing(12 * scale), rounds, 1.30,
                 "widgets live, messages serialised as in a kernel"),
+        compare("6. MLP 64-128-10 on digits, batch 256", bare(workloads.digits_mlp(256), 6 * epochs),
+                lab(workloads.digits_mlp(256), 6 * epochs), rounds, 1.05),
+        compare("7. MLP 784-1024-512-10 (1.3M params), batch 64", bare(workloads.big_mlp(), epochs),
+                lab(workloads.big_mlp(), epochs), rounds, 1.05, "random data, 16 steps an epoch"),
     ]
-    sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
-    redraws = dashboard_rows.redraws(sizes, repeats=1 if args.quick else 5)
-    memory = history_memory(10_000 if args.quick else 1_000_000)
-    workshop = workshop_peak_memory(play_seconds=2 if args.quick else 30)
+    sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
+    redraws = dashboard_rows.redraws(sizes, repeats=1 if quick else 5)
+    memory = history_memory(10_000 if quick else 1_000_000)
+    workshop = workshop_peak_memory(play_seconds=2 if quick else 30)
     print(table(results))
-    print("\n6. redraw cost as the history grows (bounded by the point budget):")
+    print("\n8. redraw cost as the history grows (bounded by the point budget):")
     for row in redraws:
         print(f"   {row['steps']:>9,} steps: {row['redraw_ms']:7.1f} ms, {row['bytes_per_redraw'] / 1024:8.1f} KiB sent")
     print(f"\nhistory memory at {memory['steps']:,} steps: {memory['mb']:.1f} MB (target <= {HISTORY_MEMORY_TARGET_MB} MB)")
-    print(f"\n7. workshop notebook's kernel, every cell run and {workshop['steps']:,} steps played: "
+    print(f"\n9. workshop notebook's kernel, every cell run and {workshop['steps']:,} steps played: "
           f"peak {workshop['mb']:.0f} MB (target <= {PEAK_MEMORY_TARGET_MB} MB)")
     report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "platform": platform.platform()},
-        "quick": args.quick, "rounds": rounds,
+        "machine": machine, "quick": quick, "rounds": rounds,
         "rows": [asdict(row) | {"verdict": row.verdict} for row in results],
         "redraws": redraws,
         "history_memory": memory,
         "workshop_kernel_peak": workshop,
     }
-    Path(args.json).write_text(json.dumps(report, indent=2))
+    Path(json_path).write_text(json.dumps(report, indent=2))
     missed = [row.name for row in results if row.verdict == "MISSED"]
     missed += ["history memory"] if memory["mb"] > HISTORY_MEMORY_TARGET_MB else []
     missed += ["workshop memory"] if workshop["mb"] > PEAK_MEMORY_TARGET_MB else []
-    return 1 if missed and not args.quick else 0
+    return 1 if missed and not quick else 0
 
 
 def table(results: list[Row]) -> str:

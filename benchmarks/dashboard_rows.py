@@ -1,25 +1,24 @@
-"""Rows 5 and 6: the cost of a playing dashboard, and of redraws as the history grows."""
+"""Rows 5 and 8: the cost of a playing dashboard, and of redraws as the history grows."""
 
 from __future__ import annotations
 
-import copy
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import trainlab as tl
 from benchmarks import headless
-from benchmarks.rows import Factory, _digits, _seed001_bare
+from benchmarks.workloads import Factory, bare, digits_mlp
 
 
 def playing(epochs: int) -> tuple[Factory, Factory]:
-    """Row 5: row 2's MLP with a Dashboard attached and playing (default render budget)."""
+    """Row 5: row 2's MLP with a Dashboard attached and playing (default render budget), and the fastest bare loop."""
     headless.install()
-    X, y = _digits(flat=True)
-    model = tl.models.mlp(64, [128], 10, seed=0)
-    steps = epochs * -(-len(X) // 32)
+    workload = digits_mlp(32)
+    steps = epochs * workload.steps_per_epoch()
 
     def lab() -> Callable[[], int]:
-        loop = tl.Loop(copy.deepcopy(model), (X, y), "cross_entropy", lr=0.01, batch_size=32)
+        loop = tl.Loop(workload.fresh_model(), (workload.inputs, workload.targets), workload.loss,
+                       lr=workload.lr, batch_size=workload.batch_size)
         dash = tl.Dashboard(loop)
 
         def run() -> int:
@@ -30,11 +29,11 @@ def playing(epochs: int) -> tuple[Factory, Factory]:
             dash.close()
             return done
         return run
-    return _seed001_bare(model, X, y, 32, epochs), lab
+    return bare(workload, epochs), lab
 
 
 def redraws(sizes: list[int], repeats: int = 5) -> list[dict[str, float]]:
-    """Row 6: one redraw's time and bytes sent, with histories of each size in ``sizes``."""
+    """Row 8: one redraw's time and bytes sent, with histories of each size in ``sizes``."""
     headless.install()
     results = []
     for size in sizes:

@@ -1,4 +1,4 @@
-"""Row 7: the workshop notebook's kernel at its peak memory, run in a real kernel as a participant would."""
+"""Row 9: the workshop notebook's kernel at its peak memory, run in a real kernel as a participant would."""
 
 from __future__ import annotations
 

@@ -1,0 +1,23 @@
+"""trainlab itself, timed by the same rules as the peers: ``tl.Loop(...).fit(epochs=n)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trainlab as tl
+from benchmarks.workloads import Workload, lab
+
+NAME = "trainlab"
+FEATURES = ("every layer's gradient norm and the accuracy (one host sync), NaN/inf check on loss and "
+            "gradients, a copy of weights and optimizer state before each update (rewind), per-step "
+            "history, before/after events for every stage")
+
+
+def version() -> str:
+    """The installed version."""
+    return tl.__version__
+
+
+def build(workload: Workload, epochs: int) -> Callable[[], int]:
+    """A fresh loop over the workload; the run is one ``fit``."""
+    return lab(workload, epochs)()
