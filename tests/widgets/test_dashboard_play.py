@@ -245,3 +245,15 @@ def test_switching_the_optimizer_as_playing_ends_waits_for_the_last_frame(make_l
     dash.optimizer_dropdown.value = "adam"  # from the kernel, while the last frame is drawn
     dash.wait(timeout=10)
     assert loop.optimizer_name == "adam" and dash.error is None
+
+
+def test_a_pace_catches_up_after_a_late_step_but_not_after_a_long_stall(loop):
+    from trainlab.widgets.runner import Runner
+
+    runner = Runner(loop, on_batch=lambda: None, on_stop=lambda: None)
+    runner.steps_per_second = 300
+    now = time.monotonic()
+    late = now - 0.01  # the last batch started 10 ms ago: 3.3 ms late for 300 steps/s
+    assert runner._keep_pace(late) == late + 1 / 300  # the schedule is kept: no time lost
+    stalled = now - 5.0  # five seconds behind: start again from now, no burst of catch-up steps
+    assert runner._keep_pace(stalled) >= now
