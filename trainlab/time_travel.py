@@ -78,12 +78,16 @@ class TimeTravel:
 
     def restore(self, snapshot: Snapshot) -> None:
         """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
+        self._restore(snapshot, f"before restore to {snapshot.name or snapshot.step}"
+                      if isinstance(snapshot, Snapshot) else "")
+
+    def _restore(self, snapshot: Snapshot, left_behind: str) -> None:
         with self._guard:
             if not isinstance(snapshot, Snapshot) or snapshot.owner != id(self):
                 raise ValueError("restore takes a snapshot made by this loop's snapshot()")
             self._refuse_mid_stage("restore()")
             self._apply(snapshot.state)
-            self.history.restore(snapshot.history, f"before restore to {snapshot.name or snapshot.step}")
+            self.history.restore(snapshot.history, left_behind)
             self._rewind.clear()
             self.events.fire("after_restore", self)
 
@@ -114,7 +118,7 @@ class TimeTravel:
         """Back to the initial weights and step 0, keeping the current lr and batch size."""
         with self._guard:
             lr, batch_size = self.lr, self._batch_size
-            self.restore(self._initial)
+            self._restore(self._initial, "before reset")
             initial_lr, initial_batch_size = self._initial_hyper
             if lr != initial_lr:
                 self.lr = lr

@@ -59,6 +59,7 @@ def test_step_epoch_rewind_and_reset_buttons(dash, loop):
     assert loop.state.step == 0 and loop.state.epoch == 0
     assert dash.error is None
     assert "step 0" in dash.status.value
+    assert loop.history.branches[-1].name == "before reset"  # the ghost's legend: "earlier run (before reset)"
 
 
 def test_status_line_shows_progress_loss_due_stage_and_ui_share(dash):
@@ -66,8 +67,9 @@ def test_status_line_shows_progress_loss_due_stage_and_ui_share(dash):
     dash.buttons["Forward"].click()
     dash.buttons["Loss"].click()
     status = dash.status.value
-    for part in ("epoch 0", "step 1", "samples/s", "loss ", "next: backward()", "UI"):
+    for part in ("epochs done: 0", "epoch 1: 32/", "step 1", "– samples/s", "loss ", "next: backward()", "UI"):
         assert part in status, status
+    assert "drawing plots instead of training" in status  # the UI share explained, as a tooltip
 
 
 def test_the_lr_slider_sets_the_loop_lr(dash, loop):

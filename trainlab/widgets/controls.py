@@ -181,16 +181,22 @@ class Controls:
 def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_fraction: float | None) -> str:
     """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of time."""
     done, total = loop.epoch_progress
+    ui = f"{100 * ui_fraction:.0f}%" if ui_fraction is not None else "–"
     parts = [
         "▶ playing" if playing else "■ paused",
-        f"epoch {loop.state.epoch} ({done}/{total} samples)",
+        f"epochs done: {loop.state.epoch}",
+        f"epoch {loop.state.epoch + 1}: {done}/{total} samples",
         f"step {loop.state.step}",
-        f"{samples_per_second:,.0f} samples/s" if samples_per_second else "– samples/s",
+        f"{samples_per_second:,.0f} samples/s" if samples_per_second and playing else "– samples/s",
         f"loss {_current_loss(loop)}",
         f"next: {loop.next_stage}()",
-        f"UI: {100 * ui_fraction:.0f}% of time" if ui_fraction is not None else "UI: –",
+        f"<span title='{_UI_TIP}'>UI: {ui} of time</span>",
     ]
     return "<span style='font-family:monospace'>" + " · ".join(parts) + "</span>"
+
+
+_UI_TIP = ("How much of the time the dashboard spends drawing plots instead of training. It keeps this low "
+           "(under 5%) by drawing less often when drawing gets slow.")
 
 
 def _current_loss(loop: Any) -> str:
