@@ -290,6 +290,13 @@ class EpochSampler:
             self._generator_state = self.generator.get_state()
         self.position = 0
 
+    def check_batch_size(self, size: int) -> int:
+        """``size``, if a batch of it can be drawn (with drop_last, not above the samples of an epoch)."""
+        if self.drop_last and size > self.n:
+            raise ValueError(f"the DataLoader drops a last batch shorter than the batch size (drop_last=True), so "
+                             f"a batch size above its {self.n} samples leaves no batch at all")
+        return size
+
     def short_of(self, batch_size: int) -> bool:
         """With drop_last, whether what is left of this epoch is too short for a batch of this size."""
         return self.drop_last and not self.epoch_done and self.n - self.position < batch_size

@@ -17,9 +17,8 @@ from trainlab.batching import as_inputs, call_model, first_tensor, head, leaves,
 from trainlab.metrics import eval_mode, pick
 from trainlab.options import is_whole_number, real_number
 
-__all__ = ["check_flags", "pick_device", "check_scheduler_argument", "make_scheduler", "rewind_bytes", "probe",
-           "in_model_dtype", "quiet_forward", "not_one_number", "non_finite_data", "may_draw_random_numbers",
-           "check_count", "predict_batch"]
+__all__ = ["check_flags", "check_count", "pick_device", "rewind_bytes", "probe", "in_model_dtype", "quiet_forward",
+           "not_one_number", "non_finite_data", "non_finite_advice", "may_draw_random_numbers", "predict_batch"]
 
 
 def check_flags(model: Any, on_nonfinite: str, scheduler_interval: str, threads: Any,
@@ -57,30 +56,6 @@ def pick_device(device: str | torch.device) -> torch.device:
     if not available.get(chosen.type, False):
         raise ValueError(f"this machine has no {chosen.type} device; use device='cpu' (or 'auto': a GPU if there is one)")
     return chosen
-
-
-_SCHEDULER_HINT = ("scheduler must be a torch.optim.lr_scheduler built on the loop's optimizer, "
-                   "or a function optimizer -> scheduler, e.g. lambda opt: StepLR(opt, step_size=10)")
-
-
-def check_scheduler_argument(scheduler: Any) -> None:
-    """Refuse what cannot become a scheduler, before a given optimizer object is touched."""
-    if isinstance(scheduler, type):  # StepLR itself, not StepLR(opt, ...): it needs its settings
-        raise ValueError(f"scheduler={scheduler.__name__} is the class; give its settings too: "
-                         f"scheduler=lambda opt: {scheduler.__name__}(opt, ...) (or a scheduler object)")
-    if scheduler is not None and not callable(scheduler) and not hasattr(scheduler, "step"):
-        raise ValueError(_SCHEDULER_HINT)
-
-
-def make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
-    """The scheduler object (built by a given function if need be), checked to drive ``optimizer``."""
-    if scheduler is None:
-        return None
-    if callable(scheduler) and not hasattr(scheduler, "step"):
-        scheduler = scheduler(optimizer)
-    if not hasattr(scheduler, "step") or getattr(scheduler, "optimizer", optimizer) is not optimizer:
-        raise ValueError(_SCHEDULER_HINT)
-    return scheduler
 
 
 def rewind_bytes(megabytes: Any) -> int:
@@ -144,6 +119,15 @@ def non_finite_data(inputs: Any, targets: Tensor) -> str | None:
         if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
             return name
     return None
+
+
+def non_finite_advice(inputs: Any, targets: Tensor) -> str:
+    """What to do about a NaN/inf loss or gradient: fix the batch's data, or step back and lower the lr."""
+    bad_data = non_finite_data(inputs, targets)
+    if bad_data:
+        return (f"This batch's {bad_data} hold NaN or infinite values: fix the data, or build the loop with "
+                "on_nonfinite='skip_batch' to skip such batches")
+    return "Undo recent updates with loop.rewind(), lower the learning rate (loop.lr = ...) and continue"
 
 
 def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Any, targets: Tensor,

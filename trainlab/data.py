@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from trainlab.batching import (LoaderFetch, as_tensors, kept_generators, like, loader_generators, map_tensors, rows,
+from trainlab.batching import (EpochSampler, LoaderFetch, as_tensors, kept_generators, like, loader_generators, map_tensors, rows,
                                split_validation)
 from trainlab.checks import in_model_dtype, probe
 from trainlab.metrics import accuracy_kind
@@ -60,6 +60,17 @@ class LoopData:
             return as_tensors(data, "data")
         with torch.random.fork_rng(devices=[]), kept_generators(loader_generators(self.fetch.loader)):
             return self.fetch.fetch(torch.arange(min(2, self.fetch.n)))  # looking at two samples leaves no trace
+
+    def sampler(self, shuffle: bool | None, loader_shuffle: bool | None, seed: int,
+                with_loop_rng: Callable[..., Any]) -> EpochSampler:
+        """The epoch order: the loop's own (a seeded shuffle, or the data's order), or a DataLoader sampler's."""
+        if shuffle is None:  # as the DataLoader was made; True for tensors (and for a sampler of its own)
+            shuffle = loader_shuffle is not False
+        fetch = self.fetch
+        if fetch is None:
+            return EpochSampler(self.n, shuffle, seed)
+        return EpochSampler(self.n, shuffle, seed, draw=lambda: with_loop_rng(fetch.draw_order),
+                            drop_last=fetch.drop_last, generators=loader_generators(fetch.loader))
 
     def on_device(self, inputs: Any, targets: Tensor) -> tuple[Any, Tensor]:
         """The tensors on the loop's device."""

@@ -12,8 +12,8 @@ One training step is always the same fixed sequence::
 ``loop.lr`` can change at any moment and take effect at the next batch / next update.
 
 What lives elsewhere: the data and its checks (``data.py``, ``batching.py``), build-time checks
-(``checks.py``), moving in time (``time_travel.py``), the open batch and counters (``state.py``),
-what is measured (``metrics.py``), threads and Ctrl-C (``guard.py``).
+(``checks.py``), schedulers (``schedules.py``), moving in time (``time_travel.py``), the open batch
+and counters (``state.py``), what is measured (``metrics.py``), threads and Ctrl-C (``guard.py``).
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import EpochSampler, call_model, loader_generators, loader_settings
+from trainlab.batching import call_model, loader_settings
 from trainlab.callbacks import attach_all
-from trainlab.checks import (check_count, check_flags, check_scheduler_argument, make_scheduler, may_draw_random_numbers,
-                             non_finite_data, not_one_number, pick_device, predict_batch, rewind_bytes)
+from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, non_finite_advice, not_one_number,
+                             pick_device, predict_batch, rewind_bytes)
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
-from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick
+from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick, update_ratios
+from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
                               check_weight_decay, make_loss, make_optimizer)
 from trainlab.snapshot import RewindBuffer
@@ -125,8 +126,8 @@ class Loop(TimeTravel):
                                validation=self._data.val is not None)
         self.events = Events()
         self.state = State()
-        self._sampler = self._make_sampler(shuffle, loader_shuffle, seed)
-        self._checked_batch_size(self._batch_size)
+        self._sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._with_loop_rng)
+        self._sampler.check_batch_size(self._batch_size)
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
@@ -156,16 +157,6 @@ class Loop(TimeTravel):
         self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
         # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
         self._random_model = may_draw_random_numbers(self.model)
-
-    def _make_sampler(self, shuffle: bool | None, loader_shuffle: bool | None, seed: int) -> EpochSampler:
-        """The epoch order: the loop's own (seeded shuffle or the data's order), or a DataLoader sampler's."""
-        fetch = self._data.fetch
-        if shuffle is None:  # as the DataLoader was made; True for tensors (and for a sampler of its own)
-            shuffle = loader_shuffle is not False
-        if fetch is None:
-            return EpochSampler(self._data.n, shuffle, seed)
-        return EpochSampler(self._data.n, shuffle, seed, draw=lambda: self._with_loop_rng(fetch.draw_order),
-                            drop_last=fetch.drop_last, generators=loader_generators(fetch.loader))
 
     def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
         options = check_optimizer_options(more)
@@ -280,15 +271,8 @@ class Loop(TimeTravel):
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = self._checked_batch_size(value)
+        self._batch_size = self._sampler.check_batch_size(check_batch_size(value))
         self._record_change("batch_size", self._batch_size)
-
-    def _checked_batch_size(self, value: Any) -> int:
-        size = check_batch_size(value)
-        if self._sampler.drop_last and size > self._sampler.n:
-            raise ValueError(f"the DataLoader drops a last batch shorter than the batch size (drop_last=True), so "
-                             f"a batch size above its {self._sampler.n} samples leaves no batch at all")
-        return size
 
     @property
     def weight_decay(self) -> float:
@@ -340,14 +324,7 @@ class Loop(TimeTravel):
         """How far the last update moved each parameter, relative to its size: ||change|| / ||weights||."""
         if self._last_batch is None:
             return {}
-        start = self._last_batch.before.state["model"]
-        old = [start[name] for name in self.param_names]
-        sizes = torch._foreach_norm(old)
-        changes = torch._foreach_norm(torch._foreach_sub([p.detach() for p in self._params], old))
-        numbers = torch.stack(changes + sizes).tolist()  # one sync for every layer
-        k = len(self.param_names)
-        return {name: numbers[i] / numbers[k + i] if numbers[k + i] else math.inf
-                for i, name in enumerate(self.param_names)}
+        return update_ratios(self.param_names, self._params, self._last_batch.before.state["model"])
 
     def _record_change(self, name: str, value: Any) -> None:
         self.history.record_change(self.state.step, name, value)
@@ -633,10 +610,7 @@ class Loop(TimeTravel):
                 self._finish_epoch()
                 self.events.fire("after_epoch", self)
             return loss
-        bad_data = non_finite_data(batch.inputs, batch.targets)
-        advice = (f"This batch's {bad_data} hold NaN or infinite values: fix the data, or build the loop with "
-                  "on_nonfinite='skip_batch' to skip such batches" if bad_data else
-                  "Undo recent updates with loop.rewind(), lower the learning rate (loop.lr = ...) and continue")
+        advice = non_finite_advice(batch.inputs, batch.targets)
         # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
         # with the same random numbers (dropout): a retry gives what a first try would have.
         self._put_back(batch, retry=True)
@@ -687,14 +661,6 @@ class Loop(TimeTravel):
             return
         used = self.last_log.get("lr", self.lr)
         if self.scheduler_interval == "epoch":
-            saved = self.scheduler.state_dict()
-            try:
-                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.scheduler.step(log.get("val_loss", log["loss"]))
-                else:
-                    self.scheduler.step()
-            except BaseException:  # a scheduler that raises (OneCycleLR past its end) is left as it was
-                self.scheduler.load_state_dict(saved)
-                raise
+            step_after_epoch(self.scheduler, log)
         if self.lr != used:
             self._record_change("lr", self.lr)

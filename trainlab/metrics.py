@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from trainlab.batching import call_model, map_tensors
 
-__all__ = ["accuracy_kind", "count_correct", "grad_norms", "first_non_finite", "eval_mode", "evaluate", "pick"]
+__all__ = ["accuracy_kind", "count_correct", "grad_norms", "update_ratios", "first_non_finite", "eval_mode", "evaluate", "pick"]
 
 EVAL_BATCH = 1024  # evaluation needs no gradients, so it can use big batches
 _ZERO = torch.zeros(())
@@ -57,6 +57,16 @@ def grad_norms(params: list[nn.Parameter], extra: Tensor | None = None) -> list[
     if extra is not None:
         values.append(extra.to(values[0].dtype) if values else extra)
     return torch.stack(values).tolist() if values else []
+
+
+def update_ratios(names: list[str], params: list[nn.Parameter], before: dict[str, Tensor]) -> dict[str, float]:
+    """||change|| / ||weights|| for each parameter since ``before`` (its weights by name), in one host sync."""
+    old = [before[name] for name in names]
+    sizes = torch._foreach_norm(old)
+    changes = torch._foreach_norm(torch._foreach_sub([p.detach() for p in params], old))
+    numbers = torch.stack(changes + sizes).tolist()
+    k = len(names)
+    return {name: numbers[i] / numbers[k + i] if numbers[k + i] else math.inf for i, name in enumerate(names)}
 
 
 def first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[float]) -> str | None:
