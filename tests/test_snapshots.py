@@ -352,19 +352,21 @@ def test_rewind_memory_stays_within_budget_over_10000_steps():
     torch.manual_seed(0)
     loop = tl.Loop(nn.Linear(2, 1), (torch.randn(8, 2), torch.randn(8, 1)), "mse", "sgd", lr=0.01,
                    batch_size=3, rewind_memory_mb=0.05)
-    budget = loop._rewind.budget_bytes
+    keyframes = loop._keyframes
+    budget = keyframes.budget_bytes
     assert budget == int(0.05 * 2**20)
     recent: dict[int, list[torch.Tensor]] = {}
     worst = 0
     for i in range(10_000):
         loop.step()
-        worst = max(worst, loop._rewind.nbytes)
-        if i >= 9_900:
+        worst = max(worst, keyframes.nbytes)
+        if i >= 9_800:
             recent[loop.state.step] = params(loop)
     assert worst <= budget
     depth = loop.rewind_depth
-    assert 1 <= depth < 100  # old snapshots were dropped, recent ones kept
-    assert depth * loop.snapshot().nbytes <= budget  # one automatic snapshot per undoable step
+    assert 1 <= depth < 200  # old keyframes were dropped, recent ones kept
+    assert len(keyframes) * loop.snapshot().nbytes <= budget  # one full copy per keyframe, not per step
+    assert depth >= (len(keyframes) - 1) * keyframes.interval  # a keyframe every `interval` steps
     with pytest.raises(ValueError):
         loop.rewind(depth + 1)
     assert loop.rewind(depth) == 10_000 - depth

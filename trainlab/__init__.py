@@ -12,7 +12,7 @@ from typing import Any
 
 from trainlab import datasets, models
 from trainlab.callbacks import EarlyStopping, StopAtTarget
-from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, StageError
+from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
 from trainlab.events import EVENTS
 from trainlab.history import Branch, History
 from trainlab.loop import STAGES, Loop, State
@@ -21,7 +21,7 @@ from trainlab.snapshot import Snapshot
 __all__ = [
     "Loop", "State", "STAGES", "EVENTS", "History", "Branch", "Snapshot",
     "EarlyStopping", "StopAtTarget",
-    "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError",
+    "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "datasets", "models", "Dashboard", "plot_history", "compare_runs",
 ]
 _WIDGET_NAMES = ("Dashboard", "plot_history", "compare_runs")

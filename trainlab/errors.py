@@ -1,6 +1,6 @@
 """The errors a learner can meet, each saying what to do next."""
 
-__all__ = ["StageError", "NonFiniteError", "LoopBusyError", "CheckpointError"]
+__all__ = ["StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError"]
 
 
 class StageError(RuntimeError):
@@ -22,3 +22,7 @@ class LoopBusyError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be used; the loop was left as it was."""
+
+
+class ReplayError(RuntimeError):
+    """A rewind could not replay the steps exactly; the loop was left as it was."""

@@ -198,6 +198,14 @@ class History:
         line = self._line
         return HistoryMark(line, line.n, len(line.epoch_index), len(line.changes))
 
+    def mark_at(self, n_steps: int, n_epochs: int, n_changes: int) -> HistoryMark:
+        """An earlier point of the current line (steps, epochs and changes recorded by then)."""
+        return HistoryMark(self._line, n_steps, n_epochs, n_changes)
+
+    def blank(self) -> "History":
+        """An empty history with the same columns (a replay records into one, then drops it)."""
+        return History(self.param_names, self.epoch_keys)
+
     def restore(self, mark: HistoryMark, branch_name: str) -> Branch | None:
         """Go back to ``mark``; what is left behind becomes a branch (returned)."""
         fork = common_past(self.mark(), mark)

@@ -37,7 +37,7 @@ from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finit
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
                               check_weight_decay, make_loss, make_optimizer)
-from trainlab.snapshot import RewindBuffer
+from trainlab.keyframes import Keyframes
 from trainlab.state import Batch, State
 from trainlab.time_travel import ModelSlots, TimeTravel
 
@@ -64,8 +64,8 @@ class Loop(TimeTravel):
     total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
     of what the model returns that holds its predictions, for accuracy and plots, when it returns
     a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
-    caps the automatic snapshots behind ``rewind`` (16 MB: over a thousand steps of a small
-    MLP; more costs speed, as the copies fall out of the CPU's cache). ``threads`` sets
+    caps the keyframes behind ``rewind``: a full copy every 16 steps, the steps between replayed
+    exactly (16 MB: tens of thousands of steps of a small MLP, ~50 of a 1M-parameter one). ``threads`` sets
     torch's intra-op threads for the whole process until the last such loop is gone (None:
     leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
     a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
@@ -131,7 +131,12 @@ class Loop(TimeTravel):
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
-        self._rewind = RewindBuffer(rewind_budget)
+        self._keyframes = Keyframes(rewind_budget)
+        self._replaying = False  # a rewind (or an undone update) is running steps again: record nothing
+        self._still: tuple | None = None  # the loop as the last step left it (see _keyframe_due)
+        self._changed = False  # a live change since the last keyframe (see _keyframe_due)
+        self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
+        self._want_ratios = False  # measure the next update's ratios (a plot asked)
         self._guard = Guard()
         self._starting: str | None = None  # the before_* event being fired, if any
         self._stop_requested = False
@@ -320,21 +325,56 @@ class Loop(TimeTravel):
             self._optimizer_name = name.lower()
             self._record_change("optimizer", self._optimizer_name)
 
-    def update_ratios(self) -> dict[str, float]:
-        """How far the last update moved each parameter, relative to its size: ||change|| / ||weights||."""
-        if self._last_batch is None:
-            return {}
-        return update_ratios(self.param_names, self._params, self._last_batch.before.state["model"])
+    def update_ratios(self, recent: bool = False) -> dict[str, float]:
+        """How far the last update moved each parameter, relative to its size: ||change|| / ||weights||.
 
-    def _record_change(self, name: str, value: Any) -> None:
+        Measured when asked, by replaying the last update from a keyframe ({} when the keyframes
+        no longer reach it). ``recent=True``, for plots redrawn while training: the latest update
+        measured so far, at no cost, and the next update is measured.
+        """
+        with self._guard:
+            if recent:
+                self._want_ratios = True
+                return self._ratios[1] if self._ratios is not None else {}
+            last = self._last_batch
+            if last is None:
+                return {}
+            step = last.opened.step + 1
+            if self._ratios is None or self._ratios[0] != step:
+                before = self._weights_before(last)
+                if before is None:
+                    return {}
+                self._ratios = (step, update_ratios(self.param_names, self._params, before))
+            return self._ratios[1]
+
+    def _weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
+        """The parameters as ``batch`` found them (before its update), by replay; the loop is left as it was."""
+        now = self._hold_still()
+        try:
+            self._go_to(batch.opened)
+            return {name: p.detach().clone() for name, p in zip(self.param_names, self._params)}
+        except LookupError:
+            return None
+        finally:
+            self._put_still(now)
+
+    def _record_change(self, name: str, value: Any, replayable: bool = False) -> None:
+        """Note a live change for the history and the widgets. ``replayable``: a replay makes it too (a scheduler)."""
+        if not replayable:  # the next batch starts from a keyframe: a replay never crosses the change
+            self._changed = True
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
 
     # --- events --------------------------------------------------------------------------
 
-    def on(self, event: str, fn: Callable[["Loop"], None]) -> Handle:
-        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward"); returns a handle with ``remove()``."""
-        return self.events.on(event, fn)
+    def on(self, event: str, fn: Callable[["Loop"], None], *, observer: bool = False) -> Handle:
+        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward"); returns a handle with ``remove()``.
+
+        ``observer=True`` promises that ``fn`` only reads the loop (plots, logging). Steps run
+        while a handler inside the step might change it are each kept whole for ``rewind``,
+        which costs a copy of the weights per step; an observer costs nothing.
+        """
+        return self.events.on(event, fn, observer)
 
     def _fire_before(self, event: str) -> None:
         """Fire a before_* event; meanwhile a jump in time (restore, rewind, load) is refused."""
@@ -434,7 +474,8 @@ class Loop(TimeTravel):
         batch = self._batch
         self._fire_before("before_update")
         grad_norm = math.sqrt(math.fsum(v * v for v in batch.grad_norms.values()))
-        try:  # all or nothing: whatever raises (the optimizer, a scheduler, Ctrl-C), nothing has moved
+        before = [p.detach().clone() for p in self._params] if self._want_ratios else None
+        try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
             clipped = self._clip_gradients(batch, grad_norm)
             self.optimizer.step()
             lr = self.lr
@@ -444,10 +485,13 @@ class Loop(TimeTravel):
             self._undo_update(batch)  # the batch stays open at update, its gradients still there
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
+        if before is not None:
+            self._measure_ratios(before)
         epoch_ended = self._sampler.epoch_done
         try:  # the step has committed: whatever the epoch's end raises (validation), the events still fire
             if epoch_ended:
                 self._finish_epoch()
+            self._note_still()
         finally:
             try:
                 self.events.fire("after_update", self)
@@ -552,7 +596,10 @@ class Loop(TimeTravel):
             raise StageError(f"{stage}() is not due: the next stage is {due}(); {hint}")
 
     def _open_batch(self) -> Batch:
-        before = self._capture(None)
+        if not self._replaying and self._keyframe_due():
+            self._keyframes.add(self._capture(None))
+            self._changed = False
+        opened = self._batch_start()
         try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
             if self._sampler.short_of(self._batch_size):  # drop_last, and the batch size grew past what is left
                 self._end_epoch_early()
@@ -566,10 +613,32 @@ class Loop(TimeTravel):
             else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
                 inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
         except BaseException:
-            self._back_to_batch_start(before)
+            self._go_to_place(opened.place)
             raise
-        self._batch = Batch(inputs, targets, start, before)
+        self._batch = Batch(inputs, targets, start, opened)
         return self._batch
+
+    def _keyframe_due(self) -> bool:
+        """Whether the batch opening now starts from a full copy (see ``keyframes.py``)."""
+        return (self._keyframes.due(self.state.step)
+                or self._changed  # a live change (lr, batch size...), maybe in the middle of the last step
+                or self.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
+                or self._still != self._fingerprint())  # changed outside a step (a cell, a handler, a jump)
+
+    def _fingerprint(self) -> tuple:
+        """What a change made outside the steps would alter: weights and buffers (their version
+        counters), the optimizer object, and its learning rates (set directly in param_groups)."""
+        return self._slots.versions(), id(self.optimizer), tuple(group["lr"] for group in self.optimizer.param_groups)
+
+    def _note_still(self) -> None:
+        """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
+        self._still = self._fingerprint()
+
+    def _measure_ratios(self, before: list[Tensor]) -> None:
+        """The update ratios of the update just made, from the parameters copied before it."""
+        self._ratios = (self.state.step, update_ratios(self.param_names, self._params,
+                                                       dict(zip(self.param_names, before))))
+        self._want_ratios = False
 
     def _end_epoch_early(self) -> None:
         """Drop the epoch's tail (too short for a batch, with drop_last) and close the epoch."""
@@ -631,8 +700,9 @@ class Loop(TimeTravel):
         sums[1] += size
         sums[2] += batch.correct
         self.state.step += 1
-        self._rewind.push(batch.before)  # never recycles the snapshot just pushed: it is also...
-        self._last_batch = batch  # ...the last update's start, for update_ratios
+        if not self._replaying:
+            self._keyframes.note_update(batch.opened.skipped)
+        self._last_batch = batch
         self._batch = None
         self.last_log = log
         return log
@@ -663,4 +733,4 @@ class Loop(TimeTravel):
         if self.scheduler_interval == "epoch":
             step_after_epoch(self.scheduler, log)
         if self.lr != used:
-            self._record_change("lr", self.lr)
+            self._record_change("lr", self.lr, replayable=True)

@@ -1,4 +1,4 @@
-"""Snapshots: exact copies of a loop's state in memory, for restore, rewind and reset.
+"""Snapshots: exact copies of a loop's state in memory, for restore, reset and rewind's keyframes.
 
 A snapshot's ``state`` has the same layout as a checkpoint on disk (see
 ``checkpoint.py``): the model's and optimizer's ``state_dict``, the scheduler's, the
@@ -10,7 +10,6 @@ records the start of that batch (the weights only change at ``update``).
 from __future__ import annotations
 
 import copy
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch import Tensor
 
 from trainlab.history import HistoryMark
 
-__all__ = ["Snapshot", "RewindBuffer", "clone_tree", "clone_optimizer_state", "copy_optimizer_state"]
+__all__ = ["Snapshot", "clone_tree", "clone_optimizer_state", "copy_optimizer_state"]
 
 
 @dataclass(eq=False)
@@ -101,63 +100,3 @@ def clone_tree(value: Any) -> Any:
     if isinstance(value, (int, float, str, bool, type(None))):
         return value
     return copy.deepcopy(value)
-
-
-class RewindBuffer:
-    """The automatic snapshots behind ``loop.rewind``: newest last, oldest dropped past a byte budget.
-
-    It only ever holds the past of the current line of training: a rewind keeps the
-    snapshots older than the one it goes back to, and any other jump in time empties it.
-    """
-
-    def __init__(self, budget_bytes: int, max_snapshots: int = 10_000) -> None:
-        self.budget_bytes = budget_bytes
-        self.max_snapshots = max_snapshots
-        self._snapshots: deque[tuple[Snapshot, int]] = deque()
-        self.nbytes = 0
-        self._spare: dict[str, Tensor] | None = None  # the weights of the last snapshot dropped, for reuse
-
-    def __len__(self) -> int:
-        return len(self._snapshots)
-
-    def push(self, snapshot: Snapshot) -> None:
-        """Keep ``snapshot``; drop the oldest ones while over budget."""
-        if self.budget_bytes <= 0:
-            return
-        size = snapshot.nbytes
-        self._snapshots.append((snapshot, size))
-        self.nbytes += size
-        while self._snapshots and (self.nbytes > self.budget_bytes or len(self._snapshots) > self.max_snapshots):
-            dropped, dropped_size = self._snapshots.popleft()
-            self.nbytes -= dropped_size
-            if dropped is not snapshot:  # the newest is still the loop's "last update" (update_ratios)
-                self._spare = dropped.state["model"]
-
-    def reuse(self) -> dict[str, Tensor] | None:
-        """The weights of a dropped snapshot, to copy the next one into; None when there is none.
-
-        Nothing else holds them: the loop gives out copies of buffered weights (``snapshot()``
-        mid-batch), and its only other reference, the last batch's start (``update_ratios``), is the newest
-        snapshot, which ``push`` never hands over.
-        """
-        spare, self._spare = self._spare, None
-        return spare
-
-    def depth(self, current_step: int) -> int:
-        """How many updates can be undone from ``current_step``."""
-        return current_step - self._snapshots[0][0].step if self._snapshots else 0
-
-    def take(self, step: int) -> Snapshot:
-        """The snapshot of ``step``, forgetting it and everything newer."""
-        while self._snapshots:
-            snapshot, size = self._snapshots.pop()
-            self.nbytes -= size
-            if snapshot.step == step:
-                return snapshot
-        raise LookupError(step)
-
-    def clear(self) -> None:
-        """Forget everything (after a jump that leaves the current line)."""
-        self._snapshots.clear()
-        self.nbytes = 0
-        self._spare = None

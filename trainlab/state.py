@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import Tensor
 
-from trainlab.snapshot import Snapshot
+from trainlab.history import HistoryMark
 
-__all__ = ["State", "Batch"]
+__all__ = ["State", "Batch", "BatchStart"]
 
 
 @dataclass
@@ -27,13 +27,36 @@ class State:
 
 
 @dataclass(eq=False)
+class BatchStart:
+    """The loop as a batch found it, minus what only an update changes (weights, optimizer state).
+
+    Cheap to take at every batch: it is what a failed stage puts back, what a snapshot taken
+    mid-batch records, and where a replay to this batch stops.
+    """
+
+    place: dict[str, Any]  # "rng", "sampler", "counters", "batch_size", in a checkpoint's layout
+    buffers: dict[str, Tensor]  # copies of the model's buffers: BatchNorm's statistics move in forward
+    history: HistoryMark
+
+    @property
+    def step(self) -> int:
+        """Completed updates when the batch opened."""
+        return self.place["counters"]["step"]
+
+    @property
+    def skipped(self) -> int:
+        """Batches skipped (non-finite) when the batch opened."""
+        return self.place["counters"]["skipped"]
+
+
+@dataclass(eq=False)
 class Batch:
     """One batch from the moment forward() draws it until update() (or a skip) closes it."""
 
     inputs: Any  # what the model is called with: a tensor (or a tuple / dict of tensors)
     targets: Tensor
     start: int  # the position of its first sample in this epoch's order
-    before: Snapshot  # the loop as it was when the batch opened: what a failed stage puts back
+    opened: BatchStart  # the loop as it was when the batch opened: what a failed stage puts back
     outputs: Any = None  # forward(): what the model returned
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
     loss_value: float = 0.0  # loss() as a float (the step's one sync for the loss)

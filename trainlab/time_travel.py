@@ -3,7 +3,8 @@
 ``TimeTravel`` is the half of ``Loop`` that moves it in time (a base class of Loop, kept in
 its own file); ``loop.py`` holds the stages. It shares the Loop's attributes: the model,
 optimizer and scheduler, ``state``, ``history``, ``events``, and the private ``_batch``,
-``_sampler``, ``_rewind``, ``_rng_state``, ``_epoch_sums``, ``_slots``, ``_guard`` and ``_data``. A captured state has the layout of a checkpoint (see ``checkpoint.py``): the
+``_sampler``, ``_keyframes``, ``_rng_state``, ``_epoch_sums``, ``_slots``, ``_guard`` and ``_data``.
+A captured state has the layout of a checkpoint (see ``checkpoint.py``): the
 model's weights and buffers, the optimizer's and scheduler's state, the loop's random
 state, its place in the epoch, its counters and its batch size.
 """
@@ -18,10 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from trainlab import checkpoint
-from trainlab.errors import CheckpointError, StageError
+from trainlab.errors import CheckpointError, ReplayError, StageError
+from trainlab.events import Events
 from trainlab.options import is_whole_number, make_optimizer
+from trainlab.keyframes import Keyframe
 from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
-from trainlab.state import Batch, State
+from trainlab.state import Batch, BatchStart, State
 
 
 __all__ = ["TimeTravel", "ModelSlots"]
@@ -38,43 +41,53 @@ class ModelSlots:
         self.model = model
         self.slots = list(_slots(model))
         # A model with its own state_dict (hooks, an override) is asked for it every time.
-        self.custom = [key for key, _, _ in self.slots] != list(model.state_dict(keep_vars=True))
+        self.custom = [key for key, _, _, _ in self.slots] != list(model.state_dict(keep_vars=True))
+        self.parameter_keys = {key for key, _, _, is_buffer in self.slots if not is_buffer}
+        self.has_buffers = self.custom or len(self.parameter_keys) < len(self.slots)
 
     def tensors(self) -> Iterator[tuple[str, Tensor]]:
         """(key, tensor) for every weight and persistent buffer, as the model holds them now."""
         if self.custom:
             yield from self.model.state_dict(keep_vars=True).items()
             return
-        for key, holder, name in self.slots:
+        for key, holder, name, _ in self.slots:
             yield key, holder[name]
 
+    def copy_buffers(self) -> dict[str, Tensor]:
+        """Copies of the persistent buffers (BatchNorm's running statistics), by state_dict key."""
+        if not self.has_buffers:
+            return {}
+        return {key: tensor.detach().clone() for key, tensor in self.tensors() if key not in self.parameter_keys}
 
-def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str]]:
-    """state_dict's walk: parameters, persistent buffers, then each child module, by key."""
+    def versions(self) -> int:
+        """The sum of every weight's and buffer's version counter: it grows whenever one is written in place."""
+        # torch counts in-place writes per tensor (``_version``): an optimizer step, a BatchNorm
+        # forward, a weight edited in a cell or load_state_dict all move it, reading never does.
+        return sum(tensor._version for _, tensor in self.tensors())
+
+
+def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str, bool]]:
+    """state_dict's walk: parameters, persistent buffers, then each child module, by key (and whether a buffer)."""
     for name, param in module._parameters.items():
         if param is not None:
-            yield prefix + name, module._parameters, name
+            yield prefix + name, module._parameters, name, False
     for name, buffer in module._buffers.items():
         if buffer is not None and name not in module._non_persistent_buffers_set:
-            yield prefix + name, module._buffers, name
+            yield prefix + name, module._buffers, name, True
     for name, child in module._modules.items():
         if child is not None:
             yield from _slots(child, f"{prefix}{name}.")
 
 
 class TimeTravel:
-    """snapshot / restore / rewind / reset / save / load, and the capture and apply behind them."""
+    """snapshot / restore / rewind / reset / save / load, and the capture, apply and replay behind them."""
 
     # --- public ------------------------------------------------------------------------------
 
     def snapshot(self, name: str | None = None) -> Snapshot:
         """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
         with self._guard:
-            if self._batch is not None:  # the batch's start; its weights get a copy of their own
-                start = self._batch.before
-                state = dict(start.state, model=clone_tree(start.state["model"]))
-                return Snapshot(name, start.step, start.epoch, state, start.history, id(self))
-            return self._capture(name)
+            return self._capture(name, self._batch.opened if self._batch is not None else None)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
@@ -88,7 +101,7 @@ class TimeTravel:
             self._refuse_mid_stage("restore()")
             self._apply(snapshot.state)
             self.history.restore(snapshot.history, left_behind)
-            self._rewind.clear()
+            self._keyframes.clear()
             self.events.fire("after_restore", self)
 
     def rewind(self, steps: int = 1) -> int:
@@ -96,23 +109,37 @@ class TimeTravel:
         with self._guard:
             if not (is_whole_number(steps) and steps >= 1):
                 raise ValueError(f"rewind takes a whole number of steps, at least 1; got {steps!r}")
-            depth = self._rewind.depth(self.state.step)
+            depth = self.rewind_depth
             if steps > depth:
                 raise ValueError(
-                    f"can rewind at most {depth} step(s) here: automatic snapshots cover the updates since the "
-                    f"last restore/reset/load, within {self._rewind.budget_bytes / 2**20:g} MB "
+                    f"can rewind at most {depth} step(s) here: rewind reaches back over the updates since the "
+                    f"last restore/reset/load, within {self._keyframes.budget_bytes / 2**20:g} MB "
                     "(rewind_memory_mb); use loop.snapshot() to keep a point for longer")
             self._refuse_mid_stage("rewind()")
-            target = self._rewind.take(self.state.step - steps)
-            self._apply(target.state)
-            self.history.restore(target.history, f"rewound from step {target.step + steps}")
+            left, target = self.state.step, self.state.step - steps
+            keyframe = self._keyframes.find(target)
+            if keyframe.step == target:
+                self._apply(keyframe.snapshot.state)
+                mark = keyframe.snapshot.history
+            else:
+                now = self._hold_still()
+                try:  # all or nothing: a replay that fails (or Ctrl-C) leaves the loop where it was
+                    epochs, changes = self._replay(keyframe, target, keyframe.skipped_at(target))
+                except BaseException:
+                    self._put_still(now)
+                    raise
+                self._landed()
+                start = keyframe.snapshot.history
+                mark = self.history.mark_at(target, start.n_epochs + epochs, start.n_changes + changes)
+            self.history.restore(mark, f"rewound from step {left}")
+            self._keyframes.forget_after(target)
             self.events.fire("after_restore", self)
             return self.state.step
 
     @property
     def rewind_depth(self) -> int:
         """How many updates ``rewind`` can undo right now."""
-        return self._rewind.depth(self.state.step)
+        return self._keyframes.depth(self.state.step)
 
     def reset(self) -> None:
         """Back to the initial weights and step 0, keeping the current lr and batch size."""
@@ -128,8 +155,7 @@ class TimeTravel:
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
         with self._guard:
-            # Mid-batch, the batch's start; nothing is copied: the file is written before anything moves.
-            start = self._batch.before if self._batch is not None else self._capture(None)
+            start = self._capture(None, self._batch.opened if self._batch is not None else None)
             checkpoint.write(path, start.state, self.history.state_dict(start.history))
 
     def load(self, path: str | os.PathLike) -> None:
@@ -150,7 +176,7 @@ class TimeTravel:
             self._refuse_mid_stage("load()")
             self._apply(state)
             self.history.adopt(history, "before load")
-            self._rewind.clear()
+            self._keyframes.clear()
             self.events.fire("after_restore", self)
 
     # --- capture and apply ------------------------------------------------------------------
@@ -161,28 +187,45 @@ class TimeTravel:
             raise StageError(f"{call} cannot run from a {self._starting} handler: that stage has begun and "
                              f"would lose its batch; call it from an after_* handler, or between steps")
 
-    def _capture(self, name: str | None) -> Snapshot:
-        state = {
-            "model": self._copy_weights(),
-            "optimizer_type": self._optimizer_name,
-            "optimizer": copy_optimizer_state(self.optimizer),
-            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
+    def _place(self) -> dict[str, Any]:
+        """Where the loop is, without its weights: random state, data position, counters, batch size."""
+        return {
             "rng": self._rng_state,  # never written in place: swapping replaces it
             "sampler": self._sampler.state(),
             "counters": {"epoch": self.state.epoch, "step": self.state.step, "skipped": self.state.skipped,
                          "epoch_sums": list(self._epoch_sums)},
             "batch_size": self._batch_size,
         }
-        return Snapshot(name, self.state.step, self.state.epoch, state, self.history.mark(), id(self))
+
+    def _batch_start(self) -> BatchStart:
+        """What a batch opening now must be able to go back to (weights aside: only an update moves them)."""
+        return BatchStart(self._place(), self._slots.copy_buffers(), self.history.mark())
+
+    def _capture(self, name: str | None, opened: BatchStart | None = None) -> Snapshot:
+        """A full copy of the loop; mid-batch (``opened``), as the batch found it."""
+        model = self._copy_weights()
+        if opened is not None:  # the weights have not moved since the batch opened; its buffers may have
+            model.update(clone_tree(opened.buffers))
+        place = opened.place if opened is not None else self._place()
+        state = {
+            "model": model,
+            "optimizer_type": self._optimizer_name,
+            "optimizer": copy_optimizer_state(self.optimizer),
+            "scheduler": clone_tree(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            **place,
+        }
+        counters = place["counters"]
+        history = opened.history if opened is not None else self.history.mark()
+        return Snapshot(name, counters["step"], counters["epoch"], state, history, id(self))
 
     def _copy_weights(self) -> dict[str, Tensor]:
-        """The model's weights and buffers, copied into the memory of a snapshot the rewind buffer dropped.
+        """The model's weights and buffers, copied into the memory of a keyframe that was dropped.
 
-        Reusing that memory (rather than allocating a new copy every step) keeps the
-        allocator out of the hot path; in a background thread it would otherwise hand
-        memory back to the system and fault it in again several times a step.
+        Reusing that memory (rather than allocating a new copy each time) keeps the allocator
+        out of the way; in a background thread it would otherwise hand memory back to the
+        system and fault it in again.
         """
-        spare = self._rewind.reuse()
+        spare = self._keyframes.reuse()
         copies = {}
         for key, tensor in self._slots.tensors():
             old = spare.get(key) if spare is not None else None
@@ -202,18 +245,28 @@ class TimeTravel:
         self.optimizer.load_state_dict(clone_optimizer_state(state["optimizer"]))
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(clone_tree(state["scheduler"]))
-        self._rng_state = state["rng"].clone()
-        self._sampler.load_state({**state["sampler"], "position": int(state["sampler"]["position"])})
+        self._go_to_place(state)
         counters = state["counters"]
         self.state = State(int(counters["epoch"]), int(counters["step"]), int(counters["skipped"]))
-        self._epoch_sums = [float(counters["epoch_sums"][0]), int(counters["epoch_sums"][1]),
-                            float(counters["epoch_sums"][2])]
         self._batch_size = int(state["batch_size"])
         self._batch = None
+        self._ratios = None
+        self._landed()
+        self._note_still()  # the loop as a keyframe or snapshot left it: nothing moved outside a step
+
+    def _landed(self) -> None:
+        """A jump in time ended here: no update ran at this position, so none is reported or measured."""
         self._last_batch = None
-        # No update ran at the new position: a step whose batch this jump dropped returns this.
+        # A step whose batch the jump dropped (from a handler) returns this.
         self.last_log = {"step": self.state.step, "epoch": self.state.epoch, "status": "restored", "restored": True}
         self.model.zero_grad(set_to_none=True)
+
+    def _go_to_place(self, place: dict[str, Any]) -> None:
+        """The data's position, the epoch's sums and the random stream of ``place``."""
+        self._sampler.load_state({**place["sampler"], "position": int(place["sampler"]["position"])})
+        sums = place["counters"]["epoch_sums"]
+        self._epoch_sums = [float(sums[0]), int(sums[1]), float(sums[2])]
+        self._rng_state = place["rng"].clone()
 
     def _try_state(self, state: dict[str, Any]) -> None:
         """Raise if ``state`` (from a file) would not load; changes nothing of the loop."""
@@ -247,6 +300,60 @@ class TimeTravel:
         if len(values) != 6 or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
             raise ValueError("its counters are malformed")
 
+    # --- replay -------------------------------------------------------------------------------
+
+    def _replay(self, keyframe: Keyframe, step: int, skipped: int) -> tuple[int, int]:
+        """Land on ``(step, skipped)`` by running again, silently, the updates after ``keyframe``.
+
+        No handler runs and nothing is recorded; every update must give the loss and gradient norm
+        the history holds for it, or the replay stops with ReplayError (something outside torch's
+        random stream changed the run: numpy randomness in a Dataset, say). Returns the epochs and
+        hyperparameter changes the replayed updates recorded.
+        """
+        self._apply(keyframe.snapshot.state)
+        first = keyframe.step
+        recorded = self.history.steps if keyframe.snapshot.history.n_steps == first else None
+        if recorded is not None:
+            recorded = {key: recorded[key][first:step].copy() for key in ("loss", "grad_norm")}
+        history, events = self.history, self.events
+        self.history, self.events, self._replaying = history.blank(), Events(), True
+        try:
+            while (self.state.step, self.state.skipped) < (step, skipped):
+                log = self._step()
+                if recorded is not None and log["status"] == "updated":
+                    row = log["step"] - first - 1
+                    if (log["loss"], log["grad_norm"]) != (recorded["loss"][row], recorded["grad_norm"][row]):
+                        raise ReplayError(
+                            f"replaying step {log['step']} gave another loss than the first time: something "
+                            "outside torch's random stream changed the run (numpy or Python randomness in the "
+                            "data or model, or a change made from a handler); rewind cannot be exact here, "
+                            "use loop.snapshot() and loop.restore() instead")
+            return len(self.history.epoch), len(self.history.changes)
+        finally:
+            self.history, self.events, self._replaying = history, events, False
+
+    def _go_to(self, opened: BatchStart) -> None:
+        """Weights, optimizer and scheduler as the batch ``opened`` found them (from a keyframe, replaying)."""
+        keyframe = self._keyframes.find(opened.step)
+        self._replay(keyframe, opened.step, opened.skipped)
+
+    def _hold_still(self) -> tuple[Any, ...]:
+        """Everything about the loop now, for ``_put_still`` to bring back exactly (an open batch too)."""
+        untouched = self._still == self._fingerprint()  # nothing changed since the last step
+        return (self._capture(None), self._batch, self._last_batch, self._ratios, self.last_log,
+                self.last_epoch_log, [p.grad for p in self._params], untouched)
+
+    def _put_still(self, kept: tuple[Any, ...]) -> None:
+        snapshot, batch, last_batch, ratios, last_log, last_epoch_log, grads, untouched = kept
+        self._apply(snapshot.state)
+        self._batch, self._last_batch, self._ratios = batch, last_batch, ratios
+        self.last_log, self.last_epoch_log = last_log, last_epoch_log
+        for p, grad in zip(self._params, grads):
+            p.grad = grad
+        self._still = self._fingerprint() if untouched else None
+
+    # --- a failed stage -------------------------------------------------------------------------
+
     def _put_back(self, batch: Batch, retry: bool) -> None:
         """Close a batch that failed before its update, undoing what it did (BatchNorm's running statistics).
 
@@ -254,35 +361,34 @@ class TimeTravel:
         samples come next with the same random numbers (dropout, augmentation): a retry gives
         exactly what a first try would have. Otherwise its samples count as used (a skipped batch).
         """
-        self.model.load_state_dict(batch.before.state["model"])
+        if batch.opened.buffers:
+            self.model.load_state_dict(batch.opened.buffers, strict=False)
         if retry:
-            self._back_to_batch_start(batch.before)
+            self._go_to_place(batch.opened.place)
         self._batch = None
         self.model.zero_grad(set_to_none=True)
-
-    def _back_to_batch_start(self, before: Snapshot) -> None:
-        """The data's position, the epoch's sums and the random stream as they were when ``before`` was taken."""
-        self._sampler.load_state(before.state["sampler"])
-        self._epoch_sums = list(before.state["counters"]["epoch_sums"])
-        self._rng_state = before.state["rng"]
 
     def _undo_update(self, batch: Batch) -> None:
         """Put back the weights, optimizer and scheduler state an interrupted update changed.
 
+        Without a copy made before every update: the last keyframe and a replay give them back.
         Buffers keep this batch's forward (BatchNorm's statistics: an update never touches them); the
         gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
         """
-        before = batch.before.state
-        with torch.no_grad():
-            for name, param in self.model.named_parameters():
-                param.copy_(before["model"][name])
+        kept = (self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log)
+        grads = [p.grad for p in self._params]
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
-        if before["optimizer_type"] == self._optimizer_name:  # else a fresh optimizer: nothing to undo
-            self.optimizer.load_state_dict(clone_optimizer_state(before["optimizer"]))
-        if self.scheduler is not None and before["scheduler"] is not None:
-            self.scheduler.load_state_dict(clone_tree(before["scheduler"]))
-        for group, kept in zip(self.optimizer.param_groups, settings):
-            group.update(kept)
+        buffers, place = self._slots.copy_buffers(), self._place()  # as the forward left them
+        self._go_to(batch.opened)
+        if buffers:
+            self.model.load_state_dict(buffers, strict=False)
+        self._go_to_place(place)
+        self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log = kept
+        for p, grad in zip(self._params, grads):
+            p.grad = grad
+        for group, setting in zip(self.optimizer.param_groups, settings):
+            group.update(setting)
+        self._note_still()
 
 
 def _optimizer_copy(optimizer: torch.optim.Optimizer, model: nn.Module,

@@ -93,7 +93,7 @@ class Dashboard(widgets.VBox):
         self._handles = attach_all(callbacks, loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
-        self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
+        self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
         self._unregister_cell_hook = _on_cell_end(self._after_cell)
         # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
         # whose thread would otherwise train on, out of reach, at half the machine's speed.
@@ -240,7 +240,7 @@ class Dashboard(widgets.VBox):
         with self._budget.spending():
             playing = self._runner.playing and not self._stopping
             self.controls.refresh(loop, playing)
-            self.stage_view.redraw(loop)
+            self.stage_view.redraw(loop, playing)
             for plot in plots:
                 plot.redraw(loop)
             self._show_status(playing)

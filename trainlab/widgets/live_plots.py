@@ -268,7 +268,7 @@ class UpdateRatioPlot:
         if key == self._key:
             return
         self._key = key
-        ratios = loop.update_ratios()
+        ratios = loop.update_ratios(recent=True)  # measured once per frame, not at every update
         values = np.array([ratios.get(name, math.nan) for name in loop.param_names], np.float64)
         values[~np.isfinite(values) | (values <= 0)] = np.nan  # a log axis cannot show 0 or inf
         self.figure.send_traces([0], y=[values])

@@ -47,16 +47,19 @@ class StageView(widgets.HTML):
         super().__init__(**kwargs)
         self.samples = samples
 
-    def redraw(self, loop: Any) -> None:
-        """Show the loop's current state (call it only while no other thread runs a stage)."""
-        self.value = stage_html(loop, self.samples)
+    def redraw(self, loop: Any, playing: bool = False) -> None:
+        """Show the loop's current state (call it only while no other thread runs a stage).
+
+        ``playing``: update ratios are the latest measured (measuring each update would cost a copy).
+        """
+        self.value = stage_html(loop, self.samples, playing)
 
 
-def stage_html(loop: Any, samples: int = 5) -> str:
+def stage_html(loop: Any, samples: int = 5, playing: bool = False) -> str:
     """The stage view's HTML for ``loop``: the four stages, then details of the one that just ran."""
     done = last_stage(loop)
     details = {"forward": _forward_details, "loss": _loss_details, "backward": _backward_details,
-               "update": _update_details}
+               "update": lambda loop, samples: _update_details(loop, samples, playing)}
     status = _last_status(loop)
     if done:
         body = details[done](loop, samples)
@@ -130,8 +133,8 @@ def _backward_details(loop: Any, samples: int) -> str:
     return _table(caption, ["parameter", "gradient norm", ""], rows)
 
 
-def _update_details(loop: Any, samples: int) -> str:
-    ratios = loop.update_ratios()
+def _update_details(loop: Any, samples: int, playing: bool = False) -> str:
+    ratios = loop.update_ratios(recent=playing)
     if not ratios:
         return "<p>The last update was undone (rewind/restore): nothing to compare.</p>"
     finite = [r for r in ratios.values() if math.isfinite(r)]
