@@ -1,15 +1,18 @@
-"""The rows that need more than a workload: row 1's floor and seed 001's DataLoader loop."""
+"""The rows that need more than a workload: row 1's floor, seed 001's DataLoader loop, rewind's times."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import trainlab as tl
+
 from benchmarks.workloads import Factory, Workload
 
-__all__ = ["floor", "seed001"]
+__all__ = ["floor", "seed001", "rewind_times"]
 
 
 def floor(workload: Workload, epochs: int) -> Factory:
@@ -61,3 +64,26 @@ def seed001(workload: Workload, epochs: int) -> Factory:
             return steps
         return run
     return build
+
+
+def rewind_times(workload: Workload, steps: int, amounts: list[int]) -> dict[str, object]:
+    """``loop.rewind(n)`` after ``steps`` steps, for each n within reach: the worst time, and whether it was exact.
+
+    Exact: the weights after rewind(n) equal, bit for bit, those the run had n steps earlier.
+    """
+    loop = tl.Loop(workload.fresh_model(), (workload.inputs, workload.targets), workload.loss,
+                   lr=workload.lr, batch_size=workload.batch_size, shuffle=workload.shuffle)
+    weights = {}
+    for _ in range(steps):
+        weights[loop.state.step] = [p.detach().clone() for p in loop.model.parameters()]
+        loop.step()
+    depth = loop.rewind_depth
+    worst, exact = 0.0, True
+    for amount in [n for n in amounts if n <= depth]:
+        start = time.perf_counter()
+        loop.rewind(amount)
+        worst = max(worst, time.perf_counter() - start)
+        exact &= all(torch.equal(p, q) for p, q in zip(loop.model.parameters(), weights[loop.state.step]))
+        while loop.state.step < steps:
+            loop.step()
+    return {"depth": depth, "amounts": [n for n in amounts if n <= depth], "worst_s": worst, "exact": exact}

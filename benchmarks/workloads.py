@@ -106,11 +106,12 @@ def bare(workload: Workload, epochs: int) -> Factory:
     return build
 
 
-def lab(workload: Workload, epochs: int, stages: bool = False) -> Factory:
-    """The same training in trainlab: ``fit``, or the four stages called one by one."""
+def lab(workload: Workload, epochs: int, stages: bool = False, rewind_memory_mb: float = 16) -> Factory:
+    """The same training in trainlab: ``fit``, or the four stages called one by one (rewind on by default)."""
     def build() -> Callable[[], int]:
         loop = tl.Loop(workload.fresh_model(), (workload.inputs, workload.targets), workload.loss,
-                       lr=workload.lr, batch_size=workload.batch_size, shuffle=workload.shuffle)
+                       lr=workload.lr, batch_size=workload.batch_size, shuffle=workload.shuffle,
+                       rewind_memory_mb=rewind_memory_mb)
         if not stages:
             return lambda: _fit(loop, epochs)
 

@@ -64,8 +64,9 @@ class Loop(TimeTravel):
     total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
     of what the model returns that holds its predictions, for accuracy and plots, when it returns
     a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
-    caps the keyframes behind ``rewind``: a full copy every 16 steps, the steps between replayed
-    exactly (16 MB: tens of thousands of steps of a small MLP, ~50 of a 1M-parameter one). ``threads`` sets
+    caps the keyframes behind ``rewind``: a full copy every 16 steps (fewer for big models), the
+    steps between replayed exactly (16 MB: tens of thousands of steps of a small MLP, ~24 of a
+    1M-parameter one). ``threads`` sets
     torch's intra-op threads for the whole process until the last such loop is gone (None:
     leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
     a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
