@@ -312,9 +312,10 @@ class TimeTravel:
         """
         self._apply(keyframe.snapshot.state)
         first = keyframe.step
-        recorded = self.history.steps if keyframe.snapshot.history.n_steps == first else None
-        if recorded is not None:
-            recorded = {key: recorded[key][first:step].copy() for key in ("loss", "grad_norm")}
+        recorded = None
+        if keyframe.snapshot.history.n_steps == first and len(self.history) >= step:  # rows are steps
+            columns = self.history.steps
+            recorded = {key: columns[key][first:step].copy() for key in ("loss", "grad_norm")}
         history, events = self.history, self.events
         self.history, self.events, self._replaying = history.blank(), Events(), True
         try:
@@ -328,6 +329,9 @@ class TimeTravel:
                             "outside torch's random stream changed the run (numpy or Python randomness in the "
                             "data or model, or a change made from a handler); rewind cannot be exact here, "
                             "use loop.snapshot() and loop.restore() instead")
+            if (self.state.step, self.state.skipped) != (step, skipped):
+                raise ReplayError(f"replaying to step {step} skipped other batches than the first time; rewind "
+                                  "cannot be exact here, use loop.snapshot() and loop.restore() instead")
             return len(self.history.epoch), len(self.history.changes)
         finally:
             self.history, self.events, self._replaying = history, events, False
@@ -376,10 +380,13 @@ class TimeTravel:
         gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
         """
         kept = (self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log)
+        optimizer, optimizer_name = self.optimizer, self._optimizer_name  # set_optimizer may have run mid-batch
         grads = [p.grad for p in self._params]
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         buffers, place = self._slots.copy_buffers(), self._place()  # as the forward left them
         self._go_to(batch.opened)
+        if self.optimizer is not optimizer:  # a fresh optimizer, set in this batch: nothing of it to undo
+            self.optimizer, self._optimizer_name = optimizer, optimizer_name
         if buffers:
             self.model.load_state_dict(buffers, strict=False)
         self._go_to_place(place)
