@@ -134,7 +134,7 @@ class Loop(TimeTravel):
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._keyframes = Keyframes(rewind_budget)
         self._replaying = False  # a rewind (or an undone update) is running steps again: record nothing
-        self._still: tuple | None = None  # the loop as the last step left it (see _keyframe_due)
+        self._still: tuple | None = None  # the loop as the last step left it (see _fingerprint)
         self._changed = False  # a live change since the last keyframe (see _keyframe_due)
         self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
         self._want_ratios = False  # measure the next update's ratios (a plot asked)
@@ -474,7 +474,7 @@ class Loop(TimeTravel):
     def _update(self) -> dict[str, Any]:
         batch = self._batch
         self._fire_before("before_update")
-        grad_norm = math.sqrt(math.fsum(v * v for v in batch.grad_norms.values()))
+        grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
         before = [p.detach().clone() for p in self._params] if self._want_ratios else None
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
             clipped = self._clip_gradients(batch, grad_norm)
@@ -629,7 +629,7 @@ class Loop(TimeTravel):
     def _fingerprint(self) -> tuple:
         """What a change made outside the steps would alter: weights and buffers (their version
         counters), the optimizer object, and its learning rates (set directly in param_groups)."""
-        return self._slots.versions(), id(self.optimizer), tuple(group["lr"] for group in self.optimizer.param_groups)
+        return self._slots.versions(), id(self.optimizer), [group["lr"] for group in self.optimizer.param_groups]
 
     def _note_still(self) -> None:
         """The loop as a step (or a jump) left it: a later difference was made outside the steps."""

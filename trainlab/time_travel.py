@@ -63,7 +63,12 @@ class ModelSlots:
         """The sum of every weight's and buffer's version counter: it grows whenever one is written in place."""
         # torch counts in-place writes per tensor (``_version``): an optimizer step, a BatchNorm
         # forward, a weight edited in a cell or load_state_dict all move it, reading never does.
-        return sum(tensor._version for _, tensor in self.tensors())
+        if self.custom:
+            return sum(tensor._version for tensor in self.model.state_dict(keep_vars=True).values())
+        total = 0
+        for _, holder, name, _ in self.slots:  # a plain loop: this runs twice a step
+            total += holder[name]._version
+        return total
 
 
 def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str, bool]]:
