@@ -64,7 +64,7 @@ class Dashboard(widgets.VBox):
     #: 2-D classification; prediction: 1-D regression).
     PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction")
 
-    def __init__(self, loop: Any, *, fps: float = 4.0, boundary_fps: float = 1.0, max_points: int = 500,
+    def __init__(self, loop: Any, *, fps: float = 10.0, boundary_fps: float = 3.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
@@ -227,10 +227,9 @@ class Dashboard(widgets.VBox):
     def _live_frame(self) -> None:
         """One frame while training runs: the loss plot and, in turn, one of the others.
 
-        Every figure update is a full plotly.js re-render in the browser. Sending only two
-        per frame, and none to a figure the browser has not finished rendering (``behind``),
-        keeps a slow browser responsive: measured on a 2-core machine, all six figures at
-        4 fps gave a 1 s event-loop lag and a Pause that showed 9 s late.
+        Each figure update costs the page a plotly.js redraw. Sending two per frame, and none
+        to a figure whose page has not drawn the last one yet (``behind``), keeps a slow
+        browser responsive: it is never sent more than it can draw.
         """
         self._frame += 1
         loss, others = self._plots[0], self._plots[1:]
