@@ -142,13 +142,15 @@ class Page:
         for change in message["traces"]:
             while len(self.data) <= change["index"]:
                 self.data.append({})
-            self.data[change["index"]].update(decode(change["set"], buffers))
+            trace = self.data[change["index"]]
+            for name, value in change["set"].items():
+                trace[name] = decode(value, buffers, trace.get(name))
         if message.get("layout") is not None:
             self.layout = decode(message["layout"], buffers)
 
 
-def decode(value, buffers):
-    """A frame's JSON with each buffer reference turned back into a numpy array."""
+def decode(value, buffers, old=None):
+    """A frame's JSON with each buffer reference turned back into a numpy array (after ``old``'s first values)."""
     import numpy as np
 
     if isinstance(value, list):
@@ -157,7 +159,8 @@ def decode(value, buffers):
         return value
     if "$buffer" not in value:
         return {key: decode(item, buffers) for key, item in value.items()}
-    return np.frombuffer(bytes(buffers[value["$buffer"]]), value["dtype"]).reshape(value["shape"])
+    array = np.frombuffer(bytes(buffers[value["$buffer"]]), value["dtype"]).reshape(value["shape"])
+    return np.concatenate([old[:value["keep"]], array]) if value.get("keep") else array
 
 
 @pytest.fixture

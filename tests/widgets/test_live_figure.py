@@ -136,3 +136,20 @@ def test_every_message_is_compact_json_with_arrays_as_binary_buffers(loop, dashb
         binary += len(buffers)
     assert binary > 0
     assert sum(name == "PlotlyLibrary" for name, _, _ in sent) <= 1  # plotly.js went once, if at all
+
+
+def test_a_growing_curve_sends_only_its_new_tail(page):
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    figure.send_traces([0], y=[np.arange(100.0)])
+    shown.draw()
+    figure.send_traces([0], y=[np.append(np.arange(100.0), [7.0, np.nan])])
+    message, buffers = shown.frames[-1]
+    assert message["traces"][0]["set"]["y"]["keep"] == 100
+    assert len(bytes(buffers[0])) == 2 * 8
+    np.testing.assert_array_equal(shown.data[0]["y"], np.append(np.arange(100.0), [7.0, np.nan]))
+    shown.draw()
+    figure.send_traces([0], y=[np.array([1.0, 2.0])])  # a different curve (after a reset): sent whole
+    assert "keep" not in shown.frames[-1][0]["traces"][0]["set"]["y"]
+    np.testing.assert_array_equal(shown.data[0]["y"], [1.0, 2.0])

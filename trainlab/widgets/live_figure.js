@@ -1,7 +1,8 @@
 // A trainlab live figure (live_figure.py): plotly.js draws the frames the kernel sends.
 //
 // Kernel -> page: {kind: "frame", frame, whole, traces: [{index, set}], layout}, numpy arrays
-//   as binary buffers ({"$buffer": i, dtype, shape} in the JSON).
+//   as binary buffers ({"$buffer": i, dtype, shape} in the JSON; with "keep": k, the first k
+//   values the trace has, then these).
 // Page -> kernel: "hello" (send me everything), "drawn" (frame n is on screen), "alive" (every 2 s).
 
 const LIBRARY_PREFIX = "IPY_MODEL_";
@@ -30,7 +31,7 @@ async function run(source) {
 }
 
 // A numpy array from its buffer: 1-D as a typed array, 2-D (a heatmap's z) as an array of rows.
-function decode(value, buffers) {
+function decode(value, buffers, old) {
   if (Array.isArray(value)) return value.map((item) => decode(item, buffers));
   if (value === null || typeof value !== "object") return value;
   if (!("$buffer" in value)) {
@@ -39,9 +40,18 @@ function decode(value, buffers) {
   const view = buffers[value.$buffer];
   const bytes = view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength); // aligned copy
   const flat = new ARRAYS[value.dtype](bytes);
+  if (value.keep) return joined(old, value.keep, flat);
   if (value.shape.length < 2) return flat;
   const [rows, columns] = value.shape;
   return Array.from({ length: rows }, (_, r) => flat.subarray(r * columns, (r + 1) * columns));
+}
+
+// The first `keep` values of `old`, then `tail`.
+function joined(old, keep, tail) {
+  const out = new tail.constructor(keep + tail.length);
+  out.set(old.subarray(0, keep));
+  out.set(tail, keep);
+  return out;
 }
 
 // Whether the page is dark: JupyterLab says so on <body>; elsewhere, judge its background colour.
@@ -91,7 +101,7 @@ function render({ model, el }) {
   el.appendChild(div);
   const figure = { data: [], layout: {} };
   const ready = library(model);
-  let received = 0; // the newest frame applied to `figure`
+  let received = 0; // the newest frame applied to `figure`; 0: none yet, and only a whole one will do
   let drawn = 0; // the newest frame on screen
   let scheduled = false;
   let drawing = false;
@@ -108,10 +118,12 @@ function render({ model, el }) {
 
   // Apply every frame at once (cheap); draw only the newest, at the next animation frame.
   const onMessage = (message, buffers) => {
-    if (!message || message.kind !== "frame") return;
+    if (!message || message.kind !== "frame" || (!message.whole && !received)) return;
     if (message.whole) figure.data = [];
     for (const { index, set } of message.traces) {
-      figure.data[index] = { ...(figure.data[index] || {}), ...decode(set, buffers) };
+      const trace = { ...(figure.data[index] || {}) };
+      for (const [name, value] of Object.entries(set)) trace[name] = decode(value, buffers, trace[name]);
+      figure.data[index] = trace;
     }
     if (message.layout) figure.layout = decode(message.layout, buffers);
     received = message.frame;

@@ -21,7 +21,9 @@ How a frame reaches the page:
   plotly package) and the light and dark plotly templates. The figures' script (``live_figure.js``,
   a few KB) runs plotly.js once per page, keyed by its version, and every figure shares it.
 - **Only what changed, as binary.** A frame holds the trace properties sent since the last one;
-  numpy arrays travel as binary buffers (``Widget.send(content, buffers)``), never as JSON.
+  numpy arrays travel as binary buffers (``Widget.send(content, buffers)``), never as JSON. A
+  1-D array that starts like the one sent before it (a growing curve) goes as its new tail only:
+  ``{"$buffer": i, "keep": k}`` means "the first k values you have, then these".
 - **Paced by the browser.** The page applies frames as they come and redraws at most once per
   animation frame (``requestAnimationFrame``), so frames that arrive meanwhile are merged, not
   queued; it then tells the kernel which frame it drew. Until then the figure is ``behind``:
@@ -109,6 +111,7 @@ class LiveFigure(anywidget.AnyWidget):
         self._changed_traces: dict[int, dict[str, Any]] = {}
         self._changed_layout = False
         self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
+        self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
         self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
         self.on_msg(self._on_view_message)
 
@@ -200,16 +203,28 @@ class LiveFigure(anywidget.AnyWidget):
             return
         buffers: list[memoryview] = []
         if self._whole:
-            traces = [{"index": i, "set": _encode(trace.to_plotly_json(), buffers)}
-                      for i, trace in enumerate(self._figure.data)]
+            self._sent = {}
+            changes = {i: trace.to_plotly_json() for i, trace in enumerate(self._figure.data)}
         else:
-            traces = [{"index": i, "set": _encode(changed, buffers)} for i, changed in self._changed_traces.items()]
+            changes = self._changed_traces
+        traces = [{"index": i, "set": {name: self._encode_property(i, name, value, buffers)
+                                       for name, value in changed.items()}}
+                  for i, changed in changes.items()]
         layout = _layout_json(self._figure) if self._whole or self._changed_layout else None
         self._frame += 1
         message = {"kind": "frame", "frame": self._frame, "whole": self._whole, "traces": traces, "layout": layout}
         self._whole, self._changed_traces, self._changed_layout = False, {}, False
         self._sent_at = time.monotonic()
         self.send(message, buffers)
+
+    def _encode_property(self, index: int, name: str, value: Any, buffers: list[memoryview]) -> Any:
+        """A trace property for the page: a 1-D array as only what follows the part the page already has."""
+        if not (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind == "f"):
+            return _encode(value, buffers)
+        last, self._sent[index, name] = self._sent.get((index, name)), value.copy()
+        keep = _common_start(last, value) if last is not None and last.dtype == value.dtype else 0
+        encoded = _encode(value[keep:], buffers)
+        return dict(encoded, keep=keep) if keep else encoded
 
     # --- what views say (on the kernel's main thread) -----------------------------------------
 
@@ -230,6 +245,13 @@ def _layout_json(figure: go.Figure) -> dict[str, Any]:
     layout = figure.layout.to_plotly_json()
     layout.pop("template", None)
     return layout
+
+
+def _common_start(old: np.ndarray, new: np.ndarray) -> int:
+    """How many leading values two float arrays share (NaN equal to NaN)."""
+    n = min(len(old), len(new))
+    same = (old[:n] == new[:n]) | (np.isnan(old[:n]) & np.isnan(new[:n]))
+    return n if same.all() else int(np.argmin(same))
 
 
 def _encode(value: Any, buffers: list[memoryview]) -> Any:
