@@ -45,7 +45,7 @@ def button(page: Any, label: str) -> Any:
 def status_text(page: Any) -> str:
     """The dashboard's status line (it holds 'step N' and 'next: stage()')."""
     locator = page.locator(".widget-html", has_text=re.compile(r"next: \w+\(\)")).first
-    return locator.inner_text(timeout=5000)
+    return locator.inner_text(timeout=15000)  # a busy 2-core machine can take a while to paint
 
 
 def step_count(page: Any) -> int:

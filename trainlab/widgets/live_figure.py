@@ -108,7 +108,8 @@ class LiveFigure(anywidget.AnyWidget):
         self._drawn = 0  # the newest frame a view has drawn
         self._sent_at = 0.0
         self._holding = 0  # inside batch(): send at its end
-        self._changed_traces: dict[int, dict[str, Any]] = {}
+        self._changed_traces: dict[int, dict[str, Any]] = {}  # sent to no page yet
+        self._unapplied: dict[int, dict[str, Any]] = {}  # not yet in self._figure (see data)
         self._changed_layout = False
         self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
         self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
@@ -120,7 +121,19 @@ class LiveFigure(anywidget.AnyWidget):
     @property
     def data(self) -> tuple[Any, ...]:
         """The traces, as plotly trace objects (``figure.data[1].y``)."""
-        return self._figure.data
+        with self._lock:
+            self._apply()
+            return self._figure.data
+
+    def _apply(self) -> None:
+        """Put the values sent since the last look into the plotly figure.
+
+        Only when someone looks (``data``, a page's hello): plotly's restyle costs about a
+        millisecond a call, too much for every frame of the runner thread.
+        """
+        for index, values in self._unapplied.items():
+            self._figure.plotly_restyle({name: [value] for name, value in values.items()}, [index])
+        self._unapplied = {}
 
     @property
     def layout(self) -> go.Layout:
@@ -163,15 +176,15 @@ class LiveFigure(anywidget.AnyWidget):
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
         """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
 
-        Values are not validated by plotly (``plotly_restyle``): pass numpy arrays for data.
+        Values are not validated by plotly: pass numpy arrays for data, as the page gets them.
         """
         if not indexes:
             return
         with self._lock:
-            self._figure.plotly_restyle(values, list(indexes))
             for name, per_trace in values.items():
                 for index, value in zip(indexes, per_trace):
                     self._changed_traces.setdefault(index, {})[name] = value
+                    self._unapplied.setdefault(index, {})[name] = value
             self._flush()
 
     def send_layout(self, **values: Any) -> None:
@@ -204,7 +217,7 @@ class LiveFigure(anywidget.AnyWidget):
         buffers: list[memoryview] = []
         if self._whole:
             self._sent = {}
-            changes = {i: trace.to_plotly_json() for i, trace in enumerate(self._figure.data)}
+            changes = {i: trace.to_plotly_json() for i, trace in enumerate(self.data)}
         else:
             changes = self._changed_traces
         traces = [{"index": i, "set": {name: self._encode_property(i, name, value, buffers)
