@@ -8,7 +8,7 @@ The interface (what every live plot, here or elsewhere, is written against)::
     figure.send_traces([0], x=[steps], y=[losses])       # each redraw: new values for some traces
     figure.send_layout(shapes=[...], annotations=[...])  # and, rarely, layout properties
     with figure.batch(): ...                             # several sends as one frame
-    figure.data[0].y, figure.layout.shapes               # the figure as it is now (a plotly go.Figure)
+    figure.data[0].y, figure.layout.shapes               # the figure as it is now (read data again after sends)
 
 ``send_traces(indexes, **values)`` gives each named property one value per trace index, like
 plotly's restyle (``x=[x0, x1]`` for traces ``[0, 1]``); values are numpy arrays (any shape: a
