@@ -153,3 +153,14 @@ def test_a_growing_curve_sends_only_its_new_tail(page):
     figure.send_traces([0], y=[np.array([1.0, 2.0])])  # a different curve (after a reset): sent whole
     assert "keep" not in shown.frames[-1][0]["traces"][0]["set"]["y"]
     np.testing.assert_array_equal(shown.data[0]["y"], [1.0, 2.0])
+
+
+def test_a_trace_added_after_the_page_opened_reaches_it(page):
+    import plotly.graph_objects as go
+
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    figure.add_trace(go.Contour(name="c", z=np.eye(3)))
+    assert [trace.get("name") for trace in shown.data] == ["a", "b", "c"]
+    assert shown.data[2]["type"] == "contour"

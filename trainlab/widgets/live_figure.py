@@ -3,7 +3,7 @@
 The interface (what every live plot, here or elsewhere, is written against)::
 
     figure = new_figure("Loss", "step", "loss")          # in live_plots: an empty LiveFigure, styled
-    figure.add_scatter(name="loss", mode="lines")        # traces added once (add_heatmap, add_bar,
+    figure.add_scatter(name="loss", mode="lines")        # traces added once (add_heatmap, add_bar, add_trace,
     figure.layout.yaxis.range = [0, 1]                   #   add_hline, add_annotation alike)
     figure.send_traces([0], x=[steps], y=[losses])       # each redraw: new values for some traces
     figure.send_layout(shapes=[...], annotations=[...])  # and, rarely, layout properties
@@ -139,6 +139,10 @@ class LiveFigure(anywidget.AnyWidget):
     def layout(self) -> go.Layout:
         """The layout; change it before the first view, or with ``send_layout`` after."""
         return self._figure.layout
+
+    def add_trace(self, trace: Any) -> None:
+        """Add any plotly trace object (``go.Scatter(...)``, ``go.Contour(...)``, ...)."""
+        self._add(self._figure.add_trace, {"trace": trace})
 
     def add_scatter(self, **properties: Any) -> None:
         """Add a scatter trace (plotly's ``go.Scatter`` properties)."""
