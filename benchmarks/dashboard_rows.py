@@ -20,6 +20,7 @@ def playing(epochs: int) -> tuple[Factory, Factory]:
         loop = tl.Loop(workload.fresh_model(), (workload.inputs, workload.targets), workload.loss,
                        lr=workload.lr, batch_size=workload.batch_size)
         dash = tl.Dashboard(loop)
+        headless.show(dash)
 
         def run() -> int:
             dash.play()
@@ -44,6 +45,7 @@ def redraws(sizes: list[int], repeats: int = 5) -> list[dict[str, float]]:
         for i in range(size - len(loop.history)):
             loop.history.record_step({"epoch": 1 + i // 1000, "loss": 0.5 + (i % 7) / 10, "accuracy": 0.8, "lr": 0.1, "batch_size": 32, "grad_norm": 1.0}, norms)
         dash = tl.Dashboard(loop)
+        headless.show(dash)
         times, sizes_sent = [], []
         for _ in range(repeats):
             loop.history.record_step({"epoch": 99, "loss": 0.4, "accuracy": 0.8, "lr": 0.1, "batch_size": 32, "grad_norm": 1.0}, norms)  # a live redraw has news to show

@@ -24,8 +24,9 @@ OUTPUT = ROOT / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-# Console messages from these sources are ours to answer for.
-OUR_SOURCES = ("trainlab", "plotly", "anywidget", "widget", "jupyter-widgets")
+# Console messages from these sources are ours to answer for ("blob:": anywidget runs each widget's
+# script, and ours runs plotly.js, from a blob URL).
+OUR_SOURCES = ("trainlab", "plotly", "anywidget", "widget", "jupyter-widgets", "blob:")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -129,19 +130,38 @@ class ConsoleLog:
 
     def __init__(self, page: object) -> None:
         self.messages: list[str] = []
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # errors and warnings
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
 
     def _on_console(self, message: object) -> None:
         text = f"{message.type}: {message.text} @ {message.location.get('url', '')}"
         self.messages.append(text)
-        if message.type == "error":
+        if message.type in ("error", "warning"):
             self.errors.append(text)
 
     def ours(self) -> list[str]:
-        """The errors that come from our widgets or their libraries."""
+        """The errors and warnings that come from our widgets or their libraries."""
         return [e for e in self.errors if any(source in e.lower() for source in OUR_SOURCES) or "pageerror" in e]
+
+
+class Traffic:
+    """Bytes the page receives: websocket frames (the kernel's messages) and HTTP responses."""
+
+    def __init__(self, page: object) -> None:
+        self.websocket_bytes = 0
+        self.http_bytes = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._on_frame))
+        page.on("requestfinished", self._on_request)
+
+    def _on_frame(self, payload: object) -> None:
+        self.websocket_bytes += len(payload.encode() if isinstance(payload, str) else payload)
+
+    def _on_request(self, request: object) -> None:
+        try:
+            self.http_bytes += request.sizes()["responseBodySize"]
+        except Exception:  # a request whose response is gone (the page closed): nothing to count
+            pass
 
 
 @pytest.fixture
@@ -150,6 +170,7 @@ def page(browser: object, output_dir: Path, request: pytest.FixtureRequest) -> I
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.console_log = ConsoleLog(page)
+    page.traffic = Traffic(page)
     yield page
     failed = getattr(request.node, "failed", False)
     if failed:

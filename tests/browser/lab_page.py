@@ -6,17 +6,6 @@ import re
 import time
 from typing import Any, Callable
 
-# The biggest number of points in any trace whose name mentions "loss", over all plotly plots.
-LOSS_POINTS_JS = """() => {
-  let most = -1;
-  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
-    for (const trace of (gd.data || [])) {
-      if (trace.name && /loss/i.test(trace.name) && trace.y) most = Math.max(most, trace.y.length);
-    }
-  }
-  return most;
-}"""
-
 # The texts of every annotation of every plot (hyperparameter changes are marked with one).
 ANNOTATIONS_JS = """() => {
   const texts = [];
@@ -56,34 +45,12 @@ def button(page: Any, label: str) -> Any:
 def status_text(page: Any) -> str:
     """The dashboard's status line (it holds 'step N' and 'next: stage()')."""
     locator = page.locator(".widget-html", has_text=re.compile(r"next: \w+\(\)")).first
-    return locator.inner_text(timeout=5000)
+    return locator.inner_text(timeout=15000)  # a busy 2-core machine can take a while to paint
 
 
 def step_count(page: Any) -> int:
     """The step counter shown in the status line."""
     return int(re.search(r"step (\d+)", status_text(page)).group(1))
-
-
-def loss_points(page: Any) -> int:
-    """The loss plot's number of points, read from the page's plotly data."""
-    return page.evaluate(LOSS_POINTS_JS)
-
-
-_BOUNDARY_SUM_JS = """() => {
-    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
-        const title = ((gd.layout || {}).title || {}).text || '';
-        const heatmap = title.startsWith('Decision') && (gd.data || []).find(t => t.type === 'heatmap');
-        if (heatmap && heatmap.z) {
-            return Array.from(heatmap.z, row => Array.from(row).reduce((a, b) => a + b, 0)).reduce((a, b) => a + b, 0);
-        }
-    }
-    return null;
-}"""
-
-
-def boundary_sum(page: Any) -> float | None:
-    """The sum of the decision boundary's colours as the page holds them (None until it is drawn)."""
-    return page.evaluate(_BOUNDARY_SUM_JS)
 
 
 def set_slider(page: Any, label: str, value: str) -> None:
@@ -94,6 +61,43 @@ def set_slider(page: Any, label: str, value: str) -> None:
     readout.press("Control+a")
     readout.type(value)
     readout.press("Enter")
+
+
+# Each plot's frame number (live figures draw frame n with layout.datarevision = n), by title.
+REVISIONS_JS = """() => Object.fromEntries(Array.from(document.querySelectorAll('.js-plotly-plot'), gd =>
+    [((gd.layout || {}).title || {}).text || '', (gd.layout || {}).datarevision]))"""
+
+# Redraws of the loss plot and the decision boundary over `seconds`, counted at every animation frame.
+COUNT_REDRAWS_JS = """async (seconds) => {
+  const plots = {};
+  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+    const title = ((gd.layout || {}).title || {}).text || '';
+    if (title === 'Loss') plots.loss = gd;
+    if (title.startsWith('Decision')) plots.decision_boundary = gd;
+  }
+  const counts = {}, last = {};
+  for (const name in plots) { counts[name] = 0; last[name] = plots[name].layout.datarevision; }
+  const end = performance.now() + 1000 * seconds;
+  while (performance.now() < end) {
+    await new Promise(resolve => requestAnimationFrame(resolve));
+    for (const name in plots) {
+      const revision = plots[name].layout.datarevision;
+      if (revision !== last[name]) { counts[name] += 1; last[name] = revision; }
+    }
+  }
+  for (const name in counts) counts[name] /= seconds;
+  return counts;
+}"""
+
+
+def revisions(page: Any) -> dict[str, Any]:
+    """Every plot's title -> the frame it shows."""
+    return page.evaluate(REVISIONS_JS)
+
+
+def redraws_per_second(page: Any, seconds: float = 3.0) -> dict[str, float]:
+    """How often the loss plot and the decision boundary are redrawn, per second, measured in the page."""
+    return page.evaluate(COUNT_REDRAWS_JS, seconds)
 
 
 def screenshot_whole(page: Any, element: Any, path: Any) -> None:

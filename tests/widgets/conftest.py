@@ -103,3 +103,67 @@ def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+class Page:
+    """A browser page showing one live figure, as the kernel sees it: it says hello when it opens,
+    receives frames (kept here, decoded as live_figure.js decodes them), and says when it has drawn.
+
+    It talks through the figure's comm, the way a real page's messages arrive.
+    """
+
+    def __init__(self, figure) -> None:
+        self.figure = figure
+        self.frames: list[tuple[dict, list]] = []
+        self.data: list[dict] = []
+        self.layout: dict = {}
+        send = figure.send
+
+        def record(content, buffers=None):
+            self.frames.append((content, list(buffers or [])))
+            self._apply(content, list(buffers or []))
+            send(content, buffers)
+
+        figure.send = record
+        self.say({"kind": "hello"})
+
+    def say(self, content: dict) -> None:
+        """Send ``content`` to the kernel as the page's custom message."""
+        self.figure.comm.handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+    def draw(self) -> None:
+        """Tell the kernel the newest frame is on screen."""
+        if self.frames:
+            self.say({"kind": "drawn", "frame": self.frames[-1][0]["frame"]})
+
+    def _apply(self, message: dict, buffers: list) -> None:
+        if message.get("whole"):
+            self.data = []
+        for change in message["traces"]:
+            while len(self.data) <= change["index"]:
+                self.data.append({})
+            trace = self.data[change["index"]]
+            for name, value in change["set"].items():
+                trace[name] = decode(value, buffers, trace.get(name))
+        if message.get("layout") is not None:
+            self.layout = decode(message["layout"], buffers)
+
+
+def decode(value, buffers, old=None):
+    """A frame's JSON with each buffer reference turned back into a numpy array (after ``old``'s first values)."""
+    import numpy as np
+
+    if isinstance(value, list):
+        return [decode(item, buffers) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "$buffer" not in value:
+        return {key: decode(item, buffers) for key, item in value.items()}
+    array = np.frombuffer(bytes(buffers[value["$buffer"]]), value["dtype"]).reshape(value["shape"])
+    return np.concatenate([old[:value["keep"]], array]) if value.get("keep") else array
+
+
+@pytest.fixture
+def page():
+    """``page(figure)``: a page that opens on ``figure`` (it says hello and takes the whole figure)."""
+    return Page

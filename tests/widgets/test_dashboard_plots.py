@@ -106,6 +106,7 @@ def test_the_decision_boundary_covers_the_input_plane_with_probabilities(make_lo
     assert before.shape == (40, 40) and np.all((before >= 0) & (before <= 1))
     loop.fit(epochs=30)
     dash.redraw()
+    heatmap = dash.figures["decision_boundary"].data[0]  # read again: data shows the figure as it is now
     after = np.array(heatmap.z)
     assert not np.allclose(before, after)
     # where the training points of class 1 lie, the model now says "class 1"
@@ -136,7 +137,7 @@ def test_one_dimensional_regression_shows_the_prediction_curve(dashboards):
     first = np.array(curve.y)
     assert len(first) == 200 and np.all(np.isfinite(first))
     dash.buttons["Epoch"].click()
-    assert not np.allclose(first, curve.y)
+    assert not np.allclose(first, _trace(dash.figures["prediction"], "model").y)
 
 
 def test_images_get_no_data_view_but_everything_else_works(dashboards):

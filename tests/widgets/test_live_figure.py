@@ -1,5 +1,5 @@
-"""Figures never flood the browser: a figure the browser has not rendered yet is skipped by live frames;
-and everything sent is compact (numeric arrays as binary buffers, never NaN in JSON)."""
+"""A live figure streams to the page: nothing before a page opens, then the whole figure, then only
+what changed, as binary buffers, and never more than the page has drawn (it waits, merging)."""
 
 import json
 
@@ -9,61 +9,108 @@ from ipywidgets import Widget
 from trainlab.widgets.live_figure import LiveFigure
 
 
-def _browser_renders(figure: LiveFigure) -> None:
-    """What plotly's browser side sends after re-rendering a figure: the deltas for our last edit id."""
-    figure._js2py_traceDeltas = {"trace_deltas": [], "trace_edit_id": figure._last_trace_edit_id}
-
-
-def test_without_a_browser_a_figure_is_never_behind():
+def _figure() -> LiveFigure:
     figure = LiveFigure()
-    figure.add_scatter(y=np.zeros(3))
-    figure.send_traces([0], y=[np.arange(3.0)])
-    assert not figure.behind
+    figure.add_scatter(name="a", y=np.zeros(3))
+    figure.add_scatter(name="b", y=np.zeros(2))
+    return figure
 
 
-def test_a_figure_is_behind_until_the_browser_has_rendered_the_last_update():
-    figure = LiveFigure()
-    figure.add_scatter(y=np.zeros(3))
+def test_nothing_is_sent_until_a_page_opens_and_then_it_gets_the_whole_figure(page):
+    figure = _figure()
+    sent = []
+    figure.send = lambda content, buffers=None: sent.append(content)
     figure.send_traces([0], y=[np.arange(3.0)])
-    _browser_renders(figure)
-    assert not figure.behind
+    assert sent == [] and not figure.behind  # no page: nobody to send to, nobody to wait for
+    shown = page(figure)
+    assert shown.frames[0][0]["whole"]
+    assert [trace["name"] for trace in shown.data] == ["a", "b"]
+    np.testing.assert_array_equal(shown.data[0]["y"], [0.0, 1.0, 2.0])
+
+
+def test_a_frame_holds_only_what_changed_with_arrays_as_binary_buffers(page):
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    figure.send_traces([1], y=[np.array([5.0, 6.0])])
+    message, buffers = shown.frames[-1]
+    assert not message["whole"] and message["layout"] is None
+    assert [change["index"] for change in message["traces"]] == [1]
+    assert list(message["traces"][0]["set"]) == ["y"]
+    assert len(buffers) == 1 and bytes(buffers[0]) == np.array([5.0, 6.0]).tobytes()
+    json.dumps(message, allow_nan=False)  # the rest is plain JSON
+
+
+def test_the_figure_waits_for_the_page_and_then_sends_the_newest_values_merged(page):
+    figure = _figure()
+    shown = page(figure)
+    assert figure.behind  # the whole figure is not drawn yet
+    figure.send_traces([0], y=[np.arange(3.0)])
     figure.send_traces([0], y=[np.arange(3.0) * 2])
+    figure.send_layout(shapes=[dict(type="line", x0=1, x1=1, y0=0, y1=1)])
+    assert len(shown.frames) == 1  # held back, not queued
+    shown.draw()
+    assert len(shown.frames) == 2  # one frame with the newest of everything
+    np.testing.assert_array_equal(shown.data[0]["y"], [0.0, 2.0, 4.0])
+    assert shown.layout["shapes"][0]["x0"] == 1
     assert figure.behind
-    _browser_renders(figure)
+    shown.draw()
     assert not figure.behind
-    assert list(figure.data[0].y) == [0.0, 2.0, 4.0]
 
 
-def test_live_frames_skip_a_figure_the_browser_is_still_rendering(loop, dashboards, until):
-    dash = dashboards(loop, plots=("grad_norm",), fps=20)  # every frame: the loss and the grad norms
-    loss = dash.figures["loss"]
-    grad_norm = dash.figures["grad_norm"]
+def test_a_batch_is_one_frame(page):
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    with figure.batch():
+        figure.send_traces([0], y=[np.ones(3)])
+        figure.send_traces([1], y=[np.ones(2)])
+    assert len(shown.frames) == 2
+    assert [change["index"] for change in shown.frames[-1][0]["traces"]] == [0, 1]
+
+
+def test_a_page_that_stops_answering_is_not_waited_for_forever(page):
+    figure = _figure()
+    shown = page(figure)
+    assert figure.behind
+    figure._sent_at -= 3  # as if sent 3 s ago, to a page that was closed since
+    assert not figure.behind
+    figure.send_traces([0], y=[np.ones(3)])
+    assert len(shown.frames) == 2
+
+
+def test_a_heatmap_grid_goes_as_one_float32_buffer(loop, dashboards, page):
+    dash = dashboards(loop, plots=("decision_boundary",))
+    shown = page(dash.figures["decision_boundary"])
+    shown.draw()
     dash.buttons["Step"].click()
-    _browser_renders(loss)  # a browser shows the dashboard...
-    dash.buttons["Step"].click()  # ...and has not rendered this update yet
-    shown = len(loss.data[1].y)
-    grad_points = len(grad_norm.data[0].y)
+    message, buffers = shown.frames[-1]
+    (change,) = [c for c in message["traces"] if c["index"] == 0]
+    assert change["set"]["z"]["dtype"] == "float32" and change["set"]["z"]["shape"] == [60, 60]
+    assert sum(len(bytes(b)) for b in buffers) == 60 * 60 * 4
+
+
+def test_live_frames_skip_a_figure_the_page_is_still_drawing(loop, dashboards, until, page):
+    dash = dashboards(loop, plots=("grad_norm",), fps=20)  # every frame: the loss and the grad norms
+    loss, grad_norm = page(dash.figures["loss"]), page(dash.figures["grad_norm"])
+    dash.buttons["Step"].click()
+    loss.draw()  # the page shows the loss plot...
+    dash.buttons["Step"].click()  # ...and has not drawn this update yet
+    shown, loss_frames = len(loss.data[1]["y"]), len(loss.frames)
     dash.play()
     try:
-        assert until(lambda: len(grad_norm.data[0].y) > grad_points + 5, timeout=1.0)  # other figures move on
-        assert len(loss.data[1].y) == shown  # the loss figure waits for the browser
-        _browser_renders(loss)  # the browser catches up
-        assert until(lambda: len(loss.data[1].y) > shown, timeout=1.5)
+        def grad_norm_moves() -> bool:
+            grad_norm.draw()
+            return len(grad_norm.data[0]["y"]) > shown + 5
+        assert until(grad_norm_moves, timeout=1.0)  # other figures move on
+        assert len(loss.frames) == loss_frames  # the loss figure waits for the page
+        loss.draw()  # the page catches up
+        assert until(lambda: len(loss.data[1]["y"]) > shown, timeout=1.5)
     finally:
         dash.pause()
 
 
-def test_a_browser_that_stops_answering_is_not_waited_for_forever():
-    figure = LiveFigure()
-    figure.add_scatter(y=np.zeros(3))
-    figure.send_traces([0], y=[np.arange(3.0)])
-    _browser_renders(figure)
-    figure.send_traces([0], y=[np.arange(3.0) + 1])
-    figure._sent_at -= 3  # as if sent 3 s ago, to a view that was closed since
-    assert not figure.behind
-
-
-def test_every_message_is_compact_json_with_arrays_as_binary_buffers(loop, dashboards, monkeypatch):
+def test_every_message_is_compact_json_with_arrays_as_binary_buffers(loop, dashboards, monkeypatch, page):
     sent = []
     original = Widget._send
 
@@ -73,17 +120,47 @@ def test_every_message_is_compact_json_with_arrays_as_binary_buffers(loop, dashb
 
     monkeypatch.setattr(Widget, "_send", record)
     dash = dashboards(loop)
+    pages = [page(figure) for figure in dash.figures.values()]
     for label in ("Step", "Epoch", "Rewind", "Reset", "Epoch"):
         dash.buttons[label].click()
+        for shown in pages:
+            shown.draw()
     dash.play()
     dash.wait(steps=100, timeout=10)
     dash.pause()
     assert sent
     binary = 0
     for name, msg, buffers in sent:
-        if "_esm" in msg.get("state", {}):
-            continue  # plotly's own JavaScript bundle (5 MB), sent once per figure by anywidget
         text = json.dumps(msg, allow_nan=False)  # NaN/inf in JSON would be invalid (and slow)
-        assert len(text) < 20_000, (name, text[:300])  # big arrays go as buffers, not JSON lists
+        assert len(text) < 20_000, (name, text[:300])  # big arrays (and plotly.js itself) go as buffers
         binary += len(buffers)
     assert binary > 0
+    assert sum(name == "PlotlyLibrary" for name, _, _ in sent) <= 1  # plotly.js went once, if at all
+
+
+def test_a_growing_curve_sends_only_its_new_tail(page):
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    figure.send_traces([0], y=[np.arange(100.0)])
+    shown.draw()
+    figure.send_traces([0], y=[np.append(np.arange(100.0), [7.0, np.nan])])
+    message, buffers = shown.frames[-1]
+    assert message["traces"][0]["set"]["y"]["keep"] == 100
+    assert len(bytes(buffers[0])) == 2 * 8
+    np.testing.assert_array_equal(shown.data[0]["y"], np.append(np.arange(100.0), [7.0, np.nan]))
+    shown.draw()
+    figure.send_traces([0], y=[np.array([1.0, 2.0])])  # a different curve (after a reset): sent whole
+    assert "keep" not in shown.frames[-1][0]["traces"][0]["set"]["y"]
+    np.testing.assert_array_equal(shown.data[0]["y"], [1.0, 2.0])
+
+
+def test_a_trace_added_after_the_page_opened_reaches_it(page):
+    import plotly.graph_objects as go
+
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    figure.add_trace(go.Contour(name="c", z=np.eye(3)))
+    assert [trace.get("name") for trace in shown.data] == ["a", "b", "c"]
+    assert shown.data[2]["type"] == "contour"

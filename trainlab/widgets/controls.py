@@ -151,7 +151,9 @@ class Controls:
         if not message:
             self.alert.value = ""
             return
-        color, background = ("#a40000", "#fde8e8") if kind == "error" else ("#0b5394", "#e8f0fe")
+        # JupyterLab's theme colours, light or dark; the light ones where a page has none.
+        color, background = (("var(--jp-error-color0, #a40000)", "var(--jp-error-color3, #fde8e8)") if kind == "error"
+                             else ("var(--jp-info-color0, #0b5394)", "var(--jp-info-color3, #e8f0fe)"))
         more = (f"<details><summary>details</summary><pre style='white-space:pre-wrap'>{html.escape(details)}</pre>"
                 "</details>") if details else ""
         self.alert.value = (f"<div style='color:{color};background:{background};padding:4px 8px;"

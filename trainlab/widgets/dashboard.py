@@ -7,6 +7,9 @@ Who draws, when (only ever one thread at a time):
 - otherwise: the thread that acted, once at the end of each button action or setting
   change; and while code drives the loop from a cell (``loop.fit()``, ``loop.forward()``)
   the loop's events redraw on the budget, with a last redraw when the cell ends.
+
+While playing, a watchdog (``watchdog.py``) pauses the loop when no page has shown the
+dashboard for ``watch_timeout`` seconds: a closed tab must not keep a core training forever.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any, Sequence
 
 import ipywidgets as widgets
 import numpy as np
-import plotly.graph_objects as go
 
 from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
@@ -26,9 +28,11 @@ from trainlab.options import positive_or_none
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.controls import ACTIONS, Controls, status_html
 from trainlab.widgets.data_view import data_plot_for, data_view_name
+from trainlab.widgets.live_figure import LiveFigure
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.stage_view import StageView
+from trainlab.widgets.watchdog import Watchdog
 
 __all__ = ["Dashboard"]
 
@@ -49,9 +53,10 @@ class Dashboard(widgets.VBox):
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
     ``max_ui_fraction`` (redraws never take more of the time than this), ``plots`` (which
     figures to show, from ``PLOT_NAMES``; the loss is always shown; default: all that fit),
-    ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed).
-    Each figure costs the browser a 5 MB script download (plotly's widget bundle) and a
-    re-render per update, so on a slow link or machine ``plots=("loss", "decision_boundary")``
+    ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
+    ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself).
+    The page gets plotly.js once (about 5 MB), however many figures it shows; each figure costs a
+    plotly.js redraw per update, so on a slow machine ``plots=("loss", "decision_boundary")``
     keeps the dashboard light.
     """
 
@@ -59,10 +64,10 @@ class Dashboard(widgets.VBox):
     #: 2-D classification; prediction: 1-D regression).
     PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction")
 
-    def __init__(self, loop: Any, *, fps: float = 4.0, boundary_fps: float = 1.0, max_points: int = 500,
+    def __init__(self, loop: Any, *, fps: float = 10.0, boundary_fps: float = 3.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
-                 speed: float | None = None) -> None:
+                 speed: float | None = None, watch_timeout: float = 10.0) -> None:
         _checked_speed(speed)
         wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
@@ -72,11 +77,12 @@ class Dashboard(widgets.VBox):
         self.stage_view = StageView(layout=widgets.Layout(width="520px"))
         self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing)
         self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
-        self.figures: dict[str, go.FigureWidget] = {plot.name: plot.figure for plot in self._plots}
+        self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
         if self._data_plot is not None:
             self.figures[self._data_plot.name] = self._data_plot.figure
         self._budget = RenderBudget(fps, max_ui_fraction)
         self._data_budget = RenderBudget(boundary_fps, max_ui_fraction)
+        self._watchdog = Watchdog(watch_timeout)
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
         self.controls.speed_dropdown.observe(self._on_speed, names="value")
         self.speed = speed
@@ -94,7 +100,7 @@ class Dashboard(widgets.VBox):
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
-        self._unregister_cell_hook = _on_cell_end(self._after_cell)
+        self._unregister_cell_hook = _on_cells(self._before_cell, self._after_cell)
         # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
         # whose thread would otherwise train on, out of reach, at half the machine's speed.
         pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
@@ -172,6 +178,7 @@ class Dashboard(widgets.VBox):
         self._budget.restart()
         self._data_budget.restart()
         self._rate.restart(self.loop)
+        self._watchdog.start()
         # Show "playing" before the thread starts, so its own last frame (after an instant error) wins.
         self.controls.refresh(self.loop, playing=True)
         try:
@@ -220,10 +227,9 @@ class Dashboard(widgets.VBox):
     def _live_frame(self) -> None:
         """One frame while training runs: the loss plot and, in turn, one of the others.
 
-        Every figure update is a full plotly.js re-render in the browser. Sending only two
-        per frame, and none to a figure the browser has not finished rendering (``behind``),
-        keeps a slow browser responsive: measured on a 2-core machine, all six figures at
-        4 fps gave a 1 s event-loop lag and a Pause that showed 9 s late.
+        Each figure update costs the page a plotly.js redraw. Sending two per frame, and none
+        to a figure whose page has not drawn the last one yet (``behind``), keeps a slow
+        browser responsive: it is never sent more than it can draw.
         """
         self._frame += 1
         loss, others = self._plots[0], self._plots[1:]
@@ -235,6 +241,11 @@ class Dashboard(widgets.VBox):
         data = self._data_plot is not None and not self._data_plot.figure.behind and self._data_budget.due()
         self._draw(plots, data)
 
+    def _last_heard(self) -> float | None:
+        """When a page showing one of the figures last spoke to the kernel (None: never)."""
+        heard = [figure.last_heard for figure in self.figures.values() if figure.last_heard is not None]
+        return max(heard, default=None)
+
     def _draw(self, plots: list[Any], data: bool) -> None:
         loop = self.loop
         with self._budget.spending():
@@ -242,10 +253,11 @@ class Dashboard(widgets.VBox):
             self.controls.refresh(loop, playing)
             self.stage_view.redraw(loop, playing)
             for plot in plots:
-                plot.redraw(loop)
+                with plot.figure.batch():  # one frame per plot and redraw
+                    plot.redraw(loop)
             self._show_status(playing)
         if data and self._data_plot is not None:
-            with self._data_budget.spending():
+            with self._data_budget.spending(), self._data_plot.figure.batch():
                 self._data_plot.redraw(loop)
 
     def _show_status(self, playing: bool) -> None:
@@ -266,6 +278,10 @@ class Dashboard(widgets.VBox):
     def _on_batch(self) -> None:
         """After every batch while playing: redraw if the budget allows (the only per-step work)."""
         if self._budget.due():
+            if self._watchdog.abandoned(self._last_heard()):  # nobody watching: stop at once
+                self._runner.stop_reason = self._watchdog.reason()
+                self._runner.pause()  # on the runner thread: it only asks, and playing ends after this batch
+                return
             try:
                 self._live_frame()
             except Exception as error:  # stops the runner: a dashboard that cannot draw must say so
@@ -351,8 +367,13 @@ class Dashboard(widgets.VBox):
             except Exception as error:
                 self._show_error(error, prefix="the dashboard could not redraw")
 
+    def _before_cell(self, *args: Any) -> None:
+        """A notebook cell starts: until it ends, the kernel cannot hear the page."""
+        self._watchdog.cell_running(True)
+
     def _after_cell(self, *args: Any) -> None:
         """A notebook cell ended: draw what code did to the loop, if the plots are behind."""
+        self._watchdog.cell_running(False)
         if self._dirty and not self._runner.playing:
             self._safe_redraw()
 
@@ -441,8 +462,8 @@ def _close_tree(widget: widgets.Widget) -> None:
     widget.close()
 
 
-def _on_cell_end(fn: Any) -> Any:
-    """Call ``fn`` after every notebook cell (IPython's post_run_cell); returns an unregister function."""
+def _on_cells(before: Any, after: Any) -> Any:
+    """Call ``before``/``after`` every notebook cell (IPython's pre/post_run_cell); returns an unregister function."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -450,12 +471,15 @@ def _on_cell_end(fn: Any) -> Any:
     shell = get_ipython()
     if shell is None:  # plain Python, pytest: no cells
         return lambda: None
-    shell.events.register("post_run_cell", fn)
+    hooks = {"pre_run_cell": before, "post_run_cell": after}
+    for event, fn in hooks.items():
+        shell.events.register(event, fn)
 
     def unregister() -> None:
-        try:
-            shell.events.unregister("post_run_cell", fn)
-        except ValueError:
-            pass
+        for event, fn in hooks.items():
+            try:
+                shell.events.unregister(event, fn)
+            except ValueError:
+                pass
 
     return unregister

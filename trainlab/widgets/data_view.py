@@ -65,8 +65,7 @@ class DecisionBoundaryPlot:
         self.figure = new_figure("Decision boundary", "x₁", "x₂", width=420, height=380)
         colorscale = _binary_scale() if self.classes == 2 else _class_scale(self.classes)
         zmax = 1.0 if self.classes == 2 else self.classes - 1.0
-        # z comes with the first redraw, as rows: plotly sends 1-D float arrays as binary
-        # buffers, but turns a 2-D array into a JSON list (slow, and NaN is not valid JSON).
+        # z comes with each redraw, as one float32 buffer.
         self.figure.add_heatmap(x=xs, y=ys, zmin=0, zmax=zmax, colorscale=colorscale,
                                 showscale=False, opacity=0.75, hoverinfo="skip",
                                 name="P(class 1)" if self.classes == 2 else "predicted class")
@@ -84,17 +83,17 @@ class DecisionBoundaryPlot:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
         z = self._colour(loop, outputs).reshape(self._shape)
-        self.figure.send_traces([0], z=[list(z)])  # a list of row arrays: each goes as binary
+        self.figure.send_traces([0], z=[z])
 
     def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
         if outputs.dim() == 1 or outputs.shape[1] == 1:  # one score per sample: bce
             scores = outputs.reshape(-1)
             probabilities = scores if loop.accuracy_kind.endswith("_probs") else torch.sigmoid(scores)
-            return probabilities.numpy().astype(np.float64)
+            return probabilities.numpy().astype(np.float32)
         if outputs.shape[1] == 2 and self.classes == 2:
-            return torch.softmax(outputs, dim=1)[:, 1].numpy().astype(np.float64)
-        return outputs.argmax(1).numpy().astype(np.float64)
+            return torch.softmax(outputs, dim=1)[:, 1].numpy().astype(np.float32)
+        return outputs.argmax(1).numpy().astype(np.float32)
 
 
 class PredictionCurvePlot:

@@ -1,171 +1,290 @@
-"""A plotly FigureWidget made for live updates from the runner thread.
+"""A live plot made for streaming: a small anywidget that draws with plotly.js, fed binary frames.
 
-Two problems with updating a FigureWidget many times a second from a background thread:
+The interface (what every live plot, here or elsewhere, is written against)::
 
-- **Backlog.** Every update is a full plotly.js re-render in the browser. A browser that
-  renders slower than we send falls behind without bound: measured on a 2-core machine,
-  six figures at 4 fps gave a 1 s event-loop lag and a Pause that showed 9 s late.
-  Plotly's browser side answers each trace update (``_js2py_traceDeltas``, carrying the
-  edit id) right after re-rendering, so we know when it has caught up: ``behind`` is True
-  while our last update is unanswered, and a live frame skips such a figure. (Its answer
-  to layout-only edits goes to a trait name Python does not have in plotly 7.1, so only
-  trace edits, which every live frame makes, are counted.)
-- **Races.** Plotly applies those answers to the figure on the kernel's main thread; a
-  lock keeps them from interleaving with our updates on the runner thread.
-- **Late views.** Plotly syncs the figure's traces and layout (the ``_widget_data`` and
-  ``_widget_layout`` traits) only when they are assigned: at construction and when the
-  figure itself is displayed. Every later change (``add_scatter``, restyle, relayout) is a
-  one-off message to the views that exist right then. A figure shown inside a dashboard
-  (a child of a VBox) is never displayed itself, so its synced state stays the empty figure
-  it was made as, and a page that connects later (Voila runs the whole notebook before
-  the page asks for the widgets' state; a reloaded JupyterLab tab) draws it empty. So
-  ``get_state`` fills those two traits from the figure as it is now: nothing more is sent
-  per update, and any state request gets the present traces.
-- **Start-up.** A FigureWidget is an anywidget whose module (``_esm``) is plotly's whole 5 MB
-  widget bundle, run once per figure, and anywidget gives each figure 2 s to start: one
-  that misses it ignores every later message from the kernel, for good. Voila creates all
-  the dashboard's figures at once, the bundle takes ~0.8 s a run, and the last figures
-  froze (the decision boundary never redrew). So the bundle runs once per page, shared.
+    figure = new_figure("Loss", "step", "loss")          # in live_plots: an empty LiveFigure, styled
+    figure.add_scatter(name="loss", mode="lines")        # traces added once (add_heatmap, add_bar, add_trace,
+    figure.layout.yaxis.range = [0, 1]                   #   add_hline, add_annotation alike)
+    figure.send_traces([0], x=[steps], y=[losses])       # each redraw: new values for some traces
+    figure.send_layout(shapes=[...], annotations=[...])  # and, rarely, layout properties
+    with figure.batch(): ...                             # several sends as one frame
+    figure.data[0].y, figure.layout.shapes               # the figure as it is now (read data again after sends)
+
+``send_traces(indexes, **values)`` gives each named property one value per trace index, like
+plotly's restyle (``x=[x0, x1]`` for traces ``[0, 1]``); values are numpy arrays (any shape: a
+heatmap's ``z`` is one 2-D float32 array) or plain JSON values (names, booleans).
+
+How a frame reaches the page:
+
+- **plotly.js once per page.** Every figure refers to one ``PlotlyLibrary`` widget per kernel,
+  which carries plotly.js (``plotly.offline.get_plotlyjs()``: the copy inside the installed
+  plotly package) and the light and dark plotly templates. The figures' script (``live_figure.js``,
+  a few KB) runs plotly.js once per page, keyed by its version, and every figure shares it.
+- **Only what changed, as binary.** A frame holds the trace properties sent since the last one;
+  numpy arrays travel as binary buffers (``Widget.send(content, buffers)``), never as JSON. A
+  1-D array that starts like the one sent before it (a growing curve) goes as its new tail only:
+  ``{"$buffer": i, "keep": k}`` means "the first k values you have, then these".
+- **Paced by the browser.** The page applies frames as they come and redraws at most once per
+  animation frame (``requestAnimationFrame``), so frames that arrive meanwhile are merged, not
+  queued; it then tells the kernel which frame it drew. Until then the figure is ``behind``:
+  the dashboard skips it, and what is sent meanwhile waits here, merged, and goes out when the
+  page answers. A page that stops answering (closed, or the kernel busy with a cell) is not
+  waited for beyond ``_GIVE_UP_WAITING``.
+- **Late views.** A view says hello when it starts (Voila's page, a reloaded tab, a second
+  display) and gets the whole figure as it is now.
+- **Threads.** The runner thread sends frames; the kernel's main thread takes the page's
+  answers. One lock keeps them apart.
+- **Watching.** ``last_heard`` is when a view last spoke (a drawn frame, or its heartbeat every
+  2 s): the dashboard pauses when nobody has been watching for a while (``watchdog``).
+
+Public APIs only: anywidget's ``_esm`` and ``model.widget_manager.get_model``, ipywidgets'
+custom messages with buffers, plotly.py's ``go.Figure``, ``plotly_restyle``, ``get_plotlyjs``
+and ``plotly.io.templates``, plotly.js's ``Plotly.react``. tests/widgets/test_plotly_api.py
+checks them against the pinned versions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import threading
 import time
-from copy import deepcopy
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-import plotly
+import anywidget
+import numpy as np
 import plotly.graph_objects as go
-from traitlets import observe
+import plotly.io as pio
+import traitlets
+from ipywidgets import widget_serialization
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-__all__ = ["LiveFigure", "PLOTLY_BUNDLE", "PLOTLY_PRIVATE_TRAITS", "PLOTLY_PRIVATE_ATTRIBUTES"]
+__all__ = ["LiveFigure", "PlotlyLibrary", "plotly_library", "LIGHT_TEMPLATE", "DARK_TEMPLATE"]
 
-_GIVE_UP_WAITING = 2.0  # seconds: a view that was closed never answers; do not wait forever
-_FIGURE_TRAITS = ("_widget_data", "_widget_layout")  # the figure as a newly connecting view draws it
-_BROWSER_ANSWERS = ("_js2py_traceDeltas", "_js2py_layoutDelta", "_js2py_relayout", "_js2py_restyle", "_js2py_update")
-
-# What this module reaches into below plotly's public API. None of it is promised to last, so
-# pyproject.toml pins plotly (and anywidget) to versions the tests have passed on, and
-# tests/widgets/test_plotly_internals.py names whatever a new version no longer has.
-#: plotly's widget JavaScript, which ``_shared_module`` loads once per page.
-PLOTLY_BUNDLE = Path(go.__file__).parents[1] / "package_data" / "widgetbundle.js"
-#: Synced traits: the figure, its edit counter, its module (anywidget's ``_esm``), the browser's answers.
-PLOTLY_PRIVATE_TRAITS = (*_FIGURE_TRAITS, "_last_trace_edit_id", "_esm", *_BROWSER_ANSWERS)
-#: Plain attributes: the handlers for those answers, and where the figure keeps its traces and layout.
-PLOTLY_PRIVATE_ATTRIBUTES = (*(f"_handler{name}" for name in _BROWSER_ANSWERS), "_data", "_layout_obj._props")
+LIGHT_TEMPLATE = "plotly_white"
+DARK_TEMPLATE = "plotly_dark"
+_GIVE_UP_WAITING = 1.0  # seconds: a closed page, or a kernel busy with a cell, never answers
+_SCRIPT = (Path(__file__).with_name("live_figure.js")).read_text()
 
 
-def _shared_module() -> str:
-    """An ``_esm`` that runs plotly's widget bundle once per page (keyed by its hash) and shares it."""
-    if not PLOTLY_BUNDLE.is_file():
-        raise ImportError(f"plotly {plotly.__version__} has no widget bundle at {PLOTLY_BUNDLE}, which trainlab's "
-                          "live figures load; install a plotly version that trainlab's pyproject.toml allows")
-    source = PLOTLY_BUNDLE.read_text()
-    key = "trainlab.plotly-widget." + hashlib.sha1(source.encode()).hexdigest()[:16]
-    return (f"const key = {json.dumps(key)};\nconst source = {json.dumps(source)};\n"
-            "export default async () => {\n"
-            "  globalThis[key] ??= import(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })));\n"
-            "  return (await globalThis[key]).default();\n"
-            "};\n")
+class PlotlyLibrary(anywidget.AnyWidget):
+    """plotly.js and the plotly templates, sent to a page once however many figures it shows (never displayed)."""
+
+    _esm = "export default {};\n"  # a model only: the figures read its traits
+    version = traitlets.Unicode(help="plotly.js's version: the page runs each version once").tag(sync=True)
+    source = traitlets.Bytes(help="plotly.js itself, as shipped in the plotly package").tag(sync=True)
+    templates = traitlets.Dict(help="plotly templates for light and dark pages").tag(sync=True)
 
 
-class LiveFigure(go.FigureWidget):
-    """A FigureWidget that knows whether a browser has rendered its last update, and is safe to update from a thread."""
+_LIBRARY: PlotlyLibrary | None = None
+_LIBRARY_LOCK = threading.Lock()
 
-    _esm = _shared_module()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Private names only: plotly refuses unknown public attributes on a figure.
-        self._lock = threading.RLock()  # first: the handlers below may run during __init__
-        super().__init__(*args, **kwargs)
-        self._answered_edit = 0  # the newest edit id a browser has answered
-        self._seen_browser = False  # no browser has answered yet (tests, a notebook not displaying it)
+def plotly_library() -> PlotlyLibrary:
+    """The kernel's one PlotlyLibrary (made again if it was closed)."""
+    global _LIBRARY
+    with _LIBRARY_LOCK:
+        if _LIBRARY is None or _LIBRARY.comm is None:
+            _LIBRARY = PlotlyLibrary(
+                version=get_plotlyjs_version(),
+                source=get_plotlyjs().encode(),
+                templates={"light": pio.templates[LIGHT_TEMPLATE].to_plotly_json(),
+                           "dark": pio.templates[DARK_TEMPLATE].to_plotly_json()})
+        return _LIBRARY
+
+
+class LiveFigure(anywidget.AnyWidget):
+    """A plotly figure drawn in the page by plotly.js and updated by frames; safe to update from a thread."""
+
+    _esm = _SCRIPT
+    library = traitlets.Instance(PlotlyLibrary, help="where the page finds plotly.js").tag(
+        sync=True, **widget_serialization)
+
+    def __init__(self, layout: Any = None) -> None:
+        super().__init__(library=plotly_library())
+        self._figure = go.Figure(layout=layout)
+        self._lock = threading.RLock()
+        self._frame = 0  # frames sent
+        self._drawn = 0  # the newest frame a view has drawn
         self._sent_at = 0.0
+        self._holding = 0  # inside batch(): send at its end
+        self._changed_traces: dict[int, dict[str, Any]] = {}  # sent to no page yet
+        self._unapplied: dict[int, dict[str, Any]] = {}  # not yet in self._figure (see data)
+        self._changed_layout = False
+        self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
+        self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
+        self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
+        self.on_msg(self._on_view_message)
+
+    # --- the figure as it is now (plotly's own objects) ---------------------------------------
+
+    @property
+    def data(self) -> tuple[Any, ...]:
+        """The traces, as plotly trace objects (``figure.data[1].y``)."""
+        with self._lock:
+            self._apply()
+            return self._figure.data
+
+    def _apply(self) -> None:
+        """Put the values sent since the last look into the plotly figure.
+
+        Only when someone looks (``data``, a page's hello): plotly's restyle costs about a
+        millisecond a call, too much for every frame of the runner thread.
+        """
+        for index, values in self._unapplied.items():
+            self._figure.plotly_restyle({name: [value] for name, value in values.items()}, [index])
+        self._unapplied = {}
+
+    @property
+    def layout(self) -> go.Layout:
+        """The layout; change it before the first view, or with ``send_layout`` after."""
+        return self._figure.layout
+
+    def add_trace(self, trace: Any) -> None:
+        """Add any plotly trace object (``go.Scatter(...)``, ``go.Contour(...)``, ...)."""
+        self._add(self._figure.add_trace, {"trace": trace})
+
+    def add_scatter(self, **properties: Any) -> None:
+        """Add a scatter trace (plotly's ``go.Scatter`` properties)."""
+        self._add(self._figure.add_scatter, properties)
+
+    def add_heatmap(self, **properties: Any) -> None:
+        """Add a heatmap trace (``go.Heatmap`` properties)."""
+        self._add(self._figure.add_heatmap, properties)
+
+    def add_bar(self, **properties: Any) -> None:
+        """Add a bar trace (``go.Bar`` properties)."""
+        self._add(self._figure.add_bar, properties)
+
+    def add_hline(self, y: float, **properties: Any) -> None:
+        """Add a horizontal line across the plot at ``y``."""
+        self._add(self._figure.add_hline, dict(properties, y=y))
+
+    def add_annotation(self, **properties: Any) -> None:
+        """Add a text annotation."""
+        self._add(self._figure.add_annotation, properties)
+
+    def _add(self, add: Any, properties: dict[str, Any]) -> None:
+        with self._lock:
+            add(**properties)
+            self._whole = True
+            self._flush()
+
+    # --- sending -------------------------------------------------------------------------------
 
     @property
     def behind(self) -> bool:
-        """Whether a browser shows this figure and has not yet rendered our last update."""
-        if not self._seen_browser:
-            return False
-        pending = self._last_trace_edit_id > self._answered_edit
-        return pending and time.monotonic() - self._sent_at < _GIVE_UP_WAITING
+        """Whether a view has not yet drawn the last frame sent (and was sent it less than a second ago)."""
+        return self._frame > self._drawn and time.monotonic() - self._sent_at < _GIVE_UP_WAITING
 
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
-        """Set properties of several traces in one message: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
+        """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
 
-        ``plotly_restyle`` skips the per-property validation of ``trace.x = ...`` (4x faster
-        here); our values are fresh float64 numpy arrays already, which is what validation
-        would produce. Unchanged values are not sent again.
+        Values are not validated by plotly: pass numpy arrays for data, as the page gets them.
         """
         if not indexes:
             return
         with self._lock:
-            self.plotly_restyle(values, indexes)
-            self._sent_at = time.monotonic()
+            for name, per_trace in values.items():
+                for index, value in zip(indexes, per_trace):
+                    self._changed_traces.setdefault(index, {})[name] = value
+                    self._unapplied.setdefault(index, {})[name] = value
+            self._flush()
 
     def send_layout(self, **values: Any) -> None:
         """Replace layout properties (validated: they change rarely), e.g. ``send_layout(shapes=[...])``."""
         with self._lock:
-            with self.batch_update():
+            with self._figure.batch_update():
                 for name, value in values.items():
-                    self.layout[name] = value
-            self._sent_at = time.monotonic()
+                    self._figure.layout[name] = value
+            self._changed_layout = True
+            self._flush()
 
-    def get_state(self, key: Any = None, drop_defaults: bool = False) -> dict:
-        """The widget's state for a view, with traces and layout as they are now (not as constructed).
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Send everything sent inside as one frame, at the end."""
+        with self._lock:
+            self._holding += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holding -= 1
+                self._flush()
 
-        ipywidgets calls this when a frontend asks for the state (Voila's page, a reloaded
-        tab) and, with ``key``, for each property it sends; only the first kind includes
-        the figure traits, so per-update messages cost the same as before.
-        """
-        if key is None:
-            wanted = _FIGURE_TRAITS
+    def _flush(self) -> None:
+        """Send what changed as one frame, unless a batch is open, no view has spoken, or the last frame is undrawn."""
+        if self._holding or self.last_heard is None or self.behind:
+            return
+        if not (self._whole or self._changed_traces or self._changed_layout):
+            return
+        buffers: list[memoryview] = []
+        if self._whole:
+            self._sent = {}
+            changes = {i: trace.to_plotly_json() for i, trace in enumerate(self.data)}
         else:
-            names = [key] if isinstance(key, str) else list(key)
-            wanted = tuple(name for name in _FIGURE_TRAITS if name in names)
-            key = names
-        if not wanted or "_layout_obj" not in self.__dict__:  # (during __init__ plotly's traits are still to come)
-            return super().get_state(key, drop_defaults=drop_defaults)
-        with self._lock:  # not while the runner thread is halfway through an update
-            # Copies: the answer's buffers may be sent after we return, and the figure moves on.
-            current = {"_widget_data": deepcopy(self._data), "_widget_layout": deepcopy(self._layout_obj._props)}
-            for name in wanted:
-                # Stored without a change event, which would send the whole figure to every view:
-                # the state we return carries it to the view that asked.
-                self._trait_values[name] = current[name]
-            return super().get_state(key, drop_defaults=drop_defaults)
+            changes = self._changed_traces
+        traces = [{"index": i, "set": {name: self._encode_property(i, name, value, buffers)
+                                       for name, value in changed.items()}}
+                  for i, changed in changes.items()]
+        layout = _layout_json(self._figure) if self._whole or self._changed_layout else None
+        self._frame += 1
+        message = {"kind": "frame", "frame": self._frame, "whole": self._whole, "traces": traces, "layout": layout}
+        self._whole, self._changed_traces, self._changed_layout = False, {}, False
+        self._sent_at = time.monotonic()
+        self.send(message, buffers)
 
-    # Plotly's handlers for the browser's answers, run on the kernel's main thread: under our lock.
+    def _encode_property(self, index: int, name: str, value: Any, buffers: list[memoryview]) -> Any:
+        """A trace property for the page: a 1-D array as only what follows the part the page already has."""
+        if not (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind == "f"):
+            return _encode(value, buffers)
+        last, self._sent[index, name] = self._sent.get((index, name)), value.copy()
+        keep = _common_start(last, value) if last is not None and last.dtype == value.dtype else 0
+        encoded = _encode(value[keep:], buffers)
+        return dict(encoded, keep=keep) if keep else encoded
 
-    @observe("_js2py_traceDeltas")
-    def _handler_js2py_traceDeltas(self, change: dict) -> None:
-        message = change["new"]
-        if message:  # a browser rendered our edit number trace_edit_id
-            self._seen_browser = True
-            self._answered_edit = max(self._answered_edit, int(message.get("trace_edit_id") or 0))
+    # --- what views say (on the kernel's main thread) -----------------------------------------
+
+    def _on_view_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
         with self._lock:
-            super()._handler_js2py_traceDeltas(change)
+            self.last_heard = time.monotonic()
+            if kind == "hello":  # a new view: it needs everything
+                self._whole = True
+                self._drawn = self._frame  # and what was sent before it is of no use to it
+            elif kind == "drawn":
+                self._drawn = max(self._drawn, int(content.get("frame") or 0))
+            self._flush()
 
-    @observe("_js2py_layoutDelta")
-    def _handler_js2py_layoutDelta(self, change: dict) -> None:
-        with self._lock:
-            super()._handler_js2py_layoutDelta(change)
 
-    @observe("_js2py_relayout")
-    def _handler_js2py_relayout(self, change: dict) -> None:
-        with self._lock:  # the learner zoomed or panned
-            super()._handler_js2py_relayout(change)
+def _layout_json(figure: go.Figure) -> dict[str, Any]:
+    """The layout as JSON, without the template: the page picks a light or a dark one."""
+    layout = figure.layout.to_plotly_json()
+    layout.pop("template", None)
+    return layout
 
-    @observe("_js2py_restyle")
-    def _handler_js2py_restyle(self, change: dict) -> None:
-        with self._lock:  # the learner clicked a legend entry
-            super()._handler_js2py_restyle(change)
 
-    @observe("_js2py_update")
-    def _handler_js2py_update(self, change: dict) -> None:
-        with self._lock:
-            super()._handler_js2py_update(change)
+def _common_start(old: np.ndarray, new: np.ndarray) -> int:
+    """How many leading values two float arrays share (NaN equal to NaN)."""
+    n = min(len(old), len(new))
+    same = (old[:n] == new[:n]) | (np.isnan(old[:n]) & np.isnan(new[:n]))
+    return n if same.all() else int(np.argmin(same))
+
+
+def _encode(value: Any, buffers: list[memoryview]) -> Any:
+    """``value`` as JSON, with every numpy array replaced by a reference to a binary buffer appended to ``buffers``."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":  # strings, objects: plain JSON
+            return value.tolist()
+        array = value if value.dtype in (np.float32, np.float64) else value.astype(np.float64)
+        buffers.append(memoryview(np.ascontiguousarray(array)).cast("B"))
+        return {"$buffer": len(buffers) - 1, "dtype": str(array.dtype), "shape": list(array.shape)}
+    if isinstance(value, dict):
+        return {key: _encode(item, buffers) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item, buffers) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN or inf; plotly reads null as a gap
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

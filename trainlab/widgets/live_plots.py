@@ -1,9 +1,10 @@
 """The dashboard's live plots, redrawn while the loop trains: loss, accuracy, gradient norms, gradient
 histograms, update ratios. (``plot_history`` and ``compare_runs`` are the static ones.)
 
-Each plot is a plotly ``FigureWidget`` (a ``LiveFigure``) with a fixed set of traces made
-once; a redraw only sends new numpy arrays to them (never Python lists: ~100x slower),
-at most ``max_points`` per trace, and skips what has not changed since the last one.
+Each plot is a ``LiveFigure`` (``live_figure.py``: its module docstring describes the interface
+``new_figure`` / ``send_traces`` / ``send_layout``) with a fixed set of traces made once; a redraw
+only sends new numpy arrays to them (as binary buffers), at most ``max_points`` per trace, and
+skips what has not changed since the last one.
 Time-axis plots mark every hyperparameter change ("lr=0.3") and draw runs left behind
 by a rewind/restore as faint "ghost" curves, so a learner can compare.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import GHOST_COLOR, GHOST_OPACITY, TEMPLATE, TRAIN_COLOR, VAL_COLOR, change_marks
+from trainlab.widgets.plot_style import GHOST_COLOR, GHOST_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
@@ -30,10 +31,13 @@ _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly
 
 def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
                width: int = 460, height: int = 280) -> LiveFigure:
-    """An empty, compact figure widget; ``uirevision`` keeps the learner's zoom across redraws."""
+    """An empty, compact live figure; ``uirevision`` keeps the learner's zoom across redraws.
+
+    No template: the page picks a light or a dark one, as its theme is.
+    """
     return LiveFigure(layout=go.Layout(
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template=TEMPLATE,
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep",
         xaxis=dict(title=dict(text=x_title, standoff=4)),
         yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
         legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),

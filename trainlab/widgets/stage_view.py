@@ -38,6 +38,9 @@ LOSS_FORMULAS: dict[str, str] = {
 
 _DONE_BEFORE = dict(zip(STAGES[1:], STAGES[:-1]))  # next stage -> the one just run
 _MAX_SHOWN_NUMBERS = 4  # per cell: more than this and we show a shape instead of values
+_JUST_RAN_BACKGROUND = "var(--jp-layout-color2, #eeeeee)"
+_TEXT = "var(--jp-ui-font-color0, rgba(0, 0, 0, 1))"
+_ACCENT = "var(--jp-brand-color1, #1976d2)"
 
 
 class StageView(widgets.HTML):
@@ -93,8 +96,12 @@ def _stage_row(done: str | None, due: str) -> str:
     cells = []
     for stage in STAGES:
         mark = " ✓ just ran" if stage == done else (" ← next" if stage == due else "")
-        style = "background:#e8f0fe;font-weight:bold;" if stage == done else ""
-        cells.append(f"<td style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
+        # JupyterLab's theme colours (light or dark), with the light ones for pages without them.
+        just_ran = stage == done
+        style = (f"background:{_JUST_RAN_BACKGROUND};color:{_TEXT};font-weight:bold;"
+                 f"border-left:3px solid {_ACCENT};") if just_ran else ""
+        css_class = " class='trainlab-just-ran'" if just_ran else ""
+        cells.append(f"<td{css_class} style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
                      f"<span style='font-weight:normal;font-size:90%'>{STAGE_SENTENCES[stage]}</span></td>")
     return f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>"
 
@@ -189,7 +196,7 @@ def _numbers(t: torch.Tensor) -> str:
 
 def _bar(value: float, largest: float) -> str:
     width = 0 if not largest or not math.isfinite(value) else max(1, round(100 * value / largest))
-    return f"<div style='background:#4a86e8;height:0.8em;width:{width}px'></div>"
+    return f"<div style='background:{_ACCENT};height:0.8em;width:{width}px'></div>"
 
 
 def _table(caption: str, header: list[str], rows: list[list[str]]) -> str:
