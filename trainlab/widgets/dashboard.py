@@ -24,10 +24,12 @@ from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
 from trainlab.options import positive_or_none
 from trainlab.widgets.budget import RenderBudget
-from trainlab.widgets.controls import ACTIONS, Controls, status_html
+from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
 from trainlab.widgets.data_view import data_plot_for, data_view_name
+from trainlab.widgets.heartbeat import Heartbeat
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
 from trainlab.widgets.runner import Runner, pause_all
+from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
 
 __all__ = ["Dashboard"]
@@ -69,7 +71,8 @@ class Dashboard(widgets.VBox):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         self.loop = loop
         self.controls = Controls(loop, self._on_action, self._on_setting)
-        self.stage_view = StageView(layout=widgets.Layout(width="520px"))
+        # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
+        self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
         self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing)
         self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
         self.figures: dict[str, go.FigureWidget] = {plot.name: plot.figure for plot in self._plots}
@@ -88,7 +91,10 @@ class Dashboard(widgets.VBox):
         self._ui_fraction: float | None = None
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
+        self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
+        self._shortcuts = Shortcuts(self._on_key, layout=widgets.Layout(display="none"))
         super().__init__(children=self._layout())
+        self.add_class(CONTAINER_CLASS)
         # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
         self._handles = attach_all(callbacks, loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
@@ -180,9 +186,13 @@ class Dashboard(widgets.VBox):
             self._show_error(error)
             self.controls.refresh(self.loop, playing=False)
 
-    def pause(self) -> None:
-        """Stop at the next stage boundary; returns once the background thread has stopped."""
-        self._runner.pause()
+    def pause(self, finish_batch: bool = False) -> None:
+        """Stop at the next stage boundary; returns once the background thread has stopped.
+
+        ``finish_batch=True`` stops only between batches, so ``forward()`` is due next
+        (a notebook's own pause, before a text that says "press Forward").
+        """
+        self._runner.pause(finish_batch=finish_batch)
 
     def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
         """Block until ``steps`` more batches are done, or playing stops, or ``timeout`` seconds pass.
@@ -286,6 +296,10 @@ class Dashboard(widgets.VBox):
 
     # --- what the learner does -----------------------------------------------------------------
 
+    def _on_key(self, label: str) -> None:
+        """A keyboard shortcut: press the button, as a click would (a disabled one does nothing)."""
+        self.buttons[label].click()
+
     def _on_action(self, label: str) -> None:
         """A button was pressed: run its loop call, show any error, redraw once."""
         if label == "Play":
@@ -375,8 +389,9 @@ class Dashboard(widgets.VBox):
     def _layout(self) -> list[widgets.Widget]:
         figures = [plot.figure for plot in self._plots]
         top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
-        rows = [figures[i:i + 2] for i in range(0, len(figures), 2)]
-        return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
+        # One wrapping row: as many plots side by side as the screen holds, the rest below.
+        return [self._heartbeat, self.controls.widget, widgets.HBox(top + figures, layout=wrapping_row()),
+                self._shortcuts]
 
 
 def _setting(loop: Any, name: str) -> Any:

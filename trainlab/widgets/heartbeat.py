@@ -1,0 +1,74 @@
+"""The heartbeat: tells the page when the kernel behind a dashboard is gone.
+
+After a kernel restart (or shut-down, or a dropped connection) the browser keeps showing
+the dashboard as it last was, "▶ playing" with an orange Pause, and nothing answers. The
+page cannot ask a widget whether its kernel lives (anywidget's ``model`` knows nothing of
+kernels), so the kernel proves it: a thread bumps ``beat`` every second, and the browser
+shows a banner when no beat has come for ``patience`` seconds. A busy kernel still beats
+(the thread needs the GIL only for a moment), so only a dead or unreachable one is reported.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import anywidget
+import traitlets
+
+__all__ = ["Heartbeat", "GONE_MESSAGE"]
+
+#: What the banner says when the kernel stops answering.
+GONE_MESSAGE = ("The kernel is not responding (it was restarted or shut down, or the connection dropped), so this "
+                "dashboard is frozen. Run the notebook's cells again (Run All, or Shift+Enter on each) to get a new one.")
+
+_ESM = """
+export default {
+  render({ model, el }) {
+    let last = Date.now();
+    const banner = document.createElement("div");
+    banner.className = "trainlab-kernel-gone";
+    banner.style.cssText = "display:none;color:#a40000;background:#fde8e8;padding:6px 8px;" +
+      "border-radius:4px;font-weight:bold;margin:2px 0";
+    banner.textContent = model.get("message");
+    el.appendChild(banner);
+    model.on("change:beat", () => { last = Date.now(); banner.style.display = "none"; });
+    const timer = setInterval(() => {
+      if (!el.isConnected) { clearInterval(timer); return; }
+      banner.style.display = Date.now() - last > 1000 * model.get("patience") ? "block" : "none";
+    }, 1000);
+  }
+};
+"""
+
+
+class Heartbeat(anywidget.AnyWidget):
+    """A widget that is empty while its kernel beats, and says what to do once it stops.
+
+    ``stop()`` ends the beating thread (the dashboard calls it when it closes).
+    """
+
+    _esm = traitlets.Unicode(_ESM).tag(sync=True)
+    beat = traitlets.Int(0, help="bumped every second by the kernel while it lives").tag(sync=True)
+    patience = traitlets.Float(10.0, help="seconds without a beat before the banner shows").tag(sync=True)
+    message = traitlets.Unicode(GONE_MESSAGE, help="the banner's text").tag(sync=True)
+
+    def __init__(self, interval: float = 1.0, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(interval,), name="trainlab-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (the banner will show in any page still displaying this widget)."""
+        self._stopped.set()
+
+    def close(self) -> None:
+        """Stop beating and close the widget."""
+        self.stop()
+        super().close()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stopped.wait(interval):
+            if self.comm is None:  # closed elsewhere (the kernel is shutting down the widgets)
+                return
+            self.beat += 1
