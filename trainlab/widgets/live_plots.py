@@ -17,7 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import GHOST_COLOR, GHOST_OPACITY, TEMPLATE, TRAIN_COLOR, VAL_COLOR, change_marks
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LOG_AXIS, MODEBAR, TEMPLATE, TRAIN_COLOR,
+                                         VAL_COLOR, change_marks)
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
@@ -33,9 +34,9 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
     """An empty, compact figure widget; ``uirevision`` keeps the learner's zoom across redraws."""
     return LiveFigure(layout=go.Layout(
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template=TEMPLATE,
-        xaxis=dict(title=dict(text=x_title, standoff=4)),
-        yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", template=TEMPLATE, modebar=MODEBAR,
+        xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
+        yaxis=dict(title=dict(text=y_title, standoff=4), **(LOG_AXIS if log_y else dict(type="linear"))),
         legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
     ))
 
