@@ -84,7 +84,7 @@ class Controls:
         self.lr_slider = widgets.FloatLogSlider(
             value=_clamp(loop.lr, 10.0 ** _LR_RANGE[0], 10.0 ** _LR_RANGE[1]), base=10,
             min=_LR_RANGE[0], max=_LR_RANGE[1], step=_LR_STEP, description="learning rate",
-            readout_format=".2g", continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
+            readout_format=".2", continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
         self.batch_size_slider = widgets.IntSlider(
             value=_clamp(loop.batch_size, 1, loop.n_train), min=1, max=loop.n_train, description="batch size",
             continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))

@@ -387,10 +387,12 @@ class Dashboard(widgets.VBox):
     # --- layout -------------------------------------------------------------------------------
 
     def _layout(self) -> list[widgets.Widget]:
-        figures = [plot.figure for plot in self._plots]
-        top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
-        # One wrapping row: as many plots side by side as the screen holds, the rest below.
-        return [self._heartbeat, self.controls.widget, widgets.HBox(top + figures, layout=wrapping_row()),
+        data = [self._data_plot.figure] if self._data_plot is not None else []
+        figures = data + [plot.figure for plot in self._plots]
+        # One wrapping row: as many plots side by side as the screen holds, the rest below. A plot
+        # wider than a phone scrolls in its own box, never the whole dashboard sideways.
+        boxes = [widgets.Box([figure], layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
+        return [self._heartbeat, self.controls.widget, widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()),
                 self._shortcuts]
 
 

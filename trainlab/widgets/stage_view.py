@@ -91,7 +91,7 @@ def _stage_row(done: str | None, due: str) -> str:
     for stage in STAGES:
         mark = " ✓ just ran" if stage == done else (" ← next" if stage == due else "")
         style = "background:#e8f0fe;font-weight:bold;" if stage == done else ""
-        cells.append(f"<td style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
+        cells.append(f"<td style='vertical-align:top;padding:4px;overflow-wrap:anywhere;{style}'>{stage}{mark}<br>"
                      f"<span style='font-weight:normal;font-size:90%'>{STAGE_SENTENCES[stage]}</span></td>")
     return f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>"
 
