@@ -4,6 +4,7 @@ pause that leaves Forward due, keyboard shortcuts, a heartbeat for a dead kernel
 import math
 import time
 
+import numpy as np
 import pytest
 
 from trainlab.widgets.controls import round_lr
@@ -71,3 +72,19 @@ def test_the_dashboard_closes_its_heartbeat(dash):
     stopped = heart.beat
     time.sleep(1.5)
     assert heart.beat == stopped
+
+
+def test_the_plots_follow_a_history_that_thinned_its_old_steps(make_loop, dashboards):
+    loop = make_loop()  # 320 training samples, batches of 32: an epoch ends every 10 steps
+    loop.history.full_steps = 50
+    dash = dashboards(loop)
+    for _ in range(400):
+        loop.step()
+    dash.redraw()
+    assert loop.history.thinnings > 0 and len(loop.history) < 400
+    figure = dash.figures["loss"]
+    smoothed, per_epoch = figure.data[1], figure.data[2]
+    assert smoothed.x[-1] == 400 and per_epoch.x[-1] == 400  # the x axis counts steps, not rows held
+    ends = np.arange(10, 401, 10)  # where each epoch ended; in the thinned part, its last row held
+    assert np.all(np.abs(np.asarray(per_epoch.x) - ends) < loop.history._line.stride)
+    assert dash.figures["grad_norm"].data[0].x[-1] == 400

@@ -91,6 +91,7 @@ class Dashboard(widgets.VBox):
         self._ui_fraction: float | None = None
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
+        self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
         self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
         self._shortcuts = Shortcuts(self._on_key, layout=widgets.Layout(display="none"))
         super().__init__(children=self._layout())
@@ -247,6 +248,10 @@ class Dashboard(widgets.VBox):
 
     def _draw(self, plots: list[Any], data: bool) -> None:
         loop = self.loop
+        if loop.history.thinnings != self._thinnings:  # their cached rows are gone
+            self._thinnings = loop.history.thinnings
+            for plot in self._plots:
+                plot.reset()
         with self._budget.spending():
             playing = self._runner.playing and not self._stopping
             self.controls.refresh(loop, playing)
