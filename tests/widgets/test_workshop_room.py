@@ -66,6 +66,21 @@ def test_the_heartbeat_beats_every_second_until_closed():
     assert heart.beat == stopped
 
 
+def test_the_heartbeat_stops_when_no_page_asks_so_an_abandoned_kernel_can_go_idle():
+    heart = Heartbeat(interval=0.05, linger=0.3)
+    try:
+        time.sleep(0.6)  # no page pinged since it was made: it beat for a while, then stopped
+        stopped = heart.beat
+        assert stopped >= 3 and not heart.wanted
+        time.sleep(0.3)
+        assert heart.beat == stopped
+        heart._received(heart, {"ping": 1}, [])  # a page showed it again
+        time.sleep(0.2)
+        assert heart.beat > stopped
+    finally:
+        heart.close()
+
+
 def test_the_dashboard_closes_its_heartbeat(dash):
     heart = dash._heartbeat
     dash.close()
