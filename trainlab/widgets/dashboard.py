@@ -24,6 +24,7 @@ from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
 from trainlab.options import positive_or_none
 from trainlab.widgets.budget import RenderBudget
+from trainlab.widgets.cells import on_cells
 from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
 from trainlab.widgets.data_view import data_plot_for, data_view_name
 from trainlab.widgets.heartbeat import Heartbeat
@@ -70,6 +71,10 @@ class Dashboard(widgets.VBox):
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         self.loop = loop
+        # First: anywidget gives each widget's script 2 s to start, and the plots' big script,
+        # started by the figures made below, can hold the page longer than that.
+        self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
+        self._shortcuts = Shortcuts(self._on_key, layout=widgets.Layout(display="none"))
         self.controls = Controls(loop, self._on_action, self._on_setting)
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
@@ -92,8 +97,6 @@ class Dashboard(widgets.VBox):
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
-        self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
-        self._shortcuts = Shortcuts(self._on_key, layout=widgets.Layout(display="none"))
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
         # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
@@ -101,7 +104,7 @@ class Dashboard(widgets.VBox):
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage) for event in _STAGE_EVENTS]
-        self._unregister_cell_hook = _on_cell_end(self._after_cell)
+        self._unregister_cell_hook = on_cells(ended=self._after_cell)
         # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
         # whose thread would otherwise train on, out of reach, at half the machine's speed.
         pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
@@ -462,22 +465,3 @@ def _close_tree(widget: widgets.Widget) -> None:
         _close_tree(child)
     widget.close()
 
-
-def _on_cell_end(fn: Any) -> Any:
-    """Call ``fn`` after every notebook cell (IPython's post_run_cell); returns an unregister function."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return lambda: None
-    shell = get_ipython()
-    if shell is None:  # plain Python, pytest: no cells
-        return lambda: None
-    shell.events.register("post_run_cell", fn)
-
-    def unregister() -> None:
-        try:
-            shell.events.unregister("post_run_cell", fn)
-        except ValueError:
-            pass
-
-    return unregister

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import anywidget
 import traitlets
+
+from trainlab.widgets.cells import on_cells
 
 __all__ = ["Heartbeat", "GONE_MESSAGE"]
 
@@ -68,7 +70,7 @@ class Heartbeat(anywidget.AnyWidget):
         self.linger = linger
         self._last_ping = time.monotonic()  # made by a cell whose output is about to be shown
         self._cell_running = False
-        self._unregister = _on_cells(self._cell_started, self._cell_ended)
+        self._unregister = on_cells(started=self._cell_started, ended=self._cell_ended)
         self.on_msg(self._received)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._beat, args=(interval,), name="trainlab-heartbeat", daemon=True)
@@ -106,25 +108,3 @@ class Heartbeat(anywidget.AnyWidget):
             if self.wanted:
                 self.beat += 1
 
-
-def _on_cells(started: Callable[..., None], ended: Callable[..., None]) -> Callable[[], None]:
-    """Call ``started``/``ended`` around every notebook cell (IPython's events); returns an unregister function."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return lambda: None
-    shell = get_ipython()
-    if shell is None:  # plain Python, pytest: no cells
-        return lambda: None
-    hooks = (("pre_run_cell", started), ("post_run_cell", ended))
-    for event, fn in hooks:
-        shell.events.register(event, fn)
-
-    def unregister() -> None:
-        for event, fn in hooks:
-            try:
-                shell.events.unregister(event, fn)
-            except ValueError:  # already gone
-                pass
-
-    return unregister
