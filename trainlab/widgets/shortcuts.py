@@ -23,26 +23,31 @@ KEYS: dict[str, str] = {"p": "Play", "s": "Step"}
 CONTAINER_CLASS = "trainlab-dashboard"
 
 _ESM = """
-export default {
-  render({ model, el }) {
-    const box = el.closest("." + model.get("container_class")) || el;
-    if (box.dataset.trainlabKeys) return;  // one listener per dashboard, even if shown twice
-    box.dataset.trainlabKeys = "1";
-    box.setAttribute("tabindex", "0");
-    box.setAttribute("data-lm-suppress-shortcuts", "true");
-    box.style.outline = "none";
-    const keys = model.get("bindings");
-    box.addEventListener("keydown", (event) => {
-      const target = event.target;
-      const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
-      const key = event.key.toLowerCase();
-      if (typing || event.ctrlKey || event.metaKey || event.altKey || !(key in keys)) return;
-      event.preventDefault();
-      event.stopPropagation();
-      model.send({ press: keys[key] });
-    });
+// The view is rendered before the dashboard puts it in the page: wait (up to 10 s) until it is there.
+function listen(model, el, tries) {
+  const box = el.closest("." + model.get("container_class"));
+  if (!box) {
+    if (tries < 200) setTimeout(() => listen(model, el, tries + 1), 50);
+    return;
   }
-};
+  if (box.dataset.trainlabKeys) return;  // one listener per dashboard, even if shown twice
+  box.dataset.trainlabKeys = "1";
+  box.setAttribute("tabindex", "0");
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
+  box.style.outline = "none";
+  const keys = model.get("bindings");
+  box.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+    const key = event.key.toLowerCase();
+    if (typing || event.ctrlKey || event.metaKey || event.altKey || !(key in keys)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    model.send({ press: keys[key] });
+  });
+}
+
+export default { render({ model, el }) { listen(model, el, 0); } };
 """
 
 
