@@ -8,7 +8,7 @@ shows a banner when no beat has come for ``patience`` seconds. A kernel busy wit
 still beats (the thread needs the GIL only for a moment), so only a dead or unreachable one
 is reported.
 
-It beats only while a page asks for it (each view pings every 2 s) or a cell is running:
+It beats only while a page asks for it (each visible view pings every 2 s) or a cell is running:
 every message from a kernel counts as activity, and a kernel that beat for nobody, after its
 tab was closed, would never look idle to the server's kernel culler
 (``--MappingKernelManager.cull_idle_timeout``).
@@ -45,6 +45,9 @@ export default {
     let tick = 0;
     const timer = setInterval(() => {
       if (!el.isConnected) { clearInterval(timer); return; }
+      // A hidden tab asks for nothing (so a forgotten one lets its kernel go idle) and judges
+      // nothing (its timers are throttled): the wait starts afresh when it is shown again.
+      if (document.hidden) { last = Date.now(); return; }
       if (tick++ % 2 === 0) model.send({ ping: 1 });  // "someone is looking": keep beating
       banner.style.display = Date.now() - last > 1000 * model.get("patience") ? "block" : "none";
     }, 1000);
