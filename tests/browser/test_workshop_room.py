@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from conftest import ConsoleLog
 
-from lab_page import button, status_text, step_count, wait_until
+from lab_page import button, screenshot_whole, status_text, step_count, wait_until
 from test_lab import WORKSHOP, assert_no_console_errors, open_notebook, wait_idle
 
 MIN_TRACK_PX = 100  # a slider track narrower than this is a bare handle that cannot be dragged
@@ -101,6 +101,7 @@ def test_at_a_projector_every_control_is_usable_the_keys_work_and_a_restart_is_s
     wait_until(lambda: "paused" in status_text(page), 30, "the notebook's own pause")
     assert "next: forward()" in status_text(page)  # the notebook pauses between batches
     page.screenshot(path=str(output_dir / "projector-1280x720@150.png"))
+    screenshot_whole(page, page.locator(".trainlab-dashboard").first, output_dir / "projector-dashboard.png")
     assert not layout_problems(page), layout_problems(page)
 
     # Keys, once the dashboard has focus: S steps, P plays, P pauses.
@@ -130,6 +131,7 @@ def test_on_a_phone_the_app_wraps_and_every_control_is_usable(phone, voila_serve
     page.goto(f"{voila_server.url}/voila/render/04_live_lab.ipynb?token={voila_server.token}", timeout=120_000)
     wait_until(lambda: button(page, "Forward").is_visible(), 120, "the dashboard in Voila")
     wait_until(lambda: "paused" in status_text(page) and step_count(page) >= 1, 60, "the first steps")
-    page.screenshot(path=str(output_dir / "phone-390.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "phone-390.png"))
+    screenshot_whole(page, page.locator(".trainlab-dashboard").first, output_dir / "phone-390-dashboard.png")
     assert not layout_problems(page), layout_problems(page)
     assert_no_console_errors(page)

@@ -29,7 +29,8 @@ __all__ = ["Heartbeat", "GONE_MESSAGE"]
 
 #: What the banner says when the kernel stops answering.
 GONE_MESSAGE = ("The kernel is not responding (it was restarted or shut down, or the connection dropped), so this "
-                "dashboard is frozen. Run the notebook's cells again (Run All, or Shift+Enter on each) to get a new one.")
+                "dashboard is frozen. Run the notebook's cells again (Run All) to get a new one; in the app view, "
+                "reload the page.")
 
 _ESM = """
 export default {
