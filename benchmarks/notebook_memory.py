@@ -1,4 +1,5 @@
-"""Row 9: the workshop notebook's kernel at its peak memory, run in a real kernel as a participant would."""
+"""Row 9: the workshop notebook's kernel at its peak memory, and its CPU share while playing at a pace,
+run in a real kernel as a participant would (the per-learner figures in docs/instructors.md)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,38 @@ print(json.dumps({"kib": kib, "steps": loop.state.step}))
 """
 
 
-def workshop_peak_memory(play_seconds: float) -> dict[str, float]:
-    """Run every cell of the workshop notebook, play ``play_seconds`` more, and return the kernel's peak MB."""
+# Play at each pace for a while and print the kernel's CPU time over wall time (all its threads:
+# training, drawing, sending the widgets' messages). 1.0 is one whole core.
+_CPU = """\
+import json, resource, time
+shares = {{}}
+for speed in {speeds}:
+    dash.speed = speed or None
+    cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    wall, used, step = time.monotonic(), cpu(), loop.state.step
+    dash.play(); dash.wait(timeout={seconds}); dash.pause()
+    shares[speed] = {{"cpu_share": (cpu() - used) / (time.monotonic() - wall),
+                      "steps_per_second": (loop.state.step - step) / (time.monotonic() - wall)}}
+print(json.dumps(shares))
+"""
+
+
+def _run_workshop(*cells: str, timeout: float) -> dict:
+    """Run the workshop notebook and then ``cells`` in a fresh kernel; the last cell's last printed line, as JSON."""
     notebook = nbformat.read(WORKSHOP, as_version=4)
-    notebook.cells += [nbformat.v4.new_code_cell(_PLAY.format(seconds=play_seconds)),
-                       nbformat.v4.new_code_cell(_REPORT)]
-    NotebookClient(notebook, timeout=120 + play_seconds, kernel_name="python3",
+    notebook.cells += [nbformat.v4.new_code_cell(cell) for cell in cells]
+    NotebookClient(notebook, timeout=120 + timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(WORKSHOP.parent)}}).execute()
     printed = "".join(out.get("text", "") for out in notebook.cells[-1].outputs if out.get("name") == "stdout")
-    report = json.loads(printed.splitlines()[-1])  # the last line: a warning may come first
+    return json.loads(printed.splitlines()[-1])  # the last line: a warning may come first
+
+
+def workshop_peak_memory(play_seconds: float) -> dict[str, float]:
+    """Run every cell of the workshop notebook, play ``play_seconds`` more, and return the kernel's peak MB."""
+    report = _run_workshop(_PLAY.format(seconds=play_seconds), _REPORT, timeout=play_seconds)
     return {"mb": report["kib"] / 1024, "steps": report["steps"], "play_seconds": play_seconds}
+
+
+def workshop_cpu_share(speeds: tuple[float, ...] = (0, 100, 10), seconds: float = 20) -> dict[str, dict]:
+    """The workshop kernel's CPU share (1.0: one core) and steps per second while playing at each pace (0: max)."""
+    return _run_workshop(_CPU.format(speeds=list(speeds), seconds=seconds), timeout=len(speeds) * seconds)

@@ -8,6 +8,12 @@ written for Keras' ``History`` works unchanged::
 
 Per-step numbers live in growing numpy arrays (``history.steps``), one column per
 quantity, so a million steps cost tens of megabytes, not a million dicts.
+
+The memory stays bounded however long a dashboard plays: the last ``full_steps`` steps
+(100,000 by default) are kept at full resolution; older ones are thinned to every k-th step
+(k a power of two, doubling as needed), so at most ``2 * full_steps`` rows are ever held,
+about 20 MB for the workshop's network (72 bytes a row). ``steps["step"]`` says which step
+each row is. The per-epoch lists, the changes and the branches' starts are always whole.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["History", "Branch", "HistoryMark"]
+__all__ = ["History", "Branch", "HistoryMark", "FULL_STEPS"]
 
 # Scalar per-step columns and their storage types (float32 where float32 is the
 # precision the numbers had anyway; lr in float64 so 1e-3 prints as 1e-3).
@@ -33,14 +39,19 @@ _SCALARS: dict[str, type] = {
 }
 _FIRST_CAPACITY = 1024
 MAX_BRANCHES = 20
+#: Steps kept at full resolution by default; older ones are thinned (see the module's docstring).
+FULL_STEPS = 100_000
 
 
 class _Timeline:
-    """The storage of one line of history. Rows below ``n`` are never written again:
-    a restore starts a new timeline instead, so marks can share the arrays safely."""
+    """The storage of one line of history. Rows below ``n`` are never written again, only
+    thinned away (into new arrays); a restore starts a new timeline instead. Marks count steps,
+    not rows, so they stay valid across thinning and can share the timeline safely."""
 
     def __init__(self, n_layers: int, epoch_keys: Sequence[str]) -> None:
         self.n = 0
+        self.step = np.empty(_FIRST_CAPACITY, np.int64)  # each row's step number (1, 2, ...; sparser once thinned)
+        self.stride = 1  # the thinned rows are the steps divisible by this
         self.scalars = {name: np.empty(_FIRST_CAPACITY, dtype) for name, dtype in _SCALARS.items()}
         self.layers = np.empty((_FIRST_CAPACITY, n_layers), np.float32)
         self.epochs: dict[str, list[float]] = {key: [] for key in epoch_keys}
@@ -51,16 +62,45 @@ class _Timeline:
     def grow(self) -> None:
         """Double the capacity into new arrays (old arrays stay valid for old marks)."""
         capacity = 2 * len(self.layers)
+        self.step = _resized(self.step, capacity)
         self.scalars = {name: _resized(col, capacity) for name, col in self.scalars.items()}
         self.layers = _resized(self.layers, capacity)
 
+    @property
+    def last_step(self) -> int:
+        """The step number of the last row (0 when empty)."""
+        return int(self.step[self.n - 1]) if self.n else 0
+
+    def rows_upto(self, step: int) -> int:
+        """How many rows hold steps up to and including ``step``."""
+        return int(np.searchsorted(self.step[:self.n], step, side="right"))
+
+    def thin(self, full_steps: int) -> None:
+        """Keep the last ``full_steps`` rows whole and at most ``full_steps // 2`` of the older ones,
+        evenly by step number (every ``stride``-th step), in new arrays."""
+        old = self.n - full_steps
+        steps = self.step[:old]
+        keep = steps % self.stride == 0
+        while keep.sum() > full_steps // 2:
+            self.stride *= 2
+            keep = steps % self.stride == 0
+        rows = np.concatenate([np.flatnonzero(keep), np.arange(old, self.n)])
+        capacity = len(self.layers)
+        self.step = _resized(self.step[rows], capacity)
+        self.scalars = {name: _resized(col[rows], capacity) for name, col in self.scalars.items()}
+        self.layers = _resized(self.layers[rows], capacity)
+        self.n = len(rows)
+
     def prefix(self, n_steps: int, n_epochs: int, n_changes: int) -> "_Timeline":
-        """A new timeline holding copies of the first rows of this one."""
+        """A new timeline holding copies of this one's rows up to step ``n_steps``."""
         new = _Timeline.__new__(_Timeline)
-        capacity = max(_FIRST_CAPACITY, 1 << max(n_steps - 1, 0).bit_length())
-        new.n = n_steps
-        new.scalars = {name: _resized(col[:n_steps], capacity) for name, col in self.scalars.items()}
-        new.layers = _resized(self.layers[:n_steps], capacity)
+        n = self.rows_upto(n_steps)
+        capacity = max(_FIRST_CAPACITY, 1 << max(n - 1, 0).bit_length())
+        new.n = n
+        new.stride = self.stride
+        new.step = _resized(self.step[:n], capacity)
+        new.scalars = {name: _resized(col[:n], capacity) for name, col in self.scalars.items()}
+        new.layers = _resized(self.layers[:n], capacity)
         new.epochs = {key: values[:n_epochs] for key, values in self.epochs.items()}
         new.epoch_index = self.epoch_index[:n_epochs]
         new.changes = self.changes[:n_changes]
@@ -109,7 +149,7 @@ class HistoryMark:
     """A point in the history, kept by snapshots: cheap, because rows are never rewritten."""
 
     timeline: _Timeline
-    n_steps: int
+    n_steps: int  # steps done (not rows: rows may be thinned)
     n_epochs: int
     n_changes: int
 
@@ -129,8 +169,14 @@ class Branch:
 class History:
     """Per-step columns, a Keras-style per-epoch dict, hyperparameter changes and branches."""
 
-    def __init__(self, param_names: Sequence[str], epoch_keys: Sequence[str], validation: bool = False) -> None:
-        """``epoch_keys``: "loss" (and "accuracy"); ``validation`` adds "val_loss" (and "val_accuracy")."""
+    def __init__(self, param_names: Sequence[str], epoch_keys: Sequence[str], validation: bool = False,
+                 full_steps: int = FULL_STEPS) -> None:
+        """``epoch_keys``: "loss" (and "accuracy"); ``validation`` adds "val_loss" (and "val_accuracy");
+        ``full_steps``: how many of the latest steps are kept at full resolution (older ones are thinned)."""
+        if not (isinstance(full_steps, int) and full_steps >= 2):
+            raise ValueError(f"full_steps is a whole number of steps, at least 2; got {full_steps!r}")
+        self.full_steps = full_steps
+        self.thinnings = 0  # how many times older rows were thinned (plots that cache rows start again)
         self.param_names = list(param_names)
         self.epoch_keys = list(epoch_keys) + ([f"val_{key}" for key in epoch_keys] if validation else [])
         self.branches: list[Branch] = []
@@ -139,7 +185,8 @@ class History:
     # --- reading ---------------------------------------------------------------
 
     def __len__(self) -> int:
-        """The number of recorded steps (completed updates on the current branch)."""
+        """The number of per-step rows: every completed update on the current branch, until the run
+        outgrows ``full_steps`` and older steps are thinned (``steps["step"]`` says which are held)."""
         return self._line.n
 
     @property
@@ -161,7 +208,7 @@ class History:
     def steps(self) -> dict[str, np.ndarray]:
         """Per-step columns (read-only numpy views): step, epoch, loss, accuracy, lr,
         batch_size, grad_norm, and ``grad_norm/<parameter name>`` for every parameter."""
-        return _columns(self._line.scalars, self._line.layers, self._line.n, self.param_names)
+        return _columns(self._line, self._line.n, self.param_names)
 
     def __repr__(self) -> str:
         return f"History({len(self)} steps, {len(self.epoch)} epochs, keys={list(self.history)})"
@@ -171,9 +218,13 @@ class History:
     def record_step(self, log: Mapping[str, Any], layer_norms: Iterable[float]) -> None:
         """Append one step's numbers, taken from its log (``loop.last_log``); a missing number is NaN."""
         line = self._line
+        if line.n >= 2 * self.full_steps:
+            line.thin(self.full_steps)
+            self.thinnings += 1
         i = line.n
         if i == len(line.layers):
             line.grow()
+        line.step[i] = log.get("step", line.last_step + 1)
         for name, column in line.scalars.items():
             column[i] = log.get(name, math.nan)
         if "clipped_grad_norm" not in log:  # not clipping: the norm the update used is the norm
@@ -196,7 +247,7 @@ class History:
     def mark(self) -> HistoryMark:
         """The current point, for a snapshot."""
         line = self._line
-        return HistoryMark(line, line.n, len(line.epoch_index), len(line.changes))
+        return HistoryMark(line, line.last_step, len(line.epoch_index), len(line.changes))
 
     def mark_at(self, n_steps: int, n_epochs: int, n_changes: int) -> HistoryMark:
         """An earlier point of the current line (steps, epochs and changes recorded by then)."""
@@ -209,7 +260,7 @@ class History:
     def restore(self, mark: HistoryMark, branch_name: str) -> Branch | None:
         """Go back to ``mark``; what is left behind becomes a branch (returned)."""
         fork = common_past(self.mark(), mark)
-        branch = self._branch_from(fork, branch_name) if self._line.n > fork[0] else None
+        branch = self._branch_from(fork, branch_name) if self._line.last_step > fork[0] else None
         self._line = mark.timeline.prefix(mark.n_steps, mark.n_epochs, mark.n_changes)
         if branch is not None:
             self.branches.append(branch)
@@ -223,8 +274,8 @@ class History:
     def _branch_from(self, fork: tuple[int, int, int], name: str) -> Branch:
         line = self._line
         n_steps, n_epochs, n_changes = fork
-        steps = {key: np.array(col[n_steps:]) for key, col in
-                 _columns(line.scalars, line.layers, line.n, self.param_names).items()}
+        first = line.rows_upto(n_steps)
+        steps = {key: np.array(col[first:]) for key, col in _columns(line, line.n, self.param_names).items()}
         return Branch(name=name, start_step=n_steps, steps=steps,
                       history={key: values[n_epochs:] for key, values in line.epochs.items()},
                       epoch=line.epoch_index[n_epochs:], changes=line.changes[n_changes:])
@@ -234,8 +285,10 @@ class History:
     def state_dict(self, mark: HistoryMark | None = None) -> dict:
         """The history (up to ``mark``) as plain lists, for ``torch.save``."""
         mark = mark or self.mark()
-        line, n, e = mark.timeline, mark.n_steps, mark.n_epochs
+        line, e = mark.timeline, mark.n_epochs
+        n = line.rows_upto(mark.n_steps)
         return {
+            "step": line.step[:n].tolist(),
             "scalars": {name: col[:n].tolist() for name, col in line.scalars.items()},
             "layers": line.layers[:n].tolist(),
             "epochs": {key: values[:e] for key, values in line.epochs.items()},
@@ -272,6 +325,10 @@ class History:
             if len(values) != n:
                 raise ValueError(f"the saved history's {name!r} column has {len(values)} rows, not {n}")
             line.scalars[name][:n] = values
+        step = state.get("step", range(1, n + 1))  # saved before thinning existed: every step
+        if len(step) != n or np.any(np.diff(np.asarray(step, np.int64)) <= 0):
+            raise ValueError("the saved history's step numbers do not match its rows")
+        line.step[:n] = step
         line.n = n
         line.epochs = {key: [float(v) for v in state["epochs"][key]] for key in self.epoch_keys}
         line.epoch_index = [int(i) for i in state["epoch_index"]]
@@ -281,11 +338,10 @@ class History:
         return line
 
 
-def _columns(scalars: dict[str, np.ndarray], layers: np.ndarray, n: int,
-             param_names: Sequence[str]) -> dict[str, np.ndarray]:
-    columns = {"step": np.arange(1, n + 1)}
-    columns.update((name, col[:n]) for name, col in scalars.items())
-    columns.update((f"grad_norm/{name}", layers[:n, j]) for j, name in enumerate(param_names))
+def _columns(line: _Timeline, n: int, param_names: Sequence[str]) -> dict[str, np.ndarray]:
+    columns = {"step": line.step[:n]}
+    columns.update((name, col[:n]) for name, col in line.scalars.items())
+    columns.update((f"grad_norm/{name}", line.layers[:n, j]) for j, name in enumerate(param_names))
     for column in columns.values():
         column.flags.writeable = False
     return columns

@@ -15,6 +15,7 @@ import copy
 import os
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -317,10 +318,7 @@ class TimeTravel:
         """
         self._apply(keyframe.snapshot.state)
         first = keyframe.step
-        recorded = None
-        if keyframe.snapshot.history.n_steps == first and len(self.history) >= step:  # rows are steps
-            columns = self.history.steps
-            recorded = {key: columns[key][first:step].copy() for key in ("loss", "grad_norm")}
+        recorded = self._recorded_rows(first, step)
         history, events = self.history, self.events
         self.history, self.events, self._replaying = history.blank(), Events(), True
         try:
@@ -340,6 +338,14 @@ class TimeTravel:
             return len(self.history.epoch), len(self.history.changes)
         finally:
             self.history, self.events, self._replaying = history, events, False
+
+    def _recorded_rows(self, first: int, last: int) -> dict[str, np.ndarray] | None:
+        """The history's loss and gradient norm of updates ``first + 1`` ... ``last`` (None if not all are held)."""
+        columns = self.history.steps
+        start, stop = np.searchsorted(columns["step"], [first + 1, last + 1])  # step numbers only grow
+        if stop - start != last - first:
+            return None
+        return {key: columns[key][start:stop].copy() for key in ("loss", "grad_norm")}
 
     def _go_to(self, opened: BatchStart) -> None:
         """Weights, optimizer and scheduler as the batch ``opened`` found them (from a keyframe, replaying)."""

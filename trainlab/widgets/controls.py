@@ -20,7 +20,8 @@ from trainlab.events import STAGES
 from trainlab.options import OPTIMIZERS
 from trainlab.widgets.stage_view import STAGE_SENTENCES
 
-__all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "SPEEDS", "status_html"]
+__all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "SPEEDS", "status_html",
+           "round_lr", "wrapping_row"]
 
 #: The stage buttons, by the stage they run.
 STAGE_BUTTONS: dict[str, str] = {stage: stage.capitalize() for stage in STAGES}
@@ -49,15 +50,26 @@ SPEEDS = (0, 300, 100, 30, 10, 3, 1)
 
 _TOOLTIPS = {
     **{label: STAGE_SENTENCES[stage] for stage, label in STAGE_BUTTONS.items()},
-    "Step": "Run what is left of this batch (or a whole new batch): one update",
+    "Step": "Run what is left of this batch (or a whole new batch): one update. Key: S, once the dashboard "
+            "has focus (click it)",
     "Epoch": "Finish this pass over the training data, then validate",
-    "Play": "Train continuously in the background; the controls stay live",
+    "Play": "Train continuously in the background; the controls stay live. Keys: P plays or pauses, S steps, "
+            "once the dashboard has focus (click it)",
     "Rewind": "Undo the last update",
     "Reset": "Back to the initial weights, step 0 (the run so far stays as a ghost curve)",
 }
 _ICONS = {"Step": "step-forward", "Epoch": "forward", "Play": "play", "Rewind": "undo", "Reset": "refresh"}
 _LR_RANGE = (-5, 1)  # exponents: 1e-5 ... 10
+# The slider moves in steps of 10**0.01 (2.3%), and what it gives is rounded to two significant
+# digits: so 0.3, 0.05, 1 and 3 are exactly reachable (10**-0.52 = 0.302 gives 0.3), and a
+# learner who drags back to "0.3" gets the notebook's 0.3, not 0.316.
+_LR_STEP = 0.01
+_LR_DIGITS = 2
 _WIDE = {"description_width": "initial"}  # so "learning rate" is not cut off
+# Narrow screens (a phone, a projector at 150% zoom): rows wrap instead of scrolling sideways,
+# buttons keep their width (a shrunk button cuts its label to "Forw…"), sliders keep a track
+# wide enough to drag.
+_SLIDER_LAYOUT = dict(flex="1 1 300px", min_width="250px", max_width="420px")
 
 
 class Controls:
@@ -71,21 +83,21 @@ class Controls:
         self.buttons = {label: self._button(label) for label in BUTTON_LABELS}
         self.lr_slider = widgets.FloatLogSlider(
             value=_clamp(loop.lr, 10.0 ** _LR_RANGE[0], 10.0 ** _LR_RANGE[1]), base=10,
-            min=_LR_RANGE[0], max=_LR_RANGE[1], step=0.1, description="learning rate",
-            readout_format=".1e", continuous_update=False, style=_WIDE)
+            min=_LR_RANGE[0], max=_LR_RANGE[1], step=_LR_STEP, description="learning rate",
+            readout_format=".2", continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
         self.batch_size_slider = widgets.IntSlider(
             value=_clamp(loop.batch_size, 1, loop.n_train), min=1, max=loop.n_train, description="batch size",
-            continuous_update=False, style=_WIDE)
+            continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
         self.optimizer_dropdown = widgets.Dropdown(
             options=_optimizer_options(loop), value=loop.optimizer_name, description="optimizer",
-            disabled=loop.scheduler is not None, style=_WIDE, layout=widgets.Layout(width="180px"),
+            disabled=loop.scheduler is not None, style=_WIDE, layout=widgets.Layout(width="180px", flex="0 0 auto"),
             tooltip="a scheduler drives this loop's optimizer" if loop.scheduler is not None else "")
         self.weight_decay = widgets.FloatText(
             value=loop.weight_decay, step=1e-4, description="weight decay", style=_WIDE,
-            layout=widgets.Layout(width="200px"))
+            layout=widgets.Layout(width="200px", flex="0 0 auto"))
         self.speed_dropdown = widgets.Dropdown(
             options=[(_speed_label(speed), speed) for speed in SPEEDS], value=0, description="speed",
-            style=_WIDE, layout=widgets.Layout(width="170px"), tooltip="how fast Play trains")
+            style=_WIDE, layout=widgets.Layout(width="170px", flex="0 0 auto"), tooltip="how fast Play trains")
         self.status = widgets.HTML()
         self.alert = widgets.HTML()  # errors (red) and stop reasons (blue)
         # continuous_update=False: a drag is one change (one mark on the plots), applied on release.
@@ -95,9 +107,9 @@ class Controls:
         stage_row = [self.buttons[label] for label in STAGE_BUTTONS.values()]
         run_row = [self.buttons[label] for label in ("Step", "Epoch", "Play", "Rewind", "Reset")]
         self.widget = widgets.VBox([
-            widgets.HBox(stage_row + [widgets.HTML("&nbsp;│&nbsp;")] + run_row),
+            widgets.HBox(stage_row + [widgets.HTML("&nbsp;│&nbsp;")] + run_row, layout=wrapping_row()),
             widgets.HBox([self.lr_slider, self.batch_size_slider, self.optimizer_dropdown, self.weight_decay,
-                          self.speed_dropdown]),
+                          self.speed_dropdown], layout=wrapping_row()),
             self.status,
             self.alert,
         ])
@@ -163,7 +175,7 @@ class Controls:
 
     def _button(self, label: str) -> widgets.Button:
         button = widgets.Button(description=label, tooltip=_TOOLTIPS[label], icon=_ICONS.get(label, ""),
-                                layout=widgets.Layout(width="auto"))
+                                layout=widgets.Layout(width="auto", flex="0 0 auto"))
 
         def clicked(b: widgets.Button) -> None:
             if not b.disabled:  # button.click() from code ignores disabled; a browser click cannot happen
@@ -175,7 +187,8 @@ class Controls:
     def _setting_observer(self, name: str) -> Callable[[dict], None]:
         def observe(change: dict) -> None:
             if not getattr(self._local, "syncing", False):
-                self._on_setting(name, change["new"])
+                value = change["new"]
+                self._on_setting(name, round_lr(value) if name == "lr" else value)
 
         return observe
 
@@ -208,6 +221,18 @@ def _current_loss(loop: Any) -> str:
     if value is None and len(loop.history):  # moved in time: the loss of the update that led here
         value = float(loop.history.steps["loss"][-1])
     return f"{value:.4g}" if value is not None and math.isfinite(value) else "–"
+
+
+def wrapping_row() -> widgets.Layout:
+    """A flex row that wraps onto the next line when the screen is narrow, instead of scrolling sideways."""
+    return widgets.Layout(flex_flow="row wrap", align_items="center")
+
+
+def round_lr(value: float) -> float:
+    """A learning rate from the slider, rounded to two significant digits (0.30199 -> 0.3)."""
+    if not (isinstance(value, float) and math.isfinite(value) and value > 0):
+        return value  # the loop refuses it with its own message
+    return float(f"{value:.{_LR_DIGITS}g}")
 
 
 def _speed_label(speed: float) -> str:

@@ -26,11 +26,14 @@ from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
 from trainlab.options import positive_or_none
 from trainlab.widgets.budget import RenderBudget
-from trainlab.widgets.controls import ACTIONS, Controls, status_html
+from trainlab.widgets.cells import on_cells
+from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
 from trainlab.widgets.data_view import data_plot_for, data_view_name
 from trainlab.widgets.live_figure import LiveFigure
+from trainlab.widgets.heartbeat import Heartbeat
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
 from trainlab.widgets.runner import Runner, pause_all
+from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
 from trainlab.widgets.watchdog import Watchdog
 
@@ -73,8 +76,13 @@ class Dashboard(widgets.VBox):
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         self.loop = loop
+        # First: anywidget gives each widget's script 2 s to start, and the plots' big script,
+        # started by the figures made below, can hold the page longer than that.
+        self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
+        self._shortcuts = Shortcuts(self._on_key, layout=widgets.Layout(display="none"))
         self.controls = Controls(loop, self._on_action, self._on_setting)
-        self.stage_view = StageView(layout=widgets.Layout(width="520px"))
+        # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
+        self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
         self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing)
         self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
         self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
@@ -94,13 +102,15 @@ class Dashboard(widgets.VBox):
         self._ui_fraction: float | None = None
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
+        self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
         super().__init__(children=self._layout())
+        self.add_class(CONTAINER_CLASS)
         # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
         self._handles = attach_all(callbacks, loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
-        self._unregister_cell_hook = _on_cells(self._before_cell, self._after_cell)
+        self._unregister_cell_hook = on_cells(started=self._before_cell, ended=self._after_cell)
         # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
         # whose thread would otherwise train on, out of reach, at half the machine's speed.
         pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
@@ -187,9 +197,13 @@ class Dashboard(widgets.VBox):
             self._show_error(error)
             self.controls.refresh(self.loop, playing=False)
 
-    def pause(self) -> None:
-        """Stop at the next stage boundary; returns once the background thread has stopped."""
-        self._runner.pause()
+    def pause(self, finish_batch: bool = False) -> None:
+        """Stop at the next stage boundary; returns once the background thread has stopped.
+
+        ``finish_batch=True`` stops only between batches, so ``forward()`` is due next
+        (a notebook's own pause, before a text that says "press Forward").
+        """
+        self._runner.pause(finish_batch=finish_batch)
 
     def wait(self, steps: int | None = None, timeout: float | None = None) -> int:
         """Block until ``steps`` more batches are done, or playing stops, or ``timeout`` seconds pass.
@@ -248,6 +262,10 @@ class Dashboard(widgets.VBox):
 
     def _draw(self, plots: list[Any], data: bool) -> None:
         loop = self.loop
+        if loop.history.thinnings != self._thinnings:  # their cached rows are gone
+            self._thinnings = loop.history.thinnings
+            for plot in self._plots:
+                plot.reset()
         with self._budget.spending():
             playing = self._runner.playing and not self._stopping
             self.controls.refresh(loop, playing)
@@ -301,6 +319,10 @@ class Dashboard(widgets.VBox):
             self._stopping = False
 
     # --- what the learner does -----------------------------------------------------------------
+
+    def _on_key(self, label: str) -> None:
+        """A keyboard shortcut: press the button, as a click would (a disabled one does nothing)."""
+        self.buttons[label].click()
 
     def _on_action(self, label: str) -> None:
         """A button was pressed: run its loop call, show any error, redraw once."""
@@ -394,10 +416,13 @@ class Dashboard(widgets.VBox):
     # --- layout -------------------------------------------------------------------------------
 
     def _layout(self) -> list[widgets.Widget]:
-        figures = [plot.figure for plot in self._plots]
-        top = [self.stage_view] + ([self._data_plot.figure] if self._data_plot is not None else [])
-        rows = [figures[i:i + 2] for i in range(0, len(figures), 2)]
-        return [self.controls.widget, widgets.HBox(top)] + [widgets.HBox(row) for row in rows]
+        data = [self._data_plot.figure] if self._data_plot is not None else []
+        figures = data + [plot.figure for plot in self._plots]
+        # One wrapping row: as many plots side by side as the screen holds, the rest below. A plot
+        # wider than a phone scrolls in its own box, never the whole dashboard sideways.
+        boxes = [widgets.Box([figure], layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
+        return [self._heartbeat, self.controls.widget, widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()),
+                self._shortcuts]
 
 
 def _setting(loop: Any, name: str) -> Any:
@@ -461,25 +486,3 @@ def _close_tree(widget: widgets.Widget) -> None:
         _close_tree(child)
     widget.close()
 
-
-def _on_cells(before: Any, after: Any) -> Any:
-    """Call ``before``/``after`` every notebook cell (IPython's pre/post_run_cell); returns an unregister function."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return lambda: None
-    shell = get_ipython()
-    if shell is None:  # plain Python, pytest: no cells
-        return lambda: None
-    hooks = {"pre_run_cell": before, "post_run_cell": after}
-    for event, fn in hooks.items():
-        shell.events.register(event, fn)
-
-    def unregister() -> None:
-        for event, fn in hooks.items():
-            try:
-                shell.events.unregister(event, fn)
-            except ValueError:
-                pass
-
-    return unregister

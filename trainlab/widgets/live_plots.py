@@ -18,7 +18,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import GHOST_COLOR, GHOST_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LOG_AXIS, MODEBAR, TRAIN_COLOR,
+                                         VAL_COLOR, change_marks)
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
@@ -37,17 +38,24 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
     """
     return LiveFigure(layout=go.Layout(
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep",
-        xaxis=dict(title=dict(text=x_title, standoff=4)),
-        yaxis=dict(title=dict(text=y_title, standoff=4), type="log" if log_y else "linear"),
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", modebar=MODEBAR,
+        xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
+        yaxis=dict(title=dict(text=y_title, standoff=4), **(LOG_AXIS if log_y else dict(type="linear"))),
         legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
     ))
 
 
-def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int]) -> np.ndarray:
-    """The step at which each recorded epoch ended (its last update), for per-epoch points on a step axis."""
+def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np.ndarray | None = None) -> np.ndarray:
+    """The step at which each recorded epoch ended (its last update), for per-epoch points on a step axis.
+
+    ``step_column`` (``history.steps["step"]``) places them in a long run's thinned rows too (there,
+    at the epoch's last row held: within the thinning's stride of its end).
+    """
     # Rows are in time order, so the column of epoch indices never decreases within a run.
-    return np.searchsorted(epoch_column, np.asarray(epochs, np.int64), side="right").astype(np.float64)
+    rows = np.searchsorted(epoch_column, np.asarray(epochs, np.int64), side="right")
+    if step_column is None:
+        return rows.astype(np.float64)
+    return np.where(rows > 0, np.asarray(step_column)[np.maximum(rows - 1, 0)], 0).astype(np.float64)
 
 
 class _TimePlot:
@@ -116,22 +124,22 @@ class LossPlot(_TimePlot):
         if len(history) != self._n_steps:
             self._n_steps = len(history)
             steps = history.steps
-            self._draw_steps(steps["loss"])
+            self._draw_steps(steps["loss"], steps["step"])
         if len(history.epoch) != self._n_epochs:
             self._n_epochs = len(history.epoch)
-            self._draw_epochs((steps or history.steps)["epoch"], history)
+            self._draw_epochs(steps or history.steps, history)
         branches = history.branches[-self.ghosts:] if self.ghosts else []
         if [id(b) for b in branches] != self._ghost_ids:
             self._ghost_ids = [id(b) for b in branches]
             self._draw_ghosts(branches)
         self._mark_changes(changes)
 
-    def _draw_steps(self, loss: np.ndarray) -> None:
-        (raw_x, raw_y), (smooth_x, smooth_y) = self._raw.points(loss), self._smooth.points(self._ema(loss))
+    def _draw_steps(self, loss: np.ndarray, step: np.ndarray) -> None:
+        (raw_x, raw_y), (smooth_x, smooth_y) = self._raw.points(loss, step), self._smooth.points(self._ema(loss), step)
         self.figure.send_traces([0, 1], x=[raw_x, smooth_x], y=[raw_y, smooth_y])
 
-    def _draw_epochs(self, epoch_column: np.ndarray, history: Any) -> None:
-        x = epoch_end_steps(epoch_column, history.epoch)
+    def _draw_epochs(self, steps: dict[str, np.ndarray], history: Any) -> None:
+        x = epoch_end_steps(steps["epoch"], history.epoch, steps["step"])
         xs, ys = _epoch_points(history, x, ("loss", "val_loss"), self.max_points)
         self.figure.send_traces([2, 3], x=xs, y=ys)
 
@@ -142,7 +150,7 @@ class LossPlot(_TimePlot):
             if cached is None or cached[0] is not branch:
                 loss = Ema(self.smoothing)(branch.steps["loss"]).copy()
                 rows = downsample(loss, self.max_points)
-                cached = (branch, branch.start_step + 1.0 + rows, loss[rows])
+                cached = (branch, branch.steps["step"][rows].astype(np.float64), loss[rows])
             cache[id(branch)] = cached
         self._ghost_cache = cache
         used = [cache[id(b)] for b in branches]
@@ -185,7 +193,7 @@ class GradNormPlot(_TimePlot):
         if len(history) != self._n:
             self._n = len(history)
             steps = history.steps
-            points = [sampler.points(ema(steps[f"grad_norm/{name}"]))
+            points = [sampler.points(ema(steps[f"grad_norm/{name}"]), steps["step"])
                       for name, sampler, ema in zip(self.param_names, self._downsamplers, self._emas)]
             self.figure.send_traces(list(range(len(points))), x=[p[0] for p in points], y=[p[1] for p in points])
         self._mark_changes(changes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 __all__ = ["TEMPLATE", "TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "CHANGE_COLOR",
-           "MAX_CHANGE_MARKS", "change_marks"]
+           "MAX_CHANGE_MARKS", "LOG_AXIS", "EPOCH_AXIS", "MODEBAR", "change_marks"]
 
 TEMPLATE = "plotly_white"
 TRAIN_COLOR = "#1f77b4"  # plotly's first colour: training curves
@@ -19,6 +19,16 @@ GHOST_COLOR = "#969696"  # runs left behind by a rewind/restore, where one colou
 GHOST_OPACITY = 0.4  # ghosts stay faint: the current run is the one to read
 CHANGE_COLOR = "#7f7f7f"
 MAX_CHANGE_MARKS = 20  # only the latest steps that had a change are marked: more would hide the curves
+
+# Plotly's default log axis labels the 2s and 5s of each decade in small digits ("2 5 2 5"),
+# unreadable at this size: fewer ticks, each labelled in full ("0.02", "1e-5").
+LOG_AXIS = dict(type="log", nticks=6, tickformat="~g", minor=dict(ticks="outside", ticklen=3))
+# Epochs are whole numbers: never "1.2, 1.4" on a short run (the range spans at least 0..5, so
+# the ticks are whole; the format drops any fraction left).
+EPOCH_AXIS = dict(tickformat="d", autorangeoptions=dict(include=[0, 5]))
+# The toolbar shows on hover at the top right, over a long title: keep only zoom, pan, reset
+# and download, which leaves the title clear.
+MODEBAR = dict(remove=["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d"])
 
 Change = tuple[int, str, Any]  # (step, name, value), as in ``history.changes``
 

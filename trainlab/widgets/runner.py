@@ -68,6 +68,7 @@ class Runner:
         self._playing = False
         self._thread: threading.Thread | None = None
         self._pause = threading.Event()
+        self._finish_batch = False  # on pause, finish the open batch first (forward() due next)
         self._holding = threading.Event()  # set once the thread owns the loop (or failed to)
         self._calls: list[Callable[[], None]] = []  # run on the runner thread at the next batch boundary
         self._calls_lock = threading.Lock()
@@ -100,6 +101,7 @@ class Runner:
         if self._playing:
             return
         self.error, self.stop_reason, self.steps = None, "", 0
+        self._finish_batch = False
         self._hold_failed = None
         self.loop.clear_stop()  # a stop left over from an earlier fit must not end this run at once
         self._pause.clear()
@@ -113,8 +115,10 @@ class Runner:
             self._thread.join()
             raise self._hold_failed
 
-    def pause(self, timeout: float | None = None) -> None:
-        """Stop at the next stage boundary; returns once the thread has stopped (and drawn its last frame)."""
+    def pause(self, timeout: float | None = None, finish_batch: bool = False) -> None:
+        """Stop at the next stage boundary (``finish_batch``: the next batch boundary); returns once the
+        thread has stopped (and drawn its last frame)."""
+        self._finish_batch = finish_batch
         self._pause.set()
         self._wake.set()
         thread = self._thread
@@ -178,7 +182,7 @@ class Runner:
     def _play(self, loop: Any) -> None:
         pause = self._pause
         released = time.monotonic()  # when the last batch started, for the pace
-        while not pause.is_set():
+        while not pause.is_set() or (self._finish_batch and loop.next_stage != "forward"):
             getattr(loop, loop.next_stage)()
             if loop.next_stage != "forward":
                 continue  # mid-batch: only Pause is checked between these stages

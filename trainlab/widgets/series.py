@@ -64,7 +64,7 @@ class Downsampler:
     def points(self, column: np.ndarray, x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` float64 arrays to assign to a trace; x defaults to the step number (row + 1)."""
         rows = self.indices(column)
-        xs = rows + 1.0 if x is None else np.asarray(x, np.float64)[rows]
+        xs = rows + 1.0 if x is None else np.asarray(x[rows], np.float64)
         return xs, np.asarray(column, np.float64)[rows]
 
     def _fold(self, column: np.ndarray, n: int) -> None:

@@ -101,7 +101,7 @@ def _stage_row(done: str | None, due: str) -> str:
         style = (f"background:{_JUST_RAN_BACKGROUND};color:{_TEXT};font-weight:bold;"
                  f"border-left:3px solid {_ACCENT};") if just_ran else ""
         css_class = " class='trainlab-just-ran'" if just_ran else ""
-        cells.append(f"<td{css_class} style='vertical-align:top;padding:4px;{style}'>{stage}{mark}<br>"
+        cells.append(f"<td{css_class} style='vertical-align:top;padding:4px;overflow-wrap:anywhere;{style}'>{stage}{mark}<br>"
                      f"<span style='font-weight:normal;font-size:90%'>{STAGE_SENTENCES[stage]}</span></td>")
     return f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>"
 

@@ -20,7 +20,8 @@ from plotly.subplots import make_subplots
 
 from trainlab.history import Branch, History
 from trainlab.options import is_whole_number
-from trainlab.widgets.plot_style import GHOST_OPACITY, TEMPLATE, TRAIN_COLOR, VAL_COLOR, change_marks
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LOG_AXIS, TEMPLATE, TRAIN_COLOR, VAL_COLOR,
+                                         change_marks)
 from trainlab.widgets.series import Downsampler
 
 if TYPE_CHECKING:
@@ -80,9 +81,9 @@ def plot_history(
                                      line={"color": _color(key)}), row=1, col=col)
         for branch, label in zip(ghosts, labels):  # one legend entry per branch toggles all its curves
             _add_ghosts(fig, col, history, branch, label, metric, keys, steps, samples_per_epoch, legend=col == 1)
-        fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col)
+        fig.update_xaxes(title_text="epoch", rangemode="tozero", row=1, col=col, **EPOCH_AXIS)
         if log_y:
-            fig.update_yaxes(type="log", row=1, col=col)
+            fig.update_yaxes(row=1, col=col, **LOG_AXIS)
     if changes:
         _mark_changes(fig, len(metrics), history.changes, positions)
     fig.update_layout(height=340, template=TEMPLATE, margin={"l": 50, "r": 20, "t": 40, "b": 40},
