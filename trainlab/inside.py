@@ -105,11 +105,12 @@ def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
     linear = layer.linear
     if linear is None:
         return {"weights": [], "bias": None, "weight_grads": None, "bias_grad": None}
-    weight, bias = linear.weight, linear.bias
+    weight, bias = linear.weight.detach(), linear.bias
+    bias_value = bias.detach() if bias is not None else None
     return {
         "weights": weight[neuron].tolist(),
-        "bias": float(bias[neuron]) if bias is not None else None,
-        "weight_grads": weight.grad[neuron].tolist() if weight.grad is not None else None,
+        "bias": float(bias_value[neuron]) if bias_value is not None else None,
+        "weight_grads": linear.weight.grad[neuron].tolist() if linear.weight.grad is not None else None,
         "bias_grad": float(bias.grad[neuron]) if bias is not None and bias.grad is not None else None,
     }
 
