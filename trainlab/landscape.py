@@ -13,7 +13,7 @@ loss is computed with ``torch.func.functional_call`` on substituted weights. The
 stays in the mode the batch's forward ran in (train mode: BatchNorm normalises with the
 batch's own statistics, so t = 0 is exactly the batch's loss), with copies of its buffers,
 so BatchNorm's running statistics are not moved either. Dropout draws the same mask for
-every t (a seeded, forked random stream), so the curve is smooth; with dropout, t = 0 is
+every t (the same random state each time, and torch's put back after), so the curve is smooth; with dropout, t = 0 is
 then close to, not equal to, the batch's loss (which had its own mask).
 """
 
@@ -75,7 +75,11 @@ def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLands
         start = {name: p.detach() for name, p in loop.model.named_parameters()}
         landed = proposed_update(loop)
         inputs, targets = loop.batch
-        losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets) for value in t]
+        outside = torch.get_rng_state()
+        try:  # every t draws dropout's masks from the same random state; torch's is left as it was
+            losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, outside) for value in t]
+        finally:
+            torch.set_rng_state(outside)
         return StepLandscape(t, np.asarray(losses, np.float64), loop.state.step + 1, loop.lr)
 
 
@@ -110,14 +114,14 @@ def _along(start: dict[str, Tensor], landed: dict[str, Tensor], t: float) -> dic
     return {name: w + t * (landed[name] - w) for name, w in start.items()}
 
 
-def _batch_loss(loop: Any, weights: dict[str, Tensor], inputs: Any, targets: Tensor) -> float:
+def _batch_loss(loop: Any, weights: dict[str, Tensor], inputs: Any, targets: Tensor, rng: Tensor) -> float:
     """The batch's loss with ``weights`` substituted; buffers are copies, dropout's mask the same every time."""
     buffers = {name: b.clone() for name, b in loop.model.named_buffers()}
     if isinstance(inputs, dict):  # as call_model calls the model: model(x), model(*inputs), model(**inputs)
         args, kwargs = (), inputs
     else:
         args, kwargs = ((inputs,) if isinstance(inputs, Tensor) else tuple(inputs)), {}
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    torch.set_rng_state(rng)
+    with torch.no_grad():
         outputs = functional_call(loop.model, {**weights, **buffers}, args, kwargs or None)
         return float(loop.loss_fn(outputs, targets))
