@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import ipywidgets as widgets
 
 from trainlab.lr_finder import LRFinderResult
-from trainlab.widgets.static_plots import plot_lr_finder
 
 __all__ = ["LRFinderPanel"]
 

@@ -17,6 +17,7 @@ Other models get per-layer activation statistics instead (mean, spread, dead ReL
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import Any
 
@@ -24,6 +25,7 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 
+from trainlab.errors import LoopBusyError
 from trainlab.inside import activation_stats, neuron_activations, neuron_details, neuron_layers
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
@@ -71,6 +73,8 @@ class NetworkView(widgets.VBox):
         self._handles = []
         if live:  # on its own: redraw after updates, on a budget (a dashboard drives it otherwise)
             self._budget = RenderBudget(fps, max_ui_fraction)
+            self._kernel_loop = _kernel_event_loop()
+            self._catching_up = False
             self._handles = [loop.on("after_update", self._on_update), loop.on("after_restore", self._on_update)]
         self.redraw(loop)
 
@@ -109,6 +113,24 @@ class NetworkView(widgets.VBox):
         if self._budget.due():
             with self._budget.spending():
                 self.redraw(loop)
+        elif self._kernel_loop is not None and not self._catching_up:
+            # Skipped: the last update of a burst (Epoch, a fit, Pause) must still be drawn. The
+            # kernel's own thread draws it a frame later, once the loop is free; it never runs
+            # beside a learner's click, which the kernel handles on that same thread.
+            self._catching_up = True
+            self._kernel_loop.call_soon_threadsafe(self._kernel_loop.call_later, self._budget.interval,
+                                                   self._catch_up)
+
+    def _catch_up(self) -> None:
+        if not self._handles:  # closed meanwhile
+            return
+        try:
+            with self.loop.hold():
+                self._catching_up = False
+                with self._budget.spending():
+                    self.redraw(self.loop)
+        except LoopBusyError:  # still training (the dashboard's player): try again a frame later
+            self._kernel_loop.call_later(self._budget.interval, self._catch_up)
 
     def _neuron_options(self) -> list[tuple[str, tuple[int, int]]]:
         if not self.layers:
@@ -245,6 +267,14 @@ class _LayerStats:
         columns = [[s.mean for s in stats], [s.std for s in stats],
                    [np.nan if s.dead_fraction is None else s.dead_fraction for s in stats]]
         self.figure.send_traces([0, 1, 2], y=[np.asarray(column, np.float64) for column in columns])
+
+
+def _kernel_event_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of the kernel's main thread (None outside a kernel: plain Python, tests)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _scaled(values: np.ndarray) -> np.ndarray:
