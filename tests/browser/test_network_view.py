@@ -56,6 +56,7 @@ def inside_notebook(folder: Path) -> str:
 
 
 def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, output_dir):
+    page.set_viewport_size({"width": 1400, "height": 1800})  # JupyterLab draws only what is in view
     open_notebook(page, lab_server, inside_notebook(output_dir))
     wait_idle(page, lab_server)
     first = wait_until(lambda: neurons_sum(page), 30, "the neuron view to be drawn")

@@ -68,7 +68,9 @@ class NetworkView(widgets.VBox):
             self._drawing = _LayerStats(loop)
         self.figure = self._drawing.figure
         children = [self.figure, widgets.HBox([self.neuron_menu, self.details])] if self.layers else [self.figure]
-        super().__init__(children=children)
+        # Never squeezed by a row it shares with another figure: the squares would be cut off.
+        super().__init__(children=children, layout=widgets.Layout(flex="0 0 auto",
+                                                                  min_width=f"{self.figure.layout.width}px"))
         self._key: tuple | None = None
         self._handles = []
         if live:  # on its own: redraw after updates, on a budget (a dashboard drives it otherwise)
