@@ -46,7 +46,7 @@ def inside_notebook(folder: Path) -> str:
             "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
             "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
             "               lr=0.3, batch_size=16, validation_split=0.2, seed=0)\n"
-            "dash = tl.Dashboard(loop, plots=('loss', 'decision_boundary', 'network', 'step_landscape'), speed=300)\n"
+            "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
             "dash")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -56,9 +56,10 @@ def inside_notebook(folder: Path) -> str:
 
 
 def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, output_dir):
-    page.set_viewport_size({"width": 1400, "height": 1800})  # JupyterLab draws only what is in view
     open_notebook(page, lab_server, inside_notebook(output_dir))
     wait_idle(page, lab_server)
+    view = page.locator(".widget-vbox", has=page.locator(".widget-dropdown", has_text="neuron")).last
+    view.scroll_into_view_if_needed()  # JupyterLab draws only what is in view
     first = wait_until(lambda: neurons_sum(page), 30, "the neuron view to be drawn")
     for label, due in (("Forward", "loss"), ("Loss", "backward"), ("Backward", "update")):
         button(page, label).click()
@@ -75,8 +76,7 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
     rate = changes / (time.monotonic() - start)
     assert rate > 0.2, f"the neuron view redrew only {rate:.2f} times a second while playing"
     ui = status_text(page)
-    figure = page.locator(".widget-vbox", has=page.locator(".js-plotly-plot", has_text="Neurons")).last
-    screenshot_whole(page, figure, output_dir / "network.png")
+    screenshot_whole(page, view, output_dir / "network.png")
     button(page, "Pause").click()
     wait_until(lambda: "paused" in status_text(page), 15, "the dashboard to pause")
     assert step_count(page) > 100

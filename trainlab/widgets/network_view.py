@@ -78,7 +78,10 @@ class NetworkView(widgets.VBox):
             self._kernel_loop = _kernel_event_loop()
             self._catching_up = False
             self._handles = [loop.on("after_update", self._on_update), loop.on("after_restore", self._on_update)]
-        self.redraw(loop)
+        try:
+            self.redraw(loop)
+        except LoopBusyError:  # made while a dashboard plays: the next update draws it
+            pass
 
     @property
     def widget(self) -> widgets.Widget:
