@@ -51,7 +51,7 @@ def test_a_neurons_details_are_its_incoming_weights_bias_and_their_gradients():
     loop.step()
     details = neuron_details(layers[1], 3)
     assert details["weights"] == model.hidden1.weight[3].tolist()
-    assert details["bias"] == pytest.approx(float(model.hidden1.bias[3]))
+    assert details["bias"] == pytest.approx(float(model.hidden1.bias.detach()[3]))
     assert details["weight_grads"] == model.hidden1.weight.grad[3].tolist()
     assert details["bias_grad"] == pytest.approx(float(model.hidden1.bias.grad[3]))
 
