@@ -46,12 +46,14 @@ test-notebooks: $(VENV)/.installed-test
 		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
 
-# The README's picture (docs/dashboard.png), taken by the browser test of the workshop notebook. Tests
+# The README's pictures (docs/dashboard.png, docs/network.png), taken by the browser tests. Tests
 # write only to test-output/; this is the one command that changes the picture in the repository.
 screenshot: $(VENV)/.installed-test
 	TRAINLAB_REQUIRE_BROWSER=1 $(PY) -m pytest -q -p no:cacheprovider \
-		"tests/browser/test_lab.py::test_the_workshop_notebook_in_jupyterlab"
+		"tests/browser/test_lab.py::test_the_workshop_notebook_in_jupyterlab" \
+		"tests/browser/test_network_view.py::test_the_neuron_view_redraws_while_playing_in_jupyterlab"
 	cp test-output/browser/dashboard.png docs/dashboard.png
+	cp test-output/browser/network.png docs/network.png
 
 bench: $(VENV)/.installed-test
 	$(PY) -m benchmarks

@@ -15,16 +15,20 @@ from trainlab.callbacks import EarlyStopping, StopAtTarget
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
 from trainlab.events import EVENTS
 from trainlab.history import Branch, History
+from trainlab.inside import activation_stats, neuron_activations, neuron_layers
+from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.loop import STAGES, Loop, State
+from trainlab.lr_finder import LRFinderResult
 from trainlab.snapshot import Snapshot
 
 __all__ = [
     "Loop", "State", "STAGES", "EVENTS", "History", "Branch", "Snapshot",
     "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
-    "datasets", "models", "Dashboard", "plot_history", "compare_runs",
+    "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
+    "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
 ]
-_WIDGET_NAMES = ("Dashboard", "plot_history", "compare_runs")
+_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
 __version__ = "0.1.0"
 
 

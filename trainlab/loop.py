@@ -33,6 +33,7 @@ from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
+from trainlab.lr_finder import LRFinderResult, find_lr
 from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick, update_ratios
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
@@ -569,6 +570,13 @@ class Loop(TimeTravel):
         Example: ``with loop.hold(): ...`` (the dashboard's player holds it while playing).
         """
         return self._guard
+
+    def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, **options: Any) -> LRFinderResult:
+        """The learning-rate range test from here; the loop is put back exactly afterwards (see ``lr_finder.py``).
+
+        Example: ``result = loop.find_lr(); loop.lr = result.suggestion``.
+        """
+        return find_lr(self, start, end, steps, **options)
 
     # --- evaluation ------------------------------------------------------------------------
 

@@ -23,8 +23,9 @@ def test_dashboard_resolves_lazily_from_the_package():
 
 
 def test_widgets_package_exports_the_dashboard_widget():
-    assert trainlab.widgets.__all__ == ["Dashboard", "plot_history", "compare_runs"]
+    assert trainlab.widgets.__all__ == ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder"]
     assert tl.plot_history is trainlab.widgets.plot_history
+    assert tl.NetworkView is trainlab.widgets.NetworkView and tl.plot_lr_finder is trainlab.widgets.plot_lr_finder
     assert tl.Dashboard is trainlab.widgets.Dashboard
     assert issubclass(tl.Dashboard, ipywidgets.VBox)  # display(dash) works: it is the widget
 

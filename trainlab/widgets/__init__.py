@@ -11,6 +11,7 @@ The core never imports this package; ``tl.Dashboard`` reaches it lazily.
 """
 
 from trainlab.widgets.dashboard import Dashboard
-from trainlab.widgets.static_plots import compare_runs, plot_history
+from trainlab.widgets.network_view import NetworkView
+from trainlab.widgets.static_plots import compare_runs, plot_history, plot_lr_finder
 
-__all__ = ["Dashboard", "plot_history", "compare_runs"]
+__all__ = ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder"]

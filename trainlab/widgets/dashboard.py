@@ -31,7 +31,10 @@ from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_r
 from trainlab.widgets.data_view import data_plot_for, data_view_name
 from trainlab.widgets.live_figure import LiveFigure
 from trainlab.widgets.heartbeat import Heartbeat
+from trainlab.widgets.landscape_plot import StepLandscapePlot
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
+from trainlab.widgets.lr_finder_panel import LRFinderPanel
+from trainlab.widgets.network_view import NetworkView
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
@@ -55,7 +58,8 @@ class Dashboard(widgets.VBox):
     boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
     ``max_ui_fraction`` (redraws never take more of the time than this), ``plots`` (which
-    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: all that fit),
+    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: ``DEFAULT_PLOTS``, all that fit
+    except "network" and "step_landscape", which cost forward passes of their own and are asked for by name),
     ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
     ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself).
     The page gets plotly.js once (about 5 MB), however many figures it shows; each figure costs a
@@ -64,15 +68,19 @@ class Dashboard(widgets.VBox):
     """
 
     #: Every figure a dashboard can show (accuracy: classification only; decision_boundary:
-    #: 2-D classification; prediction: 1-D regression).
-    PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction")
+    #: 2-D classification; prediction: 1-D regression; network: the neurons, or per-layer statistics;
+    #: step_landscape: the batch's loss along the coming update).
+    PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction",
+                  "network", "step_landscape")
+    #: The figures shown when ``plots`` is not given.
+    DEFAULT_PLOTS = PLOT_NAMES[:7]
 
     def __init__(self, loop: Any, *, fps: float = 10.0, boundary_fps: float = 3.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
         _checked_speed(speed)
-        wanted = set(self.PLOT_NAMES if plots is None else plots) | {"loss"}
+        wanted = set(self.DEFAULT_PLOTS if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         self.loop = loop
@@ -83,7 +91,8 @@ class Dashboard(widgets.VBox):
         self.controls = Controls(loop, self._on_action, self._on_setting)
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
-        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing)
+        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing, fps, max_ui_fraction)
+        self.lr_finder = LRFinderPanel(self._find_lr, self._apply_lr)
         self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
         self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
         if self._data_plot is not None:
@@ -107,6 +116,9 @@ class Dashboard(widgets.VBox):
         self.add_class(CONTAINER_CLASS)
         # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
         self._handles = attach_all(callbacks, loop)
+        for plot in self._plots:  # plots that measure during a step (the step's landscape, after backward)
+            if hasattr(plot, "attach"):
+                self._handles += plot.attach(loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
@@ -185,8 +197,8 @@ class Dashboard(widgets.VBox):
         if self.playing:
             return
         self._clear_error()
-        self._budget.restart()
-        self._data_budget.restart()
+        for budget in self._budgets():
+            budget.restart()
         self._rate.restart(self.loop)
         self._watchdog.start()
         # Show "playing" before the thread starts, so its own last frame (after an instant error) wins.
@@ -280,9 +292,13 @@ class Dashboard(widgets.VBox):
 
     def _show_status(self, playing: bool) -> None:
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed
-            self._ui_fraction = self._budget.ui_fraction() + self._data_budget.ui_fraction()
+            self._ui_fraction = sum(budget.ui_fraction() for budget in self._budgets())
         rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
         self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction))
+
+    def _budgets(self) -> list[RenderBudget]:
+        """Every budget that draws or measures: the plots', the decision boundary's, and a plot's own."""
+        return [self._budget, self._data_budget] + [plot.budget for plot in self._plots if hasattr(plot, "budget")]
 
     def _safe_redraw(self, data: bool = True) -> None:
         """Redraw; a failure is shown in the dashboard instead of escaping into a random cell."""
@@ -365,6 +381,23 @@ class Dashboard(widgets.VBox):
         if not self.playing:
             self._safe_redraw(data=False)  # mark the change on the plots
 
+    def _find_lr(self) -> Any:
+        """The Find lr button: the range test from where the loop stands (paused only); None if refused."""
+        if self.playing:
+            self.controls.show_alert("The loop is playing: press Pause first, then Find lr (the finder trains "
+                                     "from where the loop stands, then puts it back).", kind="notice")
+            return None
+        self._clear_error()
+        try:
+            return self.loop.find_lr()
+        except Exception as error:  # mid-batch (StageError), a model that fails...: shown, the loop unchanged
+            self._show_error(error)
+            return None
+
+    def _apply_lr(self, lr: float) -> None:
+        """Use the finder's suggestion: the same path as the lr slider, so it is recorded as a change."""
+        self._on_setting("lr", lr)
+
     # --- what the loop tells us ----------------------------------------------------------------
 
     def _on_loop_change(self, loop: Any) -> None:
@@ -417,12 +450,12 @@ class Dashboard(widgets.VBox):
 
     def _layout(self) -> list[widgets.Widget]:
         data = [self._data_plot.figure] if self._data_plot is not None else []
-        figures = data + [plot.figure for plot in self._plots]
+        figures = data + [getattr(plot, "widget", plot.figure) for plot in self._plots]  # the network view: with its menu
         # One wrapping row: as many plots side by side as the screen holds, the rest below. A plot
         # wider than a phone scrolls in its own box, never the whole dashboard sideways.
         boxes = [widgets.Box([figure], layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
-        return [self._heartbeat, self.controls.widget, widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()),
-                self._shortcuts]
+        return [self._heartbeat, self.controls.widget, self.lr_finder.widget,
+                widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
 
 
 def _setting(loop: Any, name: str) -> Any:
@@ -468,7 +501,8 @@ class _Rate:
         return self.last
 
 
-def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float) -> list[Any]:
+def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float, fps: float,
+                max_ui_fraction: float) -> list[Any]:
     """The plots over training time that were asked for and fit the loop; the loss plot first."""
     makers = {
         "loss": lambda: LossPlot(loop, max_points, ghosts, smoothing),
@@ -476,6 +510,8 @@ def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoot
         "grad_norm": lambda: GradNormPlot(loop, max_points, smoothing),
         "gradients": lambda: GradHistogramPlot(loop),
         "update_ratio": lambda: UpdateRatioPlot(loop),
+        "network": lambda: NetworkView(loop, live=False),  # the dashboard redraws it, in turn with the others
+        "step_landscape": lambda: StepLandscapePlot(loop, fps / 2, max_ui_fraction / 2),  # its own budget
     }
     plots = [make() for name, make in makers.items() if name in wanted]
     return [plot for plot in plots if plot is not None]

@@ -17,7 +17,7 @@ import torch
 
 from trainlab.widgets.live_plots import new_figure
 
-__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name"]
+__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name", "axis_over"]
 
 _MAX_DATA_POINTS = 1000  # training points drawn (an even subset beyond this)
 _CURVE_POINTS = 200
@@ -58,7 +58,7 @@ class DecisionBoundaryPlot:
         # Class indices, or 0/1 targets for bce; several columns (one-hot/soft targets): their argmax.
         labels = (labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0]).double().numpy()
         self.classes = max(2, int(labels.max()) + 1)
-        xs, ys = (_axis(points[:, i], grid) for i in (0, 1))
+        xs, ys = (axis_over(points[:, i], grid) for i in (0, 1))
         gx, gy = np.meshgrid(xs, ys)  # (grid, grid): row = y, column = x, as a heatmap's z
         self._grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], axis=1)).to(inputs.dtype)
         self._shape = gx.shape
@@ -105,7 +105,7 @@ class PredictionCurvePlot:
         inputs, targets = loop.train_data
         x = inputs.detach().cpu().double().numpy()[:, 0]
         y = targets.detach().cpu().double().numpy().reshape(-1)
-        xs = _axis(x, _CURVE_POINTS)
+        xs = axis_over(x, _CURVE_POINTS)
         self._grid = torch.from_numpy(xs.reshape(-1, 1)).to(inputs.dtype)
         self.figure = new_figure("Predictions", "x", "y", width=420, height=380)
         shown = _subset(len(x))
@@ -124,7 +124,7 @@ class PredictionCurvePlot:
             self.figure.send_traces([1], y=[outputs])
 
 
-def _axis(values: np.ndarray, n: int) -> np.ndarray:
+def axis_over(values: np.ndarray, n: int) -> np.ndarray:
     """``n`` evenly spaced values over the data's range, with a 10% margin on each side."""
     low, high = float(values.min()), float(values.max())
     margin = 0.1 * (high - low) or 1.0

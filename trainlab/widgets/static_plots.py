@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from trainlab.history import Branch, History
+from trainlab.lr_finder import LRFinderResult
 from trainlab.options import is_whole_number
 from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LOG_AXIS, TEMPLATE, TRAIN_COLOR, VAL_COLOR,
                                          change_marks)
@@ -27,7 +28,7 @@ from trainlab.widgets.series import Downsampler
 if TYPE_CHECKING:
     from trainlab.loop import Loop
 
-__all__ = ["plot_history", "compare_runs"]
+__all__ = ["plot_history", "compare_runs", "plot_lr_finder"]
 
 # Per trace: longer per-step curves are thinned before they go to the browser. More than the
 # live plots send per redraw: a static figure is sent once.
@@ -121,6 +122,28 @@ def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def plot_lr_finder(result: LRFinderResult) -> go.FigureWidget:
+    """The learning-rate finder's loss against lr, on a log axis, with its suggestion marked."""
+    fig = go.FigureWidget(layout=go.Layout(
+        title=dict(text="Learning-rate finder", font=dict(size=14)), width=460, height=300, template=TEMPLATE,
+        margin=dict(l=50, r=10, t=36, b=36), xaxis=dict(title="learning rate", type="log"),
+        yaxis=dict(title="loss"), legend=dict(font=dict(size=10), x=0, xanchor="left", y=1)))
+    fig.add_scatter(x=result.lrs, y=result.raw_losses, mode="lines", name="loss per batch",
+                    line=dict(color=TRAIN_COLOR, width=1), opacity=0.3)
+    fig.add_scatter(x=result.lrs, y=result.losses, mode="lines", name="smoothed loss",
+                    line=dict(color=TRAIN_COLOR, width=2))
+    if result.suggestion is not None:
+        at = int(np.argmin(np.abs(result.lrs - result.suggestion)))
+        fig.add_scatter(x=[result.suggestion], y=[result.losses[at]], mode="markers",
+                        name=f"suggestion: {result.suggestion:.3g} ({result.rule})",
+                        marker=dict(color=VAL_COLOR, size=12, symbol="diamond"))
+        fig.add_vline(x=result.suggestion, line=dict(color=VAL_COLOR, dash="dot"))
+    if len(result.losses):  # the blow-up at the end would squash the interesting part flat
+        low, start = float(np.min(result.losses)), float(result.losses[0])
+        fig.update_yaxes(range=[low - 0.1 * abs(start - low), start + 0.5 * abs(start - low) + 1e-12])
+    return fig
 
 
 def _is_loop(obj: Any) -> bool:

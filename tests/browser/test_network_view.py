@@ -1,0 +1,85 @@
+"""The neuron view in real JupyterLab: it redraws while the dashboard plays, and the browser keeps up."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+
+from lab_page import button, screenshot_whole, status_text, step_count, wait_until
+from test_lab import assert_no_console_errors, open_notebook, wait_idle
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The sum of the neuron mosaic's colours as the page holds it (None until drawn), and its edit count.
+_NEURONS_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const title = ((gd.layout || {}).title || {}).text || '';
+        const heatmap = title.startsWith('Neurons') && (gd.data || []).find(t => t.type === 'heatmap');
+        if (heatmap && heatmap.z) {
+            let sum = 0;
+            for (const row of heatmap.z) for (const v of row) if (Number.isFinite(v)) sum += v;
+            return sum;
+        }
+    }
+    return null;
+}"""
+_LANDSCAPE_POINTS_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        const title = ((gd.layout || {}).title || {}).text || '';
+        if (title.startsWith('Where this step lands')) return ((gd.data[0] || {}).y || []).length;
+    }
+    return -1;
+}"""
+
+
+def neurons_sum(page) -> float | None:
+    return page.evaluate(_NEURONS_JS)
+
+
+def inside_notebook(folder: Path) -> str:
+    """The spiral lab with the neuron view and the step's landscape on the dashboard."""
+    folder.mkdir(parents=True, exist_ok=True)
+    code = ("import trainlab as tl\n"
+            "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
+            "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
+            "               lr=0.3, batch_size=16, validation_split=0.2, seed=0)\n"
+            "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
+            "dash")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "inside.ipynb"
+    nbformat.write(notebook, path)
+    return str(path.relative_to(ROOT))
+
+
+def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, output_dir):
+    open_notebook(page, lab_server, inside_notebook(output_dir))
+    wait_idle(page, lab_server)
+    view = page.locator(".widget-vbox", has=page.locator(".widget-dropdown", has_text="neuron")).last
+    view.scroll_into_view_if_needed()  # JupyterLab draws only what is in view
+    first = wait_until(lambda: neurons_sum(page), 30, "the neuron view to be drawn")
+    for label, due in (("Forward", "loss"), ("Loss", "backward"), ("Backward", "update")):
+        button(page, label).click()
+        wait_until(lambda: f"next: {due}()" in status_text(page), 15, f"{due}() to be due")
+    wait_until(lambda: page.evaluate(_LANDSCAPE_POINTS_JS) == 25, 15, "the step's landscape after Backward")
+
+    button(page, "Play").click()
+    changes, seen, start = 0, first, time.monotonic()
+    while time.monotonic() - start < 5:  # the neurons' pictures change as the network learns
+        now = neurons_sum(page)
+        changes += now is not None and abs(now - seen) > 1e-9
+        seen = now
+        time.sleep(0.05)
+    rate = changes / (time.monotonic() - start)
+    assert rate > 0.2, f"the neuron view redrew only {rate:.2f} times a second while playing"
+    ui = status_text(page)
+    screenshot_whole(page, view, output_dir / "network.png")
+    button(page, "Pause").click()
+    wait_until(lambda: "paused" in status_text(page), 15, "the dashboard to pause")
+    assert step_count(page) > 100
+    (output_dir / "network-metrics.json").write_text(json.dumps(
+        {"neuron_view_redraws_per_second": round(rate, 2), "status_while_playing": ui}, indent=2))
+    assert_no_console_errors(page)

@@ -1,0 +1,155 @@
+"""The neuron view, the step's landscape and the Find lr button, headless (real loops, real widgets)."""
+
+import numpy as np
+import pytest
+import torch
+
+import trainlab as tl
+from trainlab.widgets import landscape_plot
+from trainlab.widgets.network_view import _scaled
+
+
+def _spiral_loop(hidden=(32, 32), **options):
+    X, y = tl.datasets.spiral(n=200, noise=0.1, seed=0)
+    settings = {"lr": 0.3, "batch_size": 16, "seed": 0, **options}
+    return tl.Loop(tl.models.mlp(2, list(hidden), 2, activation="tanh", seed=0), (X, y), "cross_entropy", **settings)
+
+
+def _segments(figure):
+    """How many weight lines the figure draws (each is two points and a NaN gap)."""
+    return sum(int(np.isfinite(np.asarray(trace.x, float)).sum()) // 2 for trace in figure.data[1:9])
+
+
+def test_each_square_is_its_neurons_activation_over_the_plane(dashboards):
+    loop = _spiral_loop()
+    loop.fit(epochs=1)
+    view = tl.NetworkView(loop, live=False)
+    z = np.array(view.figure.data[0].z, dtype=float)
+    drawing = view._drawing
+    activations = tl.neuron_activations(loop, view.layers, drawing.points)
+    for c, j in [(0, 1), (1, 0), (1, 7), (2, 3), (3, 1)]:
+        expected = _scaled(activations[c][:, j].double().numpy()).reshape(view.grid, view.grid)
+        assert np.allclose(z[drawing._rows(c, j)], expected), (c, j)
+    assert np.isnan(z).any()  # gaps between squares stay empty
+    view.close()
+
+
+def test_big_layers_show_their_first_neurons_and_say_so():
+    view = tl.NetworkView(_spiral_loop(), live=False, max_neurons=8)
+    assert view.shown == [2, 8, 8, 2]
+    labels = [a.text for a in view.figure.layout.annotations]
+    assert "hidden1<br>(first 8 of 32)" in labels and "output" in labels
+    assert _segments(view.figure) == 2 * 8 + 8 * 8 + 8 * 2  # every weight between shown neurons
+    view.close()
+
+
+def test_choosing_a_neuron_shows_its_weights_bias_and_gradients():
+    loop = _spiral_loop(hidden=(4,))
+    view = tl.NetworkView(loop)
+    view.neuron_menu.value = (1, 2)  # hidden1, neuron 3
+    assert "–" in view.details.value  # no backward yet: no gradients
+    loop.step()  # live: the view follows the loop on its own
+    weight, grad = loop.model.hidden1.weight[2, 1].item(), loop.model.hidden1.weight.grad[2, 1].item()
+    assert f"{weight:+.4g}" in view.details.value and f"{grad:+.4g}" in view.details.value
+    assert f"{loop.model.hidden1.bias.grad[2].item():+.4g}" in view.details.value
+    frame = view.figure.data[9]
+    assert len(frame.x) == 5  # the chosen neuron is framed
+    view.close()
+    loop.step()  # a closed view no longer listens
+
+
+def test_a_cnn_gets_layer_statistics_not_an_empty_figure(dashboards):
+    X, y = tl.datasets.digits(n=100, seed=0)
+    loop = tl.Loop(tl.models.cnn(seed=0), (X, y), "cross_entropy", lr=0.1)
+    dash = dashboards(loop, plots=("loss", "network"))
+    figure = dash.figures["network"]
+    assert [trace.name for trace in figure.data] == ["mean", "std", "dead ReLU share"]
+    assert "conv1" in figure.data[0].x and np.abs(np.asarray(figure.data[1].y)).sum() > 0
+    dash.buttons["Step"].click()
+    assert dash.error is None
+
+
+def test_the_neuron_view_redraws_while_playing(dashboards, within):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "network"), fps=50)
+    before = np.array(dash.figures["network"].data[0].z, dtype=float)
+    dash.play()
+    dash.wait(steps=200, timeout=20)
+    within(5, dash.pause)
+    after = np.array(dash.figures["network"].data[0].z, dtype=float)
+    assert loop.state.step >= 200 and not np.allclose(before, after, equal_nan=True)
+
+
+def test_the_landscape_appears_after_backward_and_marks_the_step(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "step_landscape"))
+    figure = dash.figures["step_landscape"]
+    assert "Press Backward" in figure.layout.annotations[0].text  # not an empty figure
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    t, loss = np.asarray(figure.data[0].x), np.asarray(figure.data[0].y)
+    assert len(t) == 25 and t[0] == 0 and 1.0 in t
+    assert figure.data[1].y[0] == loss[0] == loop.last_loss.item()
+    assert figure.data[2].x[0] == 1.0 and figure.data[2].y[0] == loss[list(t).index(1.0)]
+    assert "update 1, lr 0.3" in figure.layout.annotations[0].text
+
+
+def test_the_landscape_is_measured_while_playing_and_never_when_not_shown(dashboards, monkeypatch):
+    calls = []
+    real = landscape_plot.step_landscape
+    monkeypatch.setattr(landscape_plot, "step_landscape", lambda loop: calls.append(1) or real(loop))
+    loop = _spiral_loop()
+    dash = dashboards(loop)  # the default plots: no landscape
+    assert "step_landscape" not in dash.figures and "network" not in dash.figures
+    dash.play()
+    dash.wait(steps=100, timeout=20)
+    dash.pause()
+    assert calls == []
+    dash.close()
+    shown = dashboards(loop, plots=("loss", "step_landscape"), fps=20)
+    shown.play()
+    shown.wait(timeout=2)  # long enough for the first measurement (due at once) to be a small share
+    shown.pause()
+    assert calls and shown.figures["step_landscape"].data[0].y is not None
+    assert shown._plots[1].latest.step > 100
+    assert shown._plots[1].budget.ui_fraction() <= 0.05  # half the dashboard's max_ui_fraction, plus slack
+
+
+def test_find_lr_runs_shows_the_plot_and_applies_the_suggestion(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop)
+    dash.buttons["Step"].click()
+    weights = loop.model.hidden1.weight.detach().clone()
+    dash.lr_finder.find_button.click()
+    result = dash.lr_finder.result
+    assert dash.error is None and result is not None and result.suggestion is not None
+    assert torch.equal(loop.model.hidden1.weight, weights) and loop.state.step == 1 and loop.lr == 0.3
+    figure = dash.lr_finder.plot_box.children[0]
+    assert figure.layout.xaxis.type == "log"
+    assert any("suggestion" in (trace.name or "") for trace in figure.data)
+    assert f"{result.suggestion:.3g}" in dash.lr_finder.note.value
+    dash.lr_finder.apply_button.click()
+    assert loop.lr == result.suggestion
+    assert loop.history.changes[-1] == (1, "lr", result.suggestion)
+    assert dash.lr_slider.value == pytest.approx(result.suggestion)
+
+
+def test_find_lr_is_refused_while_playing_and_mid_batch(dashboards, within):
+    loop = _spiral_loop()
+    dash = dashboards(loop)
+    dash.play()
+    dash.lr_finder.find_button.click()
+    assert "press Pause first" in dash.alert.value and dash.lr_finder.result is None
+    within(5, dash.pause)
+    dash.buttons["Forward"].click()
+    dash.lr_finder.find_button.click()
+    assert dash.lr_finder.result is None and "StageError" in dash.error and "loop.step()" in dash.error
+    assert dash.lr_finder.apply_button.disabled
+
+
+def test_the_static_lr_finder_plot():
+    result = _spiral_loop().find_lr(steps=40)
+    figure = tl.plot_lr_finder(result)
+    assert figure.layout.xaxis.type == "log"
+    assert [trace.name for trace in figure.data][:2] == ["loss per batch", "smoothed loss"]
+    assert result.plot().data[1].y.tolist() == result.losses.tolist()

@@ -1,0 +1,147 @@
+"""Inside the network: what each neuron computes over the input plane, and per-layer activation statistics.
+
+For an MLP on 2-D inputs (``tl.models.mlp(2, ...)`` or any ``nn.Sequential`` of Linear and
+activation layers), every neuron is a function of the two inputs, so it can be drawn as a
+picture of the plane, as TensorFlow Playground does: ``neuron_layers`` finds the layers
+and ``neuron_activations`` computes each neuron's value at every point of a grid.
+
+Any other model (a CNN, a sequence model, many input features) gets numbers per layer
+instead: ``activation_stats`` (mean, spread, and the share of "dead" ReLU units, which
+output 0 for every sample, so no gradient flows through them any more).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from trainlab.batching import call_model, map_tensors
+from trainlab.metrics import eval_mode
+
+__all__ = ["NeuronLayer", "LayerStats", "neuron_layers", "neuron_activations", "neuron_details", "activation_stats"]
+
+# Layers that act on each neuron's value on its own (or only rescale): they sit between two
+# Linear layers without changing what a neuron is. Anything else makes the model "not an MLP".
+_PER_NEURON = (nn.Identity, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)
+_RELUS = (nn.ReLU, nn.ReLU6)
+
+
+@dataclass(frozen=True)
+class NeuronLayer:
+    """One column of neurons: the inputs, a hidden layer or the output."""
+
+    name: str  # "inputs", or the Linear layer's name in the model ("hidden1", "output")
+    width: int  # how many neurons
+    linear: nn.Linear | None  # the layer that computes them from the column before (None for the inputs)
+    probe: nn.Module | None  # the module whose output is their activation (after the activation function)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer's activations over a sample of the training data."""
+
+    name: str
+    mean: float
+    std: float
+    dead_fraction: float | None  # ReLU layers: the share of units that are 0 for every sample; others: None
+
+
+def neuron_layers(model: nn.Module) -> list[NeuronLayer] | None:
+    """The columns of neurons of an MLP on 2-D inputs, inputs first; None for any other model."""
+    if not isinstance(model, nn.Sequential) or not len(model):
+        return None
+    layers = [NeuronLayer("inputs", 2, None, None)]
+    current: tuple[str, nn.Linear] | None = None
+    probe: nn.Module | None = None
+    for name, module in model.named_children():
+        if isinstance(module, nn.Linear):
+            if current is not None:
+                layers.append(NeuronLayer(current[0], current[1].out_features, current[1], probe))
+            elif module.in_features != 2:
+                return None
+            current, probe = (name, module), module
+        elif current is not None and _acts_per_neuron(module):
+            probe = module  # the neurons' value is what comes out of the last such layer
+        else:
+            return None
+    if current is None:
+        return None
+    layers.append(NeuronLayer(current[0], current[1].out_features, current[1], probe))
+    return layers
+
+
+def _acts_per_neuron(module: nn.Module) -> bool:
+    activation = type(module).__module__ == "torch.nn.modules.activation" and not isinstance(module, nn.MultiheadAttention)
+    return activation or isinstance(module, _PER_NEURON)
+
+
+def neuron_activations(loop: Any, layers: list[NeuronLayer], grid: Tensor) -> list[Tensor]:
+    """Every column's activations at the ``grid`` points ((n, 2) inputs): a (n, width) tensor per column.
+
+    In eval mode and without gradients, like ``loop.predict`` (dropout off, BatchNorm's running statistics).
+    """
+    captured: dict[int, Tensor] = {}
+
+    def keep(module: nn.Module, args: Any, output: Tensor) -> None:
+        captured[id(module)] = output.detach()
+
+    with loop.hold():
+        grid = grid.to(loop.device)
+        handles = [layer.probe.register_forward_hook(keep) for layer in layers[1:]]
+        try:
+            with eval_mode(loop.model), torch.no_grad():
+                loop.model(grid)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return [grid.detach()] + [captured[id(layer.probe)] for layer in layers[1:]]
+
+
+def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
+    """A neuron's incoming weights and bias, and their gradients at the last backward (None before any)."""
+    linear = layer.linear
+    if linear is None:
+        return {"weights": [], "bias": None, "weight_grads": None, "bias_grad": None}
+    weight, bias = linear.weight.detach(), linear.bias
+    bias_value = bias.detach() if bias is not None else None
+    return {
+        "weights": weight[neuron].tolist(),
+        "bias": float(bias_value[neuron]) if bias_value is not None else None,
+        "weight_grads": linear.weight.grad[neuron].tolist() if linear.weight.grad is not None else None,
+        "bias_grad": float(bias.grad[neuron]) if bias is not None and bias.grad is not None else None,
+    }
+
+
+def activation_stats(loop: Any, max_samples: int = 256) -> list[LayerStats]:
+    """Mean, std and (ReLU) dead share of every layer's output, over the first ``max_samples`` training samples."""
+    inputs = map_tensors(loop.train_data[0], lambda x: x[:max_samples])
+    outputs: list[tuple[str, nn.Module, Tensor]] = []
+    leaves = [(name, module) for name, module in loop.model.named_modules() if name and not any(module.children())]
+
+    def hook_for(name: str) -> Any:
+        def keep(module: nn.Module, args: Any, output: Any) -> None:
+            tensor = output[0] if isinstance(output, (tuple, list)) else output  # an LSTM: (output, state)
+            if isinstance(tensor, Tensor) and tensor.is_floating_point():
+                outputs.append((name, module, tensor.detach()))
+        return keep
+
+    with loop.hold():
+        handles = [module.register_forward_hook(hook_for(name)) for name, module in leaves]
+        try:
+            with eval_mode(loop.model), torch.no_grad():
+                call_model(loop.model, map_tensors(inputs, lambda x: x.to(loop.device)))
+        finally:
+            for handle in handles:
+                handle.remove()
+    return [_stats(name, module, tensor) for name, module, tensor in outputs]
+
+
+def _stats(name: str, module: nn.Module, output: Tensor) -> LayerStats:
+    values = output.float()
+    dead = None
+    if isinstance(module, _RELUS):  # a unit is dead when no sample makes it positive
+        dead = float((values.reshape(len(values), -1) <= 0).all(0).float().mean())
+    return LayerStats(name, float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0, dead)

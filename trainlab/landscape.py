@@ -1,0 +1,127 @@
+"""Where this step lands: the open batch's loss along the update the optimizer is about to make.
+
+After ``backward()`` the optimizer knows its next move ``d`` (for plain SGD ``d = -lr * g``;
+with momentum or Adam, whatever their state makes of ``g``). This module asks: what would
+this batch's loss be at ``w + t * d``, for t from 0 to ``t_max``? t = 0 is the loss just
+measured, t = 1 is where the update will land. A learner sees at once why a large lr
+overshoots (the curve is already rising at t = 1) and a small one crawls (t = 1 barely
+moves down a long slope).
+
+Nothing of the loop is touched: the update is made on a scratch copy of the optimizer and
+of the parameters (so its state, the weights and their ``.grad`` stay as they are), and each
+loss is computed with ``torch.func.functional_call`` on substituted weights. The model
+stays in the mode the batch's forward ran in (train mode: BatchNorm normalises with the
+batch's own statistics, so t = 0 is exactly the batch's loss), with copies of its buffers,
+so BatchNorm's running statistics are not moved either. Dropout draws the same mask for
+every t (the same random state each time, and torch's put back after), so the curve is smooth; with dropout, t = 0 is
+then close to, not equal to, the batch's loss (which had its own mask).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from trainlab.errors import StageError
+
+__all__ = ["StepLandscape", "step_landscape", "proposed_update"]
+
+
+@dataclass(frozen=True)
+class StepLandscape:
+    """The batch's loss at ``w + t * d`` for each t (``d``: the update about to be made)."""
+
+    t: np.ndarray  # from 0 to t_max; always holds 0 and 1
+    losses: np.ndarray  # the batch's loss at each t (inf/NaN where it blows up)
+    step: int  # the update this looks at (1 = the first)
+    lr: float  # the learning rate of that update
+
+    @property
+    def current(self) -> float:
+        """The batch's loss now (t = 0)."""
+        return float(self.losses[np.flatnonzero(self.t == 0)[0]])
+
+    @property
+    def landing(self) -> float:
+        """The batch's loss after the update (t = 1)."""
+        return float(self.losses[np.flatnonzero(self.t == 1)[0]])
+
+
+def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLandscape:
+    """The open batch's loss along the coming update, for ``points`` values of t from 0 to ``t_max``.
+
+    Call it after ``backward()`` (before ``update()``). Example::
+
+        loop.forward(); loop.loss(); loop.backward()
+        view = tl.step_landscape(loop)
+        view.current, view.landing     # the loss now, and after the update
+    """
+    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not (math.isfinite(t_max) and t_max >= 1):
+        raise ValueError(f"t_max is how far past the update to look, a number of at least 1, like 3; got {t_max!r}")
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise ValueError(f"points is how many values of t to try, a whole number of at least 2, like 25; got {points!r}")
+    with loop.hold():
+        if loop.next_stage != "update":
+            raise StageError(f"the step's landscape needs its gradients: call it after backward(), before update() "
+                             f"(the next stage is {loop.next_stage}())")
+        t = np.union1d(np.linspace(0.0, float(t_max), points), [0.0, 1.0])
+        start = {name: p.detach() for name, p in loop.model.named_parameters()}
+        landed = proposed_update(loop)
+        inputs, targets = loop.batch
+        outside = torch.get_rng_state()
+        try:  # every t draws dropout's masks from the same random state; torch's is left as it was
+            losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, outside) for value in t]
+        finally:
+            torch.set_rng_state(outside)
+        return StepLandscape(t, np.asarray(losses, np.float64), loop.state.step + 1, loop.lr)
+
+
+def proposed_update(loop: Any) -> dict[str, Tensor]:
+    """The parameters as the coming update will leave them (by name), computed on scratch copies.
+
+    The loop's own optimizer step, with its clipping, on copies of the parameters, their
+    gradients and the optimizer's state: exact for any optimizer, and nothing real moves.
+    """
+    named = dict(loop.model.named_parameters())
+    scratch = {name: _scratch_parameter(p) for name, p in named.items()}
+    memo = {id(named[name]): copy_ for name, copy_ in scratch.items()}
+    optimizer = copy.deepcopy(loop.optimizer, memo)  # its state, keyed by the scratch parameters
+    if loop.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(list(scratch.values()), loop.clip_grad_norm)
+    optimizer.step()
+    return {name: p.detach() for name, p in scratch.items()}
+
+
+def _scratch_parameter(p: Tensor) -> Tensor:
+    copy_ = p.detach().clone().requires_grad_(p.requires_grad)
+    copy_.grad = p.grad.detach().clone() if p.grad is not None else None
+    return copy_
+
+
+def _along(start: dict[str, Tensor], landed: dict[str, Tensor], t: float) -> dict[str, Tensor]:
+    """The weights at ``w + t * (landed - w)``; exactly ``w`` at t = 0 and exactly ``landed`` at t = 1."""
+    if t == 0:
+        return start
+    if t == 1:
+        return landed
+    return {name: w + t * (landed[name] - w) for name, w in start.items()}
+
+
+def _batch_loss(loop: Any, weights: dict[str, Tensor], inputs: Any, targets: Tensor, rng: Tensor) -> float:
+    """The batch's loss with ``weights`` substituted; buffers are copies, dropout's mask the same every time."""
+    buffers = {name: b.clone() for name, b in loop.model.named_buffers()}
+    if isinstance(inputs, dict):  # as call_model calls the model: model(x), model(*inputs), model(**inputs)
+        args, kwargs = (), inputs
+    else:
+        args, kwargs = ((inputs,) if isinstance(inputs, Tensor) else tuple(inputs)), {}
+    torch.set_rng_state(rng)
+    with torch.no_grad():
+        outputs = functional_call(loop.model, {**weights, **buffers}, args, kwargs or None)
+        return float(loop.loss_fn(outputs, targets))
