@@ -160,6 +160,10 @@ class LiveFigure(anywidget.AnyWidget):
         """Add a horizontal line across the plot at ``y``."""
         self._add(self._figure.add_hline, dict(properties, y=y))
 
+    def add_vline(self, x: float, **properties: Any) -> None:
+        """Add a vertical line across the plot at ``x``."""
+        self._add(self._figure.add_vline, dict(properties, x=x))
+
     def add_annotation(self, **properties: Any) -> None:
         """Add a text annotation."""
         self._add(self._figure.add_annotation, properties)

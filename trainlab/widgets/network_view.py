@@ -183,7 +183,7 @@ class _NeuronMosaic:
                                    opacity=0.55)
         figure.add_scatter(mode="lines", name="chosen neuron", showlegend=False, hoverinfo="skip",
                            line=dict(color="black", width=2))
-        figure.update_layout(xaxis=dict(visible=False, range=[-grid, self.width + grid]),
+        figure.send_layout(xaxis=dict(visible=False, range=[-grid, self.width + grid]),
                              yaxis=dict(visible=False, range=[-grid, self.height + 1.2 * grid], scaleanchor="x"),
                              annotations=self._labels(), margin=dict(l=10, r=10, t=36, b=10))
         self.figure = figure
@@ -262,7 +262,7 @@ class _LayerStats:
         self.figure.add_bar(name="mean", x=names, y=np.zeros(len(names)), marker_color=_POSITIVE)
         self.figure.add_bar(name="std", x=names, y=np.zeros(len(names)), marker_color="#888888")
         self.figure.add_bar(name="dead ReLU share", x=names, y=np.zeros(len(names)), marker_color=_NEGATIVE)
-        self.figure.update_layout(barmode="group", annotations=[dict(
+        self.figure.send_layout(barmode="group", annotations=[dict(
             text="this model's neurons are not pictures of a 2-D plane: per-layer numbers instead",
             x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
             font=dict(size=10, color="#555"))])
