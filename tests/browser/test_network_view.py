@@ -46,6 +46,7 @@ def inside_notebook(folder: Path) -> str:
             "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
             "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
             "               lr=0.3, batch_size=16, validation_split=0.2, seed=0)\n"
+            "loop.fit(epochs=1)\n"
             "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
             "dash")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
@@ -56,6 +57,7 @@ def inside_notebook(folder: Path) -> str:
 
 
 def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, output_dir):
+    page.set_viewport_size({"width": 1600, "height": 1800})  # the whole dashboard in view: figures draw in view
     open_notebook(page, lab_server, inside_notebook(output_dir))
     wait_idle(page, lab_server)
     view = page.locator(".widget-vbox", has=page.locator(".widget-dropdown", has_text="neuron")).last

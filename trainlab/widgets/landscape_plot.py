@@ -44,7 +44,7 @@ class StepLandscapePlot:
 
     def attach(self, loop: Any) -> list[Handle]:
         """Measure after every backward the budget allows (playing, or code driving the loop)."""
-        return [loop.on("after_backward", self._after_backward)]
+        return [loop.on("after_backward", self._after_backward, observer=True)]  # it only reads the loop
 
     def reset(self) -> None:
         """Nothing to forget: a landscape belongs to one batch, and says which."""
