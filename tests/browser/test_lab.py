@@ -250,7 +250,9 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     before = step_count(page)
     button(page, "Step").click()
     wait_until(lambda: step_count(page) == before + 1, 15, "one more step")
-    # Every figure takes the kernel's updates (they all start at once in Voila).
+    # Every figure takes the kernel's updates (they all start at once in Voila), the neuron view's too.
+    wait_until(lambda: any(title.startswith("Neurons") and frame is not None
+                           for title, frame in revisions(page).items()), 30, "the neuron view to be drawn")
     drawn = revisions(page)
     for _ in range(3):
         steps = step_count(page)
@@ -266,6 +268,9 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     button(page, "Play").click()
     wait_until(lambda: "playing" in status_text(page), 15, "playing")
     assert cpu_share(kernel) > 0.3, "the kernel should be busy training while it plays"
+    neurons = next(title for title in revisions(page) if title.startswith("Neurons"))
+    shown = revisions(page)[neurons]
+    wait_until(lambda: revisions(page)[neurons] != shown, 15, "the neuron view to redraw while playing")
     page.close()
     wait_until(lambda: cpu_share(kernel) < 0.1, 40, "the kernel to stop training after the tab closed", every=0)
     assert kernel.is_running()  # it paused; nobody shut it down
