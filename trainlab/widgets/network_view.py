@@ -40,6 +40,9 @@ _WIDTH_EDGES = (0.25, 0.75, 1.5)
 _EMPTY = np.empty(0, np.float64)
 
 
+# How soon the last update of a burst is drawn once the loop is free (a Pause's plots settle at once).
+_RETRY = 0.1
+
 class NetworkView(widgets.VBox):
     """The inside of the network, live: a picture per neuron (MLP on 2-D inputs) or per-layer statistics.
 
@@ -123,8 +126,7 @@ class NetworkView(widgets.VBox):
             # kernel's own thread draws it a frame later, once the loop is free; it never runs
             # beside a learner's click, which the kernel handles on that same thread.
             self._catching_up = True
-            self._kernel_loop.call_soon_threadsafe(self._kernel_loop.call_later, self._budget.interval,
-                                                   self._catch_up)
+            self._kernel_loop.call_soon_threadsafe(self._kernel_loop.call_later, _RETRY, self._catch_up)
 
     def _catch_up(self) -> None:
         if not self._handles:  # closed meanwhile
@@ -134,8 +136,8 @@ class NetworkView(widgets.VBox):
                 self._catching_up = False
                 with self._budget.spending():
                     self.redraw(self.loop)
-        except LoopBusyError:  # still training (the dashboard's player): try again a frame later
-            self._kernel_loop.call_later(self._budget.interval, self._catch_up)
+        except LoopBusyError:  # still training (the dashboard's player): try again shortly
+            self._kernel_loop.call_later(_RETRY, self._catch_up)
 
     def _neuron_options(self) -> list[tuple[str, tuple[int, int]]]:
         if not self.layers:
