@@ -8,7 +8,7 @@ the finder had never run (a restore, so only ``rewind`` cannot reach behind it).
 
     result = loop.find_lr()
     result.suggestion     # e.g. 0.02: a good learning rate to start from
-    result.plot()         # loss against learning rate, on a log axis, the suggestion marked
+    tl.plot_lr_finder(result)   # loss against learning rate, on a log axis, the suggestion marked
 
 Losses are smoothed (an exponential moving average, debiased, as fastai does), because
 single batches are noisy. The suggestion follows a named rule:
@@ -49,12 +49,6 @@ class LRFinderResult:
     suggestion: float | None  # None when too few losses were recorded to judge
     rule: str  # the rule the suggestion follows: "valley" or "steepest"
     stop_reason: str  # why it stopped: the end of the range, or the loss blowing up
-
-    def plot(self) -> Any:
-        """Loss against learning rate on a log axis, the suggestion marked (a plotly figure)."""
-        from trainlab.widgets.static_plots import plot_lr_finder  # the widget layer, only when asked
-
-        return plot_lr_finder(self)
 
     def __repr__(self) -> str:
         suggestion = f"{self.suggestion:.3g} ({self.rule})" if self.suggestion is not None else "none"

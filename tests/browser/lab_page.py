@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 # The texts of every annotation of every plot (hyperparameter changes are marked with one).
@@ -109,3 +110,15 @@ def screenshot_whole(page: Any, element: Any, path: Any) -> None:
     time.sleep(0.5)  # let the newly visible part paint
     element.screenshot(path=str(path))
     page.set_viewport_size(size)
+
+
+def one_cell_notebook(folder: Path, name: str, code: str) -> str:
+    """Write a notebook of one code cell (a current kernelspec) into ``folder``; its path from the repository."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / name
+    nbformat.write(notebook, path)
+    return str(path.relative_to(Path(__file__).resolve().parents[2]))

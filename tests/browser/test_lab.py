@@ -7,11 +7,10 @@ import re
 import time
 from pathlib import Path
 
-import nbformat
 import psutil
 
-from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, redraws_per_second, revisions, screenshot_whole,
-                      set_slider, status_text, step_count, wait_until)
+from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, one_cell_notebook, redraws_per_second, revisions,
+                      screenshot_whole, set_slider, status_text, step_count, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSHOP = "notebooks/04_live_lab.ipynb"
@@ -196,17 +195,12 @@ CONTRAST_JS = """(selector) => {
 
 def exploding_notebook(folder: Path) -> str:
     """A notebook with the dashboard on seed 000's linear regression, which a huge lr blows up."""
-    folder.mkdir(parents=True, exist_ok=True)
     code = ("import torch, trainlab as tl\n"
             "torch.manual_seed(0)\n"
             "loop = tl.Loop(torch.nn.Linear(10, 1), (torch.randn(100, 10), torch.randn(100, 1)), 'mse',\n"
             "               lr=0.01, batch_size=100)\n"
             "tl.Dashboard(loop)")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / "exploding.ipynb"
-    nbformat.write(notebook, path)
-    return str(path.relative_to(ROOT))
+    return one_cell_notebook(folder, "exploding.ipynb", code)
 
 
 def test_a_huge_learning_rate_pauses_with_the_non_finite_message(page, lab_server, output_dir):

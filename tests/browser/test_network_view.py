@@ -6,12 +6,9 @@ import json
 import time
 from pathlib import Path
 
-import nbformat
 
-from lab_page import button, screenshot_whole, status_text, step_count, wait_until
+from lab_page import button, one_cell_notebook, screenshot_whole, status_text, step_count, wait_until
 from test_lab import assert_no_console_errors, open_notebook, wait_idle
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # The sum of the neuron mosaic's colours as the page holds it (None until drawn), and its edit count.
 _NEURONS_JS = """() => {
@@ -41,7 +38,6 @@ def neurons_sum(page) -> float | None:
 
 def inside_notebook(folder: Path) -> str:
     """The spiral lab with the neuron view and the step's landscape on the dashboard."""
-    folder.mkdir(parents=True, exist_ok=True)
     code = ("import trainlab as tl\n"
             "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
             "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
@@ -49,11 +45,7 @@ def inside_notebook(folder: Path) -> str:
             "loop.fit(epochs=1)\n"
             "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
             "dash")
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / "inside.ipynb"
-    nbformat.write(notebook, path)
-    return str(path.relative_to(ROOT))
+    return one_cell_notebook(folder, "inside.ipynb", code)
 
 
 def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, output_dir):

@@ -3,7 +3,6 @@ keyboard shortcuts, and a kernel restarted under a playing dashboard."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 
 import pytest

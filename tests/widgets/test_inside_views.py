@@ -152,4 +152,4 @@ def test_the_static_lr_finder_plot():
     figure = tl.plot_lr_finder(result)
     assert figure.layout.xaxis.type == "log"
     assert [trace.name for trace in figure.data][:2] == ["loss per batch", "smoothed loss"]
-    assert result.plot().data[1].y.tolist() == result.losses.tolist()
+    assert tl.plot_lr_finder(result).data[1].y.tolist() == result.losses.tolist()

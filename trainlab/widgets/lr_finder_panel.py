@@ -7,6 +7,7 @@ from typing import Callable
 import ipywidgets as widgets
 
 from trainlab.lr_finder import LRFinderResult
+from trainlab.widgets.static_plots import plot_lr_finder
 
 __all__ = ["LRFinderPanel"]
 
@@ -39,7 +40,7 @@ class LRFinderPanel:
         self.result = result
         for old in self.plot_box.children:
             old.close()
-        self.plot_box.children = [result.plot()]
+        self.plot_box.children = [plot_lr_finder(result)]
         if result.suggestion is None:
             self.note.value = f"No suggestion: {result.stop_reason} after {len(result.lrs)} batches."
             self.apply_button.disabled = True
