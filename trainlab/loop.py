@@ -346,7 +346,7 @@ class Loop(TimeTravel):
                 before = self._weights_before(last)
                 if before is None:
                     return {}
-                self._ratios = (step, update_ratios(self.param_names, self._params, before))
+                self._measure_ratios(step, before)
             return self._ratios[1]
 
     def _weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
@@ -354,7 +354,7 @@ class Loop(TimeTravel):
         now = self._hold_still()
         try:
             self._go_to(batch.opened)
-            return {name: p.detach().clone() for name, p in zip(self.param_names, self._params)}
+            return self._copy_params()
         except LookupError:
             return None
         finally:
@@ -476,7 +476,7 @@ class Loop(TimeTravel):
         batch = self._batch
         self._fire_before("before_update")
         grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
-        before = [p.detach().clone() for p in self._params] if self._want_ratios else None
+        before = self._copy_params() if self._want_ratios else None
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
             clipped = self._clip_gradients(batch, grad_norm)
             self.optimizer.step()
@@ -488,7 +488,7 @@ class Loop(TimeTravel):
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         if before is not None:
-            self._measure_ratios(before)
+            self._measure_ratios(self.state.step, before)
         epoch_ended = self._sampler.epoch_done
         try:  # the step has committed: whatever the epoch's end raises (validation), the events still fire
             if epoch_ended:
@@ -643,10 +643,13 @@ class Loop(TimeTravel):
         """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
         self._still = self._fingerprint()
 
-    def _measure_ratios(self, before: list[Tensor]) -> None:
-        """The update ratios of the update just made, from the parameters copied before it."""
-        self._ratios = (self.state.step, update_ratios(self.param_names, self._params,
-                                                       dict(zip(self.param_names, before))))
+    def _copy_params(self) -> dict[str, Tensor]:
+        """The parameters now, by name (copies)."""
+        return {name: p.detach().clone() for name, p in zip(self.param_names, self._params)}
+
+    def _measure_ratios(self, step: int, before: dict[str, Tensor]) -> None:
+        """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
+        self._ratios = (step, update_ratios(self.param_names, self._params, before))
         self._want_ratios = False
 
     def _end_epoch_early(self) -> None:

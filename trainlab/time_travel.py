@@ -355,17 +355,23 @@ class TimeTravel:
     def _hold_still(self) -> tuple[Any, ...]:
         """Everything about the loop now, for ``_put_still`` to bring back exactly (an open batch too)."""
         untouched = self._still == self._fingerprint()  # nothing changed since the last step
-        return (self._capture(None), self._batch, self._last_batch, self._ratios, self.last_log,
-                self.last_epoch_log, [p.grad for p in self._params], untouched)
+        return self._capture(None), self._steps_in_hand(), untouched
 
     def _put_still(self, kept: tuple[Any, ...]) -> None:
-        snapshot, batch, last_batch, ratios, last_log, last_epoch_log, grads, untouched = kept
+        snapshot, in_hand, untouched = kept
         self._apply(snapshot.state)
-        self._batch, self._last_batch, self._ratios = batch, last_batch, ratios
-        self.last_log, self.last_epoch_log = last_log, last_epoch_log
+        self._take_back(in_hand)
+        self._still = self._fingerprint() if untouched else None
+
+    def _steps_in_hand(self) -> tuple[Any, ...]:
+        """What a capture leaves out: the open batch, the last one, their logs, ratios and gradients."""
+        return (self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log,
+                [p.grad for p in self._params])
+
+    def _take_back(self, in_hand: tuple[Any, ...]) -> None:
+        self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log, grads = in_hand
         for p, grad in zip(self._params, grads):
             p.grad = grad
-        self._still = self._fingerprint() if untouched else None
 
     # --- a failed stage -------------------------------------------------------------------------
 
@@ -390,9 +396,8 @@ class TimeTravel:
         Buffers keep this batch's forward (BatchNorm's statistics: an update never touches them); the
         gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
         """
-        kept = (self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log)
+        in_hand = self._steps_in_hand()
         optimizer, optimizer_name = self.optimizer, self._optimizer_name  # set_optimizer may have run mid-batch
-        grads = [p.grad for p in self._params]
         settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         buffers, place = self._slots.copy_buffers(), self._place()  # as the forward left them
         self._go_to(batch.opened)
@@ -401,9 +406,7 @@ class TimeTravel:
         if buffers:
             self.model.load_state_dict(buffers, strict=False)
         self._go_to_place(place)
-        self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log = kept
-        for p, grad in zip(self._params, grads):
-            p.grad = grad
+        self._take_back(in_hand)
         for group, setting in zip(self.optimizer.param_groups, settings):
             group.update(setting)
         self._note_still()
