@@ -67,6 +67,12 @@ CELL_LATENCY_JS = """async () => {
 SIX_MB = 6 * 1024 * 1024
 
 
+def dashboard_revisions(page) -> dict:
+    """The dashboard's plots' frames. Notebook 04's neuron view stands alone, outside the dashboard:
+    it draws a burst's last update once the loop is free, by design, which may be after Pause."""
+    return {title: frame for title, frame in revisions(page).items() if not title.startswith("Neurons")}
+
+
 def all_plots_drawn(page) -> bool:
     drawn = revisions(page)
     return len(drawn) >= 6 and all(revision is not None for revision in drawn.values())
@@ -120,10 +126,10 @@ def test_the_workshop_notebook_in_jupyterlab(page, lab_server, output_dir):
     wait_until(lambda: "paused" in status_text(page), 15, "the dashboard to pause")
     stopped_at = step_count(page)
     time.sleep(max(0.0, paused + 1.0 - time.monotonic()))
-    settled = revisions(page)
+    settled = dashboard_revisions(page)
     time.sleep(1.0)
     assert step_count(page) == stopped_at
-    assert revisions(page) == settled, "the plots still changed more than a second after Pause"
+    assert dashboard_revisions(page) == settled, "the plots still changed more than a second after Pause"
 
     # Reset: back to step 0.
     button(page, "Reset").click()
