@@ -39,3 +39,30 @@ def test_ui_fraction_is_the_share_of_time_spent_redrawing():
 def test_bad_settings_are_refused(fps, share):
     with pytest.raises(ValueError):
         RenderBudget(fps, share)
+
+
+def test_a_dashboards_budgets_split_its_max_ui_fraction(dashboards, loop):
+    """Each budget keeps to its own share, so their shares must add up to the dashboard's, not exceed it."""
+    for plots, budgets in ((None, 2), (("loss", "step_landscape"), 3)):
+        dash = dashboards(loop, plots=plots, max_ui_fraction=0.08)
+        shares = [budget.max_ui_fraction for budget in dash._budgets()]
+        assert len(shares) == budgets and sum(shares) == pytest.approx(0.08)
+        dash.close()
+
+
+def test_slow_redraws_all_together_stay_under_max_ui_fraction(dashboards, loop, monkeypatch):
+    dash = dashboards(loop, fps=50, boundary_fps=50, max_ui_fraction=0.1)
+    for plot in [*dash._plots, dash._data_plot]:  # every figure takes 20 ms to draw, the boundary too
+        redraw = plot.redraw
+        monkeypatch.setattr(plot, "redraw", lambda loop, redraw=redraw: time.sleep(0.02) or redraw(loop))
+    dash.play()
+    time.sleep(3)
+    share = sum(budget.ui_fraction() for budget in dash._budgets())
+    dash.pause()
+    assert 0.03 < share <= 0.1 + 0.03  # the first frame of each budget is due at once: a little slack
+
+
+@pytest.mark.parametrize("share", [0, 1, 1.5, -0.1])
+def test_a_dashboard_refuses_a_share_outside_0_and_1_and_says_what_it_is(dashboards, loop, share):
+    with pytest.raises(ValueError, match="share of time redraws may take"):
+        dashboards(loop, max_ui_fraction=share)

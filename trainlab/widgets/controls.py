@@ -193,7 +193,8 @@ class Controls:
         return observe
 
 
-def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_fraction: float | None) -> str:
+def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_fraction: float | None,
+                max_ui_fraction: float = 0.05) -> str:
     """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of time."""
     done, total = loop.epoch_progress
     ui = f"{100 * ui_fraction:.0f}%" if ui_fraction is not None else "–"
@@ -205,13 +206,13 @@ def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_f
         f"{samples_per_second:,.0f} samples/s" if samples_per_second and playing else "– samples/s",
         f"loss {_current_loss(loop)}",
         f"next: {loop.next_stage}()",
-        f"<span title='{_UI_TIP}'>UI: {ui} of time</span>",
+        f"<span title='{_UI_TIP.format(100 * max_ui_fraction)}'>UI: {ui} of time</span>",
     ]
     return "<span style='font-family:monospace'>" + " · ".join(parts) + "</span>"
 
 
 _UI_TIP = ("How much of the time the dashboard spends drawing plots instead of training. It keeps this low "
-           "(under 5%) by drawing less often when drawing gets slow.")
+           "(under {:.0f}%) by drawing less often when drawing gets slow.")
 
 
 def _current_loss(loop: Any) -> str:

@@ -57,7 +57,7 @@ class Dashboard(widgets.VBox):
     decision boundary's, which costs more), ``max_points`` per trace, ``grid`` (decision
     boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
-    ``max_ui_fraction`` (redraws never take more of the time than this), ``plots`` (which
+    ``max_ui_fraction`` (redraws, all together, never take more of the time than this), ``plots`` (which
     figures to show, from ``PLOT_NAMES``; the loss is always shown; default: ``DEFAULT_PLOTS``, all that fit
     except "network" and "step_landscape", which cost forward passes of their own and are asked for by name),
     ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
@@ -83,7 +83,9 @@ class Dashboard(widgets.VBox):
         wanted = set(self.DEFAULT_PLOTS if plots is None else plots) | {"loss"}
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
+        shares = _ui_shares(max_ui_fraction, landscape="step_landscape" in wanted)
         self.loop = loop
+        self.max_ui_fraction = max_ui_fraction
         # First: anywidget gives each widget's script 2 s to start, and the plots' big script,
         # started by the figures made below, can hold the page longer than that.
         self._heartbeat = Heartbeat()  # the page says so when this kernel is gone
@@ -91,14 +93,14 @@ class Dashboard(widgets.VBox):
         self.controls = Controls(loop, self._on_action, self._on_setting)
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
-        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing, fps, max_ui_fraction)
+        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing, fps, shares["landscape"])
         self.lr_finder = LRFinderPanel(self._find_lr, self._apply_lr)
         self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
         self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
         if self._data_plot is not None:
             self.figures[self._data_plot.name] = self._data_plot.figure
-        self._budget = RenderBudget(fps, max_ui_fraction)
-        self._data_budget = RenderBudget(boundary_fps, max_ui_fraction)
+        self._budget = RenderBudget(fps, shares["plots"])
+        self._data_budget = RenderBudget(boundary_fps, shares["data"])
         self._watchdog = Watchdog(watch_timeout)
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
         self.controls.speed_dropdown.observe(self._on_speed, names="value")
@@ -292,9 +294,10 @@ class Dashboard(widgets.VBox):
 
     def _show_status(self, playing: bool) -> None:
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed
-            self._ui_fraction = sum(budget.ui_fraction() for budget in self._budgets())
+            self._ui_fraction = sum(budget.ui_fraction() for budget in self._budgets())  # at most max_ui_fraction
         rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
-        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction))
+        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction,
+                                                  self.max_ui_fraction))
 
     def _budgets(self) -> list[RenderBudget]:
         """Every budget that draws or measures: the plots', the decision boundary's, and a plot's own."""
@@ -501,8 +504,21 @@ class _Rate:
         return self.last
 
 
+def _ui_shares(max_ui_fraction: float, landscape: bool) -> dict[str, float]:
+    """``max_ui_fraction`` split among the dashboard's render budgets, so that together they stay under it.
+
+    Each budget keeps its own redraws under its share; the plots (with the status line and the
+    stage table) get two parts, the decision boundary one, the step's landscape one when shown.
+    """
+    if not 0 < max_ui_fraction < 1:
+        raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like 0.05; "
+                         f"got {max_ui_fraction!r}")
+    unit = max_ui_fraction / (3 + landscape)
+    return {"plots": 2 * unit, "data": unit, "landscape": unit}
+
+
 def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float, fps: float,
-                max_ui_fraction: float) -> list[Any]:
+                landscape_share: float) -> list[Any]:
     """The plots over training time that were asked for and fit the loop; the loss plot first."""
     makers = {
         "loss": lambda: LossPlot(loop, max_points, ghosts, smoothing),
@@ -511,7 +527,7 @@ def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoot
         "gradients": lambda: GradHistogramPlot(loop),
         "update_ratio": lambda: UpdateRatioPlot(loop),
         "network": lambda: NetworkView(loop, live=False),  # the dashboard redraws it, in turn with the others
-        "step_landscape": lambda: StepLandscapePlot(loop, fps / 2, max_ui_fraction / 2),  # its own budget
+        "step_landscape": lambda: StepLandscapePlot(loop, fps / 2, landscape_share),  # measures on its own budget
     }
     plots = [make() for name, make in makers.items() if name in wanted]
     return [plot for plot in plots if plot is not None]
