@@ -2,7 +2,9 @@
 
 Training must not wait on plots. A redraw is due at most ``fps`` times a second, and
 never so often that redrawing takes more than ``max_ui_fraction`` of the time: a slow
-redraw (a big decision-boundary grid, a slow machine) pushes the next one further out.
+redraw (a big decision-boundary grid, a slow machine) pushes the next one further out, and
+the first redraws after Play (due at once) are paid back before the next, so the share since
+Play stays under the limit from the first seconds on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ class RenderBudget:
             raise ValueError(f"max_ui_fraction must be between 0 and 1, like 0.05; got {max_ui_fraction!r}")
         self.interval = 1.0 / fps
         self.max_ui_fraction = max_ui_fraction
-        self._next = 0.0  # perf_counter() time from which a redraw is due
         self.restart()
 
     def restart(self) -> None:
@@ -39,11 +40,16 @@ class RenderBudget:
         self._start = time.perf_counter()
         self.ui_seconds = 0.0
         self.redraws = 0
-        self._next = 0.0
+        self._next = 0.0  # perf_counter() time from which a redraw is due
+        self._last = 0.0  # how long the last redraw took: the next is expected to take as long
 
     def due(self) -> bool:
         """Whether a redraw may happen now (one clock read: cheap enough to ask every step)."""
-        return time.perf_counter() >= self._next
+        now = time.perf_counter()
+        if now < self._next:
+            return False
+        # One more redraw, as long as the last, must keep the share since restart() under the limit.
+        return self.ui_seconds + self._last <= self.max_ui_fraction * (now - self._start + self._last)
 
     def spending(self) -> "_Spending":
         """A context manager that times one redraw and schedules the next."""
@@ -53,6 +59,7 @@ class RenderBudget:
         """Account for a redraw that took ``seconds``, and push the next one out accordingly."""
         self.ui_seconds += seconds
         self.redraws += 1
+        self._last = seconds
         # Wait at least one frame; after a slow redraw wait long enough to stay under the share.
         pause = max(self.interval, seconds * (1 - self.max_ui_fraction) / self.max_ui_fraction)
         self._next = time.perf_counter() + pause
