@@ -14,7 +14,7 @@ import torch
 from benchmarks import dashboard_rows, rows, workloads
 from benchmarks.harness import Row, compare
 from benchmarks.memory import history_memory
-from benchmarks.notebook_memory import workshop_peak_memory
+from benchmarks.notebook_memory import workshop_kernel
 from benchmarks.workloads import bare, lab
 
 HISTORY_MEMORY_TARGET_MB = 64  # at 1M steps
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def benchmarks(quick: bool, rounds: int, machine: dict[str, object], json_path: str) -> int:
-    """Rows 1-9: trainlab against the fastest bare loop, redraws, memory."""
+    """Rows 1-9: trainlab against the fastest bare loop, redraws, memory, the workshop kernel."""
     scale = 1 if quick else 10
     epochs = 1 if quick else 5  # of digits, for rows 2-4 (57 steps an epoch at batch 32)
     tiny, mlp = workloads.tiny(), workloads.digits_mlp(32)
@@ -79,7 +79,8 @@ def benchmarks(quick: bool, rounds: int, machine: dict[str, object], json_path: 
     sizes = [1_000, 10_000] if quick else [1_000, 10_000, 100_000, 1_000_000]
     redraws = dashboard_rows.redraws(sizes, repeats=1 if quick else 5)
     memory = history_memory(10_000 if quick else 1_000_000)
-    workshop = workshop_peak_memory(play_seconds=2 if quick else 30)
+    kernel = workshop_kernel(play_seconds=2 if quick else 30, speeds=(0, 100, 10), seconds=1 if quick else 20)
+    workshop = kernel["memory"]
     print(table(results))
     print("\n8. redraw cost as the history grows (bounded by the point budget):")
     for row in redraws:
@@ -89,6 +90,10 @@ def benchmarks(quick: bool, rounds: int, machine: dict[str, object], json_path: 
     print(f"\nhistory memory at {memory['steps']:,} steps: {memory['mb']:.1f} MB (target <= {HISTORY_MEMORY_TARGET_MB} MB)")
     print(f"\n9. workshop notebook's kernel, every cell run and {workshop['steps']:,} steps played: "
           f"peak {workshop['mb']:.0f} MB (target <= {PEAK_MEMORY_TARGET_MB} MB)")
+    print("\n9'. its CPU while playing (1.0 = one core; the figures in docs/instructors.md):")
+    for speed, share in kernel["cpu"].items():
+        pace = "full speed" if speed == "0" else f"{speed} steps/s"
+        print(f"   {pace:>14}: {share['cpu_share']:.2f} core, {share['steps_per_second']:,.0f} steps/s reached")
     report = {
         "machine": machine, "quick": quick, "rounds": rounds,
         "rows": [asdict(row) | {"verdict": row.verdict} for row in results],
@@ -96,6 +101,7 @@ def benchmarks(quick: bool, rounds: int, machine: dict[str, object], json_path: 
         "rewind_times": rewinds,
         "history_memory": memory,
         "workshop_kernel_peak": workshop,
+        "workshop_kernel_cpu": kernel["cpu"],
     }
     Path(json_path).write_text(json.dumps(report, indent=2))
     missed = [row.name for row in results if row.verdict == "MISSED"]

@@ -1,5 +1,5 @@
-"""Row 9: the workshop notebook's kernel at its peak memory, and its CPU share while playing at a pace,
-run in a real kernel as a participant would (the per-learner figures in docs/instructors.md)."""
+"""Rows 9 and 9': the workshop notebook's kernel at its peak memory, and its CPU share while playing
+at a pace, run in a real kernel as a participant would (the per-learner figures in docs/instructors.md)."""
 
 from __future__ import annotations
 
@@ -42,22 +42,36 @@ print(json.dumps(shares))
 """
 
 
-def _run_workshop(*cells: str, timeout: float) -> dict:
-    """Run the workshop notebook and then ``cells`` in a fresh kernel; the last cell's last printed line, as JSON."""
+def _run_workshop(*cells: str, timeout: float) -> list[dict]:
+    """Run the workshop notebook and then ``cells`` in a fresh kernel; each cell's last printed line, as JSON."""
     notebook = nbformat.read(WORKSHOP, as_version=4)
     notebook.cells += [nbformat.v4.new_code_cell(cell) for cell in cells]
     NotebookClient(notebook, timeout=120 + timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(WORKSHOP.parent)}}).execute()
-    printed = "".join(out.get("text", "") for out in notebook.cells[-1].outputs if out.get("name") == "stdout")
-    return json.loads(printed.splitlines()[-1])  # the last line: a warning may come first
+    return [_last_json(cell) for cell in notebook.cells[-len(cells):]]
+
+
+def _last_json(cell: dict) -> dict:
+    """A cell's last printed line, as JSON (the last: a warning may come first); {} if it printed nothing."""
+    printed = "".join(out.get("text", "") for out in cell.outputs if out.get("name") == "stdout")
+    return json.loads(printed.splitlines()[-1]) if printed.strip() else {}
 
 
 def workshop_peak_memory(play_seconds: float) -> dict[str, float]:
     """Run every cell of the workshop notebook, play ``play_seconds`` more, and return the kernel's peak MB."""
-    report = _run_workshop(_PLAY.format(seconds=play_seconds), _REPORT, timeout=play_seconds)
-    return {"mb": report["kib"] / 1024, "steps": report["steps"], "play_seconds": play_seconds}
+    return workshop_kernel(play_seconds, speeds=())["memory"]
 
 
 def workshop_cpu_share(speeds: tuple[float, ...] = (0, 100, 10), seconds: float = 20) -> dict[str, dict]:
     """The workshop kernel's CPU share (1.0: one core) and steps per second while playing at each pace (0: max)."""
-    return _run_workshop(_CPU.format(speeds=list(speeds), seconds=seconds), timeout=len(speeds) * seconds)
+    return workshop_kernel(0, speeds, seconds)["cpu"]
+
+
+def workshop_kernel(play_seconds: float, speeds: tuple[float, ...] = (0, 100, 10),
+                    seconds: float = 20) -> dict[str, dict]:
+    """Both, from one kernel: its peak memory after ``play_seconds`` of Play, then its CPU share at each pace."""
+    _, memory, cpu = _run_workshop(_PLAY.format(seconds=play_seconds), _REPORT,
+                                      _CPU.format(speeds=list(speeds), seconds=seconds),
+                                      timeout=play_seconds + len(speeds) * seconds)
+    return {"memory": {"mb": memory["kib"] / 1024, "steps": memory["steps"], "play_seconds": play_seconds},
+            "cpu": cpu}  # pace ("0": full speed) -> cpu_share, steps_per_second
