@@ -14,7 +14,7 @@ import torch
 from benchmarks import dashboard_rows, rows, workloads
 from benchmarks.harness import Row, compare
 from benchmarks.memory import history_memory
-from benchmarks.notebook_memory import workshop_kernel
+from benchmarks.notebook_memory import workshop_kernel, workshop_long_play
 from benchmarks.workloads import bare, lab
 
 HISTORY_MEMORY_TARGET_MB = 64  # at 1M steps
@@ -30,11 +30,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the peer libraries' table (those installed: pip install -e '.[peers]')")
     parser.add_argument("--json", default=None,
                         help="where to write the results (default benchmarks/results.json; none with --peers)")
+    parser.add_argument("--long-play", type=float, default=None, metavar="SECONDS",
+                        help="only this: the workshop kernel's memory over a long Play at full speed (Linux)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # as trainlab's Loop sets it: both sides of every row run on one thread
     rounds = 1 if args.quick else args.rounds or (5 if args.peers else 9)
     machine = {"python": platform.python_version(), "torch": torch.__version__,
                "threads": torch.get_num_threads(), "platform": platform.platform()}
+    if args.long_play:
+        print(f"{'steps':>9} {'resident MB':>12} {'history rows':>13}")
+        for sample in workshop_long_play(args.long_play):
+            print(f"{sample['steps']:>9,} {sample['mb']:>12.1f} {sample['history_rows']:>13,}")
+        return 0
     if args.peers:
         from benchmarks.peers.table import run_peers, table  # imports no peer library until it runs
 

@@ -42,6 +42,22 @@ print(json.dumps(shares))
 """
 
 
+# Play for a long time, reading the kernel's resident memory every ``every`` seconds: does it level off?
+_LONG_PLAY = """\
+import json
+def resident_mb():
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
+samples = []
+dash.play()
+for _ in range({samples}):
+    dash.wait(timeout={every})
+    samples.append({{"steps": loop.state.step, "mb": round(resident_mb(), 1), "history_rows": len(loop.history)}})
+dash.pause()
+print(json.dumps({{"samples": samples}}))
+"""
+
+
 def _run_workshop(*cells: str, timeout: float) -> list[dict]:
     """Run the workshop notebook and then ``cells`` in a fresh kernel; each cell's last printed line, as JSON."""
     notebook = nbformat.read(WORKSHOP, as_version=4)
@@ -75,3 +91,11 @@ def workshop_kernel(play_seconds: float, speeds: tuple[float, ...] = (0, 100, 10
                                       timeout=play_seconds + len(speeds) * seconds)
     return {"memory": {"mb": memory["kib"] / 1024, "steps": memory["steps"], "play_seconds": play_seconds},
             "cpu": cpu}  # pace ("0": full speed) -> cpu_share, steps_per_second
+
+
+def workshop_long_play(seconds: float = 360, every: float = 20) -> list[dict]:
+    """The workshop kernel's resident MB, steps and history rows every ``every`` seconds of a long Play (Linux)."""
+    every = min(every, seconds)
+    samples = max(1, round(seconds / every))
+    (report,) = _run_workshop(_LONG_PLAY.format(samples=samples, every=every), timeout=seconds)
+    return report["samples"]
