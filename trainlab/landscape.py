@@ -11,10 +11,9 @@ Nothing of the loop is touched: the update is made on a scratch copy of the opti
 of the parameters (so its state, the weights and their ``.grad`` stay as they are), and each
 loss is computed with ``torch.func.functional_call`` on substituted weights. The model
 stays in the mode the batch's forward ran in (train mode: BatchNorm normalises with the
-batch's own statistics, so t = 0 is exactly the batch's loss), with copies of its buffers,
-so BatchNorm's running statistics are not moved either. Dropout draws the same mask for
-every t (the same random state each time, and torch's put back after), so the curve is smooth; with dropout, t = 0 is
-then close to, not equal to, the batch's loss (which had its own mask).
+batch's own statistics), with copies of its buffers, so BatchNorm's running statistics are
+not moved either. Dropout draws, for every t, the masks the batch's forward drew (its random
+state, and torch's put back after): the curve is smooth, and t = 0 is exactly the batch's loss.
 """
 
 from __future__ import annotations
@@ -76,8 +75,10 @@ def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLands
         landed = proposed_update(loop)
         inputs, targets = loop.batch
         outside = torch.get_rng_state()
-        try:  # every t draws dropout's masks from the same random state; torch's is left as it was
-            losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, outside) for value in t]
+        drawn = loop._batch.forward_rng  # the random state the batch's forward drew from (None: no dropout)
+        rng = outside if drawn is None else drawn
+        try:  # every t draws the forward's dropout masks; torch's random state is left as it was
+            losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, rng) for value in t]
         finally:
             torch.set_rng_state(outside)
         return StepLandscape(t, np.asarray(losses, np.float64), loop.state.step + 1, loop.lr)

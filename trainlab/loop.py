@@ -427,6 +427,8 @@ class Loop(TimeTravel):
         self._fire_before("before_forward")
         if not self.model.training:
             self.model.train()
+        if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
+            batch.forward_rng = self._rng_state
         try:
             outputs = (self._with_loop_rng(call_model, self.model, batch.inputs) if self._random_model
                        else call_model(self.model, batch.inputs))

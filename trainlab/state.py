@@ -58,6 +58,7 @@ class Batch:
     start: int  # the position of its first sample in this epoch's order
     opened: BatchStart  # the loop as it was when the batch opened: what a failed stage puts back
     outputs: Any = None  # forward(): what the model returned
+    forward_rng: Tensor | None = None  # forward(): the loop's random state it drew from (dropout's masks)
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
     loss_value: float = 0.0  # loss() as a float (the step's one sync for the loss)
     grad_norms: dict[str, float] | None = None  # backward(): {parameter name: gradient norm}

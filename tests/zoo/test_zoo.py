@@ -168,3 +168,44 @@ def test_headless_dashboard(case):
         assert_same_weights(weights(loop.model), weights(hand_train(case, 3)[0]), "after three dashboard steps")
     finally:
         dash.close()
+
+
+def test_find_lr_puts_the_loop_back_exactly(case):
+    """The range test trains on the zoo model's own batches, then the run goes on as if it never ran."""
+    loop, twin = make_loop(case), make_loop(case)
+    loop.step()
+    twin.step()
+    result = loop.find_lr(start=1e-4, end=1.0, steps=6)
+    assert 1 <= len(result.lrs) <= 6 and len(result.losses) == len(result.lrs)
+    assert loop.state.step == 1 and len(loop.history) == 1
+    losses = [loop.step()["loss"] for _ in range(4)]  # across the epoch's end
+    assert losses == [twin.step()["loss"] for _ in range(4)]
+    assert_same_weights(weights(loop.model), weights(twin.model), "four steps after find_lr")
+
+
+def test_step_landscape_starts_at_the_batch_loss_and_touches_nothing(case):
+    loop, twin = make_loop(case), make_loop(case)
+    for each in (loop, twin):
+        each.forward()
+        each.loss()
+        each.backward()
+    view = tl.step_landscape(loop, points=4)  # t = 0, 1, 2, 3
+    assert view.losses.shape == (4,) and view.current == loop.last_loss.item()
+    assert math.isfinite(view.landing)
+    for each in (loop, twin):
+        each.update()
+    assert_same_weights(weights(loop.model), weights(twin.model), "the update after step_landscape")
+    assert loop.step()["loss"] == twin.step()["loss"]
+
+
+def test_the_network_view_shows_what_it_can(case):
+    """Neurons for an MLP on the plane; for every zoo model, per-layer statistics: drawn, no crash."""
+    loop = make_loop(case)
+    loop.step()
+    view = tl.NetworkView(loop, live=False)
+    try:
+        assert view.layers is None  # no zoo model takes 2-D points
+        bars = [trace for trace in view.figure.data if trace.type == "bar"]
+        assert bars and all(len(trace.y) > 0 for trace in bars), case.name
+    finally:
+        view.close()
