@@ -37,12 +37,15 @@ def neurons_sum(page) -> float | None:
 
 
 def inside_notebook(folder: Path) -> str:
-    """The spiral lab with the neuron view and the step's landscape on the dashboard."""
+    """The spiral lab with the neuron view and the step's landscape on the dashboard, untrained.
+
+    Untrained, the loss plot starts empty and its first frame holds one step: the raw and
+    smoothed loss must be the same number there, or plotly.js logs SVG errors (series.Ema).
+    """
     code = ("import trainlab as tl\n"
             "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
             "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
             "               lr=0.3, batch_size=16, validation_split=0.2, seed=0)\n"
-            "loop.fit(epochs=1)\n"
             "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
             "dash")
     return one_cell_notebook(folder, "inside.ipynb", code)
