@@ -31,6 +31,17 @@ _LANDSCAPE_POINTS_JS = """() => {
     return -1;
 }"""
 
+# How many steps the loss plot's smoothed curve shows (-1 until drawn).
+_LOSS_POINTS_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        if (((gd.layout || {}).title || {}).text === 'Loss') {
+            const smoothed = (gd.data || []).find(t => t.name === 'loss');
+            return smoothed && smoothed.y ? smoothed.y.length : 0;
+        }
+    }
+    return -1;
+}"""
+
 
 def neurons_sum(page) -> float | None:
     return page.evaluate(_NEURONS_JS)
@@ -62,6 +73,9 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
         button(page, label).click()
         wait_until(lambda: f"next: {due}()" in status_text(page), 15, f"{due}() to be due")
     wait_until(lambda: page.evaluate(_LANDSCAPE_POINTS_JS) == 25, 15, "the step's landscape after Backward")
+    button(page, "Update").click()  # the loss plot's first point, on its own (it once logged plotly errors)
+    wait_until(lambda: page.evaluate(_LOSS_POINTS_JS) == 1, 15, "the loss plot's first step")
+    assert_no_console_errors(page)
 
     button(page, "Play").click()
     changes, seen, start = 0, first, time.monotonic()
