@@ -76,9 +76,10 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
     button(page, "Update").click()  # the loss plot's first point, on its own (it once logged plotly errors)
     wait_until(lambda: page.evaluate(_LOSS_POINTS_JS) == 1, 15, "the loss plot's first step")
     assert_no_console_errors(page)
+    updated = wait_until(lambda: neurons_sum(page) != first and neurons_sum(page), 15, "the neurons after Update")
 
     button(page, "Play").click()
-    changes, seen, start = 0, first, time.monotonic()
+    changes, seen, start = 0, updated, time.monotonic()
     while time.monotonic() - start < 5:  # the neurons' pictures change as the network learns
         now = neurons_sum(page)
         changes += now is not None and abs(now - seen) > 1e-9
