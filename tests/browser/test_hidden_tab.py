@@ -1,8 +1,10 @@
 """A learner who switches to another browser tab while the dashboard plays is not paused; a frozen page is.
 
-The watchdog (trainlab/widgets/watchdog.py) pauses a dashboard no page has spoken for for 10 s.
-A hidden tab draws nothing (no animation frames, so no "drawn" answers) and has its timers
-throttled; only the figures' heartbeat, ticking in a worker, speaks for it.
+The watchdog (trainlab/widgets/watchdog.py) pauses a dashboard when no page has spoken to its
+figures for 10 s. A hidden tab draws nothing (no animation frames, so no "drawn" answers) and
+has its timers throttled; only the figures' "alive" heartbeat (live_figure.js, every 2 s, from a
+worker) speaks for it. Chrome's harsher throttling of tabs hidden for over 5 minutes (main-thread
+timers once a minute, which the worker escapes) is not reached in a test this short.
 
 A real hidden tab needs a Chromium of our own: Playwright's launch turns background throttling
 off (--disable-background-timer-throttling, --disable-renderer-backgrounding, ...), and while
