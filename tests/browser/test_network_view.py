@@ -32,18 +32,32 @@ _LANDSCAPE_POINTS_JS = """() => {
     return -1;
 }"""
 
+# How many steps the loss plot's smoothed curve shows (-1 until drawn).
+_LOSS_POINTS_JS = """() => {
+    for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+        if (((gd.layout || {}).title || {}).text === 'Loss') {
+            const smoothed = (gd.data || []).find(t => t.name === 'loss');
+            return smoothed && smoothed.y ? smoothed.y.length : 0;
+        }
+    }
+    return -1;
+}"""
+
 
 def neurons_sum(page) -> float | None:
     return page.evaluate(_NEURONS_JS)
 
 
 def inside_notebook(folder: Path) -> str:
-    """The spiral lab with the neuron view and the step's landscape on the dashboard."""
+    """The spiral lab with the neuron view and the step's landscape on the dashboard, untrained.
+
+    Untrained, the loss plot starts empty and its first frame holds one step: the raw and
+    smoothed loss must be the same number there, or plotly.js logs SVG errors (series.Ema).
+    """
     code = ("import trainlab as tl\n"
             "X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)\n"
             "loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
             "               lr=0.3, batch_size=16, validation_split=0.2, seed=0)\n"
-            "loop.fit(epochs=1)\n"
             "dash = tl.Dashboard(loop, plots=('loss', 'network', 'step_landscape'), speed=300)\n"
             "dash")
     return one_cell_notebook(folder, "inside.ipynb", code)
@@ -60,9 +74,13 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
         button(page, label).click()
         wait_until(lambda: f"next: {due}()" in status_text(page), 15, f"{due}() to be due")
     wait_until(lambda: page.evaluate(_LANDSCAPE_POINTS_JS) == 25, 15, "the step's landscape after Backward")
+    button(page, "Update").click()  # the loss plot's first point, on its own (it once logged plotly errors)
+    wait_until(lambda: page.evaluate(_LOSS_POINTS_JS) == 1, 15, "the loss plot's first step")
+    assert_no_console_errors(page)
+    updated = wait_until(lambda: neurons_sum(page) != first and neurons_sum(page), 15, "the neurons after Update")
 
     button(page, "Play").click()
-    changes, seen, start = 0, first, time.monotonic()
+    changes, seen, start = 0, updated, time.monotonic()
     while time.monotonic() - start < 5:  # the neurons' pictures change as the network learns
         now = neurons_sum(page)
         changes += now is not None and abs(now - seen) > 1e-9

@@ -68,3 +68,15 @@ def test_ema_matches_a_plain_debiased_loop_and_skips_non_finite_values():
     assert np.allclose(smoothed, expected)
     assert np.allclose(first, expected[:2])
     assert smoothed[0] == 4.0  # debiased: the first point is not pulled toward 0
+
+
+def test_ema_starts_at_the_first_value_and_keeps_a_constant_column_exactly():
+    # Off by a rounding error, the smoothed curve beside the raw one made the loss plot's whole y
+    # range 1e-16 wide after the first step: plotly.js cannot lay that out (Infinity in its SVG).
+    losses = np.random.default_rng(0).random(1000).astype(np.float32).astype(np.float64)  # as recorded
+    firsts = np.array([Ema(0.9)(losses[i:i + 1])[0] for i in range(len(losses))])
+    assert np.array_equal(firsts, losses)
+    for loss in losses[:50]:
+        constant = np.full(200, loss)
+        constant[7] = math.nan  # skipped, as before
+        assert set(Ema(0.9)(constant).tolist()) == {loss}

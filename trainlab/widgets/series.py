@@ -114,7 +114,7 @@ class Ema:
         """Forget everything (the column was replaced, e.g. after a restore)."""
         self._values = np.empty(1024, np.float64)
         self._n = 0
-        self._sum = 0.0  # the biased average
+        self._mean = 0.0  # the debiased average so far
         self._weight = 0.0  # 1 - smoothing**t: divides the bias toward 0 away
 
     def __call__(self, column: np.ndarray) -> np.ndarray:
@@ -126,15 +126,22 @@ class Ema:
             grown = np.empty(max(n, 2 * len(self._values)), np.float64)
             grown[:self._n] = self._values[:self._n]
             self._values = grown
-        beta, total, weight = self.smoothing, self._sum, self._weight
+        beta, mean, weight = self.smoothing, self._mean, self._weight
         out = self._values
         # A plain loop over only the new rows: a few hundred per redraw while playing.
+        # The debiased average sum/weight, updated as mean += share * (value - mean): the same
+        # numbers, but exact where it matters to a plot. The first value comes out as itself
+        # (share 1) and a constant column stays constant (value - mean is 0), where sum/weight
+        # lands a rounding error (1e-16) off. Beside the raw curve, that error became the
+        # plot's whole y range, and plotly.js cannot lay out a range that thin: its ticks
+        # step below float precision and the axis title lands at x=Infinity (SVG errors in
+        # the console; plotly.js issues #1070, #6249).
         for i, value in enumerate(column[self._n:n].tolist(), start=self._n):
             if math.isfinite(value):
-                total = beta * total + (1 - beta) * value
                 weight = beta * weight + (1 - beta)
-            out[i] = total / weight if weight else math.nan
-        self._sum, self._weight, self._n = total, weight, n
+                mean += (1 - beta) / weight * (value - mean)
+            out[i] = mean if weight else math.nan
+        self._mean, self._weight, self._n = mean, weight, n
         return out[:n]
 
 
