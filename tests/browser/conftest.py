@@ -146,22 +146,35 @@ class ConsoleLog:
 
 
 class Traffic:
-    """Bytes the page receives: websocket frames (the kernel's messages) and HTTP responses."""
+    """Bytes the page receives (websocket frames: the kernel's messages; HTTP responses), and the
+    live figures' "alive" messages it sends."""
 
     def __init__(self, page: object) -> None:
         self.websocket_bytes = 0
         self.http_bytes = 0
-        page.on("websocket", lambda ws: ws.on("framereceived", self._on_frame))
+        self.alive_sent = 0
+        page.on("websocket", self._on_websocket)
         page.on("requestfinished", self._on_request)
 
+    def _on_websocket(self, websocket: object) -> None:
+        websocket.on("framereceived", self._on_frame)
+        websocket.on("framesent", self._on_sent)
+
     def _on_frame(self, payload: object) -> None:
-        self.websocket_bytes += len(payload.encode() if isinstance(payload, str) else payload)
+        self.websocket_bytes += len(_bytes(payload))
+
+    def _on_sent(self, payload: object) -> None:
+        self.alive_sent += _bytes(payload).count(b'"kind":"alive"')
 
     def _on_request(self, request: object) -> None:
         try:
             self.http_bytes += request.sizes()["responseBodySize"]
         except Exception:  # a request whose response is gone (the page closed): nothing to count
             pass
+
+
+def _bytes(payload: str | bytes) -> bytes:
+    return payload.encode() if isinstance(payload, str) else payload
 
 
 @pytest.fixture

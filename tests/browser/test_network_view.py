@@ -79,6 +79,10 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
     assert_no_console_errors(page)
     updated = wait_until(lambda: neurons_sum(page) != first and neurons_sum(page), 15, "the neurons after Update")
 
+    quiet = page.traffic.alive_sent
+    time.sleep(4.5)  # paused: the figures keep quiet (every message would keep the kernel from looking idle)
+    assert page.traffic.alive_sent == quiet, "a paused dashboard's figures still say 'alive'"
+
     button(page, "Play").click()
     changes, seen, start = 0, updated, time.monotonic()
     while time.monotonic() - start < 5:  # the neurons' pictures change as the network learns
@@ -86,6 +90,7 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
         changes += now is not None and abs(now - seen) > 1e-9
         seen = now
         time.sleep(0.05)
+    assert page.traffic.alive_sent >= quiet + 2, "while playing, the figures say 'alive' every 2 s"
     rate = changes / (time.monotonic() - start)
     assert rate > 0.2, f"the neuron view redrew only {rate:.2f} times a second while playing"
     ui = status_text(page)

@@ -74,3 +74,18 @@ def test_a_dashboard_no_page_ever_showed_plays_on(loop, dashboards):
     dash.wait(timeout=1.0)
     assert dash.playing
     dash.pause()
+
+
+def test_the_pages_are_asked_to_say_alive_only_while_playing(loop, dashboards):
+    """A paused dashboard's page keeps quiet: every message would keep its kernel from looking idle."""
+    dash = dashboards(loop)
+    assert not any(figure.watched for figure in dash.figures.values())
+    dash.play()
+    assert all(figure.watched for figure in dash.figures.values())
+    dash.wait(steps=5, timeout=5)
+    dash.pause()
+    assert not any(figure.watched for figure in dash.figures.values())
+    loop.lr = 1e6  # playing ends by itself (non-finite loss): the pages keep quiet again
+    dash.play()
+    dash.wait(timeout=5)
+    assert not dash.playing and not any(figure.watched for figure in dash.figures.values())

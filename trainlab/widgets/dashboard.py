@@ -203,11 +203,13 @@ class Dashboard(widgets.VBox):
             budget.restart()
         self._rate.restart(self.loop)
         self._watchdog.start()
+        self._watch(True)
         # Show "playing" before the thread starts, so its own last frame (after an instant error) wins.
         self.controls.refresh(self.loop, playing=True)
         try:
             self._runner.play()
         except Exception as error:  # the loop is busy elsewhere: nothing can be drawn from it now
+            self._watch(False)
             self._show_error(error)
             self.controls.refresh(self.loop, playing=False)
 
@@ -269,6 +271,11 @@ class Dashboard(widgets.VBox):
         data = self._data_plot is not None and not self._data_plot.figure.behind and self._data_budget.due()
         self._draw(plots, data)
 
+    def _watch(self, playing: bool) -> None:
+        """Ask the pages to say they are there every 2 s while playing (the watchdog listens), and only then."""
+        for figure in self.figures.values():
+            figure.watched = playing
+
     def _last_heard(self) -> float | None:
         """When a page showing one of the figures last spoke to the kernel (None: never)."""
         heard = [figure.last_heard for figure in self.figures.values() if figure.last_heard is not None]
@@ -326,6 +333,7 @@ class Dashboard(widgets.VBox):
 
     def _on_stop(self) -> None:
         """Playing ended (paused, stopped by a callback, or failed): say why and draw the last frame."""
+        self._watch(False)
         runner = self._runner
         if runner.error is not None:
             self._show_error(runner.error)

@@ -3,7 +3,8 @@
 // Kernel -> page: {kind: "frame", frame, whole, traces: [{index, set}], layout}, numpy arrays
 //   as binary buffers ({"$buffer": i, dtype, shape} in the JSON; with "keep": k, the first k
 //   values the trace has, then these).
-// Page -> kernel: "hello" (send me everything), "drawn" (frame n is on screen), "alive" (every 2 s).
+// Page -> kernel: "hello" (send me everything), "drawn" (frame n is on screen), "alive" (every 2 s
+//   while the kernel sets "watched").
 
 const LIBRARY_PREFIX = "IPY_MODEL_";
 const PLOTLY = Symbol.for("trainlab.plotly.js"); // page-global: version -> Promise<Plotly>
@@ -159,7 +160,9 @@ function render({ model, el }) {
   };
 
   model.on("msg:custom", onMessage);
-  const stopHeartbeat = everyTwoSeconds(() => say({ kind: "alive" }));
+  // Only while the kernel listens (a dashboard plays): every message makes the kernel look busy,
+  // and a paused dashboard in a forgotten tab must let its kernel go idle (and be culled).
+  const stopHeartbeat = everyTwoSeconds(() => model.get("watched") && say({ kind: "alive" }));
   // Follow JupyterLab's theme when the learner switches it.
   const themeWatch = new MutationObserver(schedule);
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });

@@ -99,6 +99,9 @@ class LiveFigure(anywidget.AnyWidget):
     _esm = _SCRIPT
     library = traitlets.Instance(PlotlyLibrary, help="where the page finds plotly.js").tag(
         sync=True, **widget_serialization)
+    watched = traitlets.Bool(False, help="views say 'alive' every 2 s, even from a hidden tab (a dashboard "
+                                         "plays: its watchdog listens); otherwise they keep quiet, so an idle "
+                                         "kernel looks idle to the server's culler").tag(sync=True)
 
     def __init__(self, layout: Any = None) -> None:
         super().__init__(library=plotly_library())
