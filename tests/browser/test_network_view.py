@@ -43,6 +43,12 @@ _LOSS_POINTS_JS = """() => {
     return -1;
 }"""
 
+# Count the ticks of the timer the figures share (live_figure.js's everyTwoSeconds).
+_COUNT_TICKS_JS = """() => {
+    window.__trainlabTicks = 0;
+    globalThis[Symbol.for('trainlab.heartbeat')].add(() => { window.__trainlabTicks += 1; });
+}"""
+
 
 def neurons_sum(page) -> float | None:
     return page.evaluate(_NEURONS_JS)
@@ -79,8 +85,11 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
     assert_no_console_errors(page)
     updated = wait_until(lambda: neurons_sum(page) != first and neurons_sum(page), 15, "the neurons after Update")
 
+    # Paused, the figures keep quiet (every message would keep the kernel from looking idle):
+    # two ticks of the page's 2-second timer pass without an "alive".
     quiet = page.traffic.alive_sent
-    time.sleep(4.5)  # paused: the figures keep quiet (every message would keep the kernel from looking idle)
+    page.evaluate(_COUNT_TICKS_JS)
+    wait_until(lambda: page.evaluate("() => window.__trainlabTicks") >= 2, 15, "two ticks of the figures' timer")
     assert page.traffic.alive_sent == quiet, "a paused dashboard's figures still say 'alive'"
 
     button(page, "Play").click()
