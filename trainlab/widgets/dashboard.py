@@ -303,8 +303,7 @@ class Dashboard(widgets.VBox):
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed
             self._ui_fraction = sum(budget.ui_fraction() for budget in self._budgets())  # at most max_ui_fraction
         rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
-        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction,
-                                                  self.max_ui_fraction))
+        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction, self.max_ui_fraction))
 
     def _budgets(self) -> list[RenderBudget]:
         """Every budget that draws or measures: the plots', the decision boundary's, and a plot's own."""

@@ -4,9 +4,9 @@ A closed Voila tab, or a closed notebook, leaves its kernel training forever, a 
 memory growing. While a dashboard plays, every page that shows one of its figures speaks to the
 kernel at least every 2 s (a drawn frame, or "alive" from a timer that a hidden tab does not
 throttle: a learner in another tab is still watching). When none has for ``timeout`` seconds,
-the dashboard pauses itself. A dashboard no page has ever shown (a script, a test, nbval) is never paused: it
-was not meant to be watched. While a notebook cell runs, the kernel reads no messages from the
-page at all, so that time does not count.
+the dashboard pauses itself. A dashboard no page has ever shown (a script, a test, nbval) is
+never paused: it was not meant to be watched. While a notebook cell runs, the kernel reads no
+messages from the page at all, so that time does not count.
 """
 
 from __future__ import annotations
