@@ -86,3 +86,15 @@ def test_a_thinned_history_survives_a_checkpoint(tmp_path):
 def test_full_steps_must_be_a_whole_number():
     with pytest.raises(ValueError, match="full_steps"):
         tl.History(["w"], ["loss"], full_steps=1.5)
+
+
+@pytest.mark.parametrize("bad", [1.5, 1, "100", True])
+def test_setting_full_steps_on_a_loops_history_is_checked_at_once(bad):
+    """Not when the next step is recorded, which is after its update: the weights would have moved."""
+    loop = thinning_loop()
+    run(loop, 3)
+    with pytest.raises(ValueError, match="full_steps is a whole number of steps, at least 2"):
+        loop.history.full_steps = bad
+    assert loop.history.full_steps == FULL
+    run(loop, 1)
+    assert loop.state.step == 4

@@ -105,6 +105,7 @@ def test_valley_picks_two_thirds_down_the_longest_descent():
     ({"steps": 2}, "steps is how many batches"),
     ({"steps": 10.5}, "steps is how many batches"),
     ({"steps": True}, "steps is how many batches"),
+    ({"steps": 10**9}, "steps is how many batches to try, a whole number from 5 to 10,000"),
     ({"rule": "magic"}, "unknown rule"),
     ({"smoothing": 1.0}, "smoothing"),
     ({"diverge": 1}, "diverge"),
@@ -158,3 +159,53 @@ def test_no_event_handler_sees_the_finders_batches(make_loop):
     assert seen == []
     loop.step()
     assert seen == ["update"]
+
+
+def test_on_a_trained_model_one_noisy_batch_is_not_a_blow_up():
+    """Trained, the losses are small and one unlucky batch is many times the last: no verdict at lr 1e-7."""
+    X, y = tl.datasets.spiral(n=400, noise=0.1, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [32, 32], 2, activation="tanh", seed=0), (X, y), "cross_entropy",
+                   lr=0.3, batch_size=16, seed=0)
+    loop.fit(epochs=80)
+    result = loop.find_lr()
+    assert result.lrs[-1] > 0.1, result  # it ran on to where a large lr really blows up
+    assert 1e-3 < result.suggestion < 1, result
+
+
+def test_rewind_reaches_behind_the_finder_and_what_the_loop_held_stays(make_loop):
+    loop = make_loop()
+    loop.history.full_steps = 8  # the finder's batches would thin the history, were they recorded
+    for _ in range(9):
+        loop.step()
+    at_nine = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
+    for _ in range(3):
+        loop.step()
+    loop.model.hidden1.eval()  # modes as the learner left them
+    held = (loop.last_log, loop.last_grad_norms, loop.update_ratios(), len(loop.history), loop.history.thinnings)
+    grad = loop.model.hidden1.weight.grad.clone()
+    loop.find_lr(steps=40)
+    assert (loop.last_log, loop.last_grad_norms, loop.update_ratios(), len(loop.history),
+            loop.history.thinnings) == held
+    assert torch.equal(loop.model.hidden1.weight.grad, grad)
+    assert not loop.model.hidden1.training and loop.model.output.training
+    assert loop.rewind(3) == 9  # the keyframes are still there
+    for name, p in loop.model.named_parameters():
+        assert torch.equal(p, at_nine[name]), name
+
+
+def test_the_finder_leaves_the_scheduler_alone(make_loop):
+    """The finder sets the lr itself: a OneCycleLR of 50 steps survives a 100-batch range test."""
+    loop = make_loop(momentum=0.9, scheduler_interval="step",
+                     scheduler=lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=50))
+    loop.step()
+    before = loop.scheduler.state_dict()
+    result = loop.find_lr(steps=100)
+    assert len(result.lrs) > 50
+    assert loop.scheduler.state_dict() == before
+    for _ in range(40):
+        loop.step()
+
+
+def test_numpy_numbers_are_numbers(make_loop):
+    result = make_loop().find_lr(start=np.float32(1e-5), end=np.float64(1.0), steps=np.int64(10))
+    assert len(result.lrs) == 10 and result.lrs[0] == pytest.approx(1e-5) and isinstance(result.lrs[0], float)

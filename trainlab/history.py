@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from trainlab.options import is_whole_number
+
 __all__ = ["History", "Branch", "HistoryMark", "FULL_STEPS"]
 
 # Scalar per-step columns and their storage types (float32 where float32 is the
@@ -173,14 +175,24 @@ class History:
                  full_steps: int = FULL_STEPS) -> None:
         """``epoch_keys``: "loss" (and "accuracy"); ``validation`` adds "val_loss" (and "val_accuracy");
         ``full_steps``: how many of the latest steps are kept at full resolution (older ones are thinned)."""
-        if not (isinstance(full_steps, int) and full_steps >= 2):
-            raise ValueError(f"full_steps is a whole number of steps, at least 2; got {full_steps!r}")
         self.full_steps = full_steps
         self.thinnings = 0  # how many times older rows were thinned (plots that cache rows start again)
         self.param_names = list(param_names)
         self.epoch_keys = list(epoch_keys) + ([f"val_{key}" for key in epoch_keys] if validation else [])
         self.branches: list[Branch] = []
         self._line = _Timeline(len(self.param_names), self.epoch_keys)
+
+    @property
+    def full_steps(self) -> int:
+        """How many of the latest steps are kept whole (older ones are thinned); settable, e.g. to 20_000."""
+        return self._full_steps
+
+    @full_steps.setter
+    def full_steps(self, value: int) -> None:
+        # Checked here, not when the next step is recorded: that would be after its update.
+        if not (is_whole_number(value) and value >= 2):
+            raise ValueError(f"full_steps is a whole number of steps, at least 2, like 100_000; got {value!r}")
+        self._full_steps = int(value)
 
     # --- reading ---------------------------------------------------------------
 

@@ -14,6 +14,8 @@ stays in the mode the batch's forward ran in (train mode: BatchNorm normalises w
 batch's own statistics), with copies of its buffers, so BatchNorm's running statistics are
 not moved either. Dropout draws, for every t, the masks the batch's forward drew (its random
 state, and torch's put back after): the curve is smooth, and t = 0 is exactly the batch's loss.
+The new weights reach the model's call only: a loss function that reads the parameters itself
+(an L2 penalty written into it) sees the current ones at every t.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 From the loop's current state, train for up to ``steps`` batches with the learning rate
 growing exponentially from ``start`` to ``end``, recording every batch's loss; stop early
 once the loss blows up. Then put the loop back exactly as it was: the weights, optimizer,
-scheduler, data position, random numbers, history and counters. The run continues as if
-the finder had never run (a restore, so only ``rewind`` cannot reach behind it).
+scheduler, data position, random numbers, history, counters, gradients and rewind's
+keyframes. The run continues as if the finder had never run. The finder sets the lr itself:
+the loop's scheduler is not stepped (a OneCycleLR with a fixed number of steps stays intact).
 
     result = loop.find_lr()
     result.suggestion     # e.g. 0.02: a good learning rate to start from
@@ -27,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from trainlab.errors import NonFiniteError, StageError
-from trainlab.events import Events
 from trainlab.guard import interrupts_deferred
-from trainlab.options import is_whole_number
+from trainlab.options import is_whole_number, real_number
 
 __all__ = ["LRFinderResult", "find_lr", "SUGGESTION_RULES"]
 
@@ -37,6 +37,7 @@ __all__ = ["LRFinderResult", "find_lr", "SUGGESTION_RULES"]
 SUGGESTION_RULES = ("valley", "steepest")
 _INTERRUPTED = "the learning-rate finder was interrupted; the loop was put back as it was"
 _MIN_POINTS = 5  # fewer recorded losses than this: no suggestion (the loss blew up almost at once)
+_MAX_STEPS = 10_000  # a range test takes a few hundred batches; more is a typo (10**9 would run for days)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def find_lr(loop: Any, start: float = 1e-7, end: float = 10.0, steps: int = 100,
     Stops early when the smoothed loss exceeds ``diverge`` times the best one so far, or is not finite.
     Needs a batch boundary (no batch half done) and a loop no other thread is playing.
     """
-    _check_arguments(start, end, steps, rule, smoothing, diverge)
+    start, end, steps, smoothing, diverge = _checked(start, end, steps, rule, smoothing, diverge)
     with loop.hold():  # a dashboard playing in the background: LoopBusyError, nothing changed
         if loop.next_stage != "forward":
             raise StageError(f"find_lr() runs between batches, and this batch is at {loop.next_stage}(); "
@@ -79,49 +80,45 @@ def find_lr(loop: Any, start: float = 1e-7, end: float = 10.0, steps: int = 100,
     return LRFinderResult(lrs, smoothed, raw, suggestion, rule, reason)
 
 
-def _check_arguments(start: Any, end: Any, steps: Any, rule: Any, smoothing: Any, diverge: Any) -> None:
-    """Refuse a range, step count or setting that cannot work, before anything is touched."""
-    for name, value in (("start", start), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+def _checked(start: Any, end: Any, steps: Any, rule: Any, smoothing: Any,
+             diverge: Any) -> tuple[float, float, int, float, float]:
+    """The arguments as plain numbers (numpy's too); a range, step count or setting that cannot work is refused."""
+    lo, hi, beta, times = (real_number(value) for value in (start, end, smoothing, diverge))
+    for name, value, number in (("start", start, lo), ("end", end, hi)):
+        if number is None or not (math.isfinite(number) and number > 0):
             raise ValueError(f"{name} is a learning rate, a number above 0 like start=1e-7, end=10; got {value!r}")
-    if not start < end:
+    if not lo < hi:
         raise ValueError(f"the range must grow: start ({start!r}) must be smaller than end ({end!r}), "
                          "like find_lr(start=1e-7, end=10)")
-    if not (is_whole_number(steps) and steps >= _MIN_POINTS):
-        raise ValueError(f"steps is how many batches to try, a whole number of at least {_MIN_POINTS}, "
+    if not (is_whole_number(steps) and _MIN_POINTS <= steps <= _MAX_STEPS):
+        raise ValueError(f"steps is how many batches to try, a whole number from {_MIN_POINTS} to {_MAX_STEPS:,}, "
                          f"like steps=100; got {steps!r}")
     if rule not in SUGGESTION_RULES:
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(SUGGESTION_RULES)}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+    if beta is None or not 0 <= beta < 1:
         raise ValueError(f"smoothing is the moving average's weight, from 0 (none) to below 1, like 0.98; "
                          f"got {smoothing!r}")
-    if isinstance(diverge, bool) or not isinstance(diverge, (int, float)) or not diverge > 1:
+    if times is None or not times > 1:
         raise ValueError(f"diverge is how many times the best loss counts as blown up, above 1, like 4; "
                          f"got {diverge!r}")
+    return lo, hi, int(steps), beta, times
 
 
 def _with_loop_put_back(loop: Any, test: Any) -> Any:
     """Run ``test()`` and put the loop back exactly as it was, whatever happens (all or nothing).
 
     The finder's batches are not part of the run: no event handler (plots, callbacks) sees
-    them, and the restore leaves no branch in the history.
+    them, nothing is recorded, the scheduler is not stepped, and rewind still reaches behind them.
     """
-    snapshot = loop.snapshot("before find_lr")
-    branches = list(loop.history.branches)
-    events, stop = loop.events, (loop.stop_requested, loop.stop_reason)
-    loop.events = Events()
+    stop = (loop.stop_requested, loop.stop_reason)
     try:
-        return test()
+        with loop._excursion():
+            return test()
     finally:
-        try:
-            loop.restore(snapshot)
-        finally:
-            loop.events = events
-            loop.history.branches[:] = branches
-            if stop[0]:
-                loop.stop(stop[1])
-            else:
-                loop.clear_stop()
+        if stop[0]:
+            loop.stop(stop[1])
+        else:
+            loop.clear_stop()
 
 
 def _range_test(loop: Any, start: float, end: float, steps: int, smoothing: float, diverge: float,
@@ -131,6 +128,9 @@ def _range_test(loop: Any, start: float, end: float, steps: int, smoothing: floa
     losses: list[float] = []
     smoothed_losses: list[float] = []
     average, best = 0.0, math.inf
+    # No "blew up" verdict until the average has settled: on a model that has trained, losses are
+    # small and one unlucky batch is many times the last one (a verdict at lr 1e-7 otherwise).
+    settled = max(_MIN_POINTS, steps // 10)
     reason = f"reached the end of the range ({end:g})"
     for i in range(steps):
         if interrupted:  # interrupts_deferred raises once the loop is back
@@ -150,7 +150,8 @@ def _range_test(loop: Any, start: float, end: float, steps: int, smoothing: floa
         average = smoothing * average + (1 - smoothing) * log["loss"]
         smoothed = average / (1 - smoothing ** (i + 1))  # debiased: the first averages are not pulled to 0
         smoothed_losses.append(smoothed)
-        best = min(best, smoothed)
+        if i + 1 >= settled:
+            best = min(best, smoothed)
         if not math.isfinite(smoothed) or smoothed > diverge * best:
             reason = f"the loss blew up (over {diverge:g}x its best) at lr {lr:.3g}"
             break

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -23,7 +24,7 @@ from trainlab import checkpoint
 from trainlab.errors import CheckpointError, ReplayError, StageError
 from trainlab.events import Events
 from trainlab.options import is_whole_number, make_optimizer
-from trainlab.keyframes import Keyframe
+from trainlab.keyframes import Keyframe, Keyframes
 from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
 from trainlab.state import Batch, BatchStart, State
 
@@ -372,6 +373,28 @@ class TimeTravel:
         self._batch, self._last_batch, self._ratios, self.last_log, self.last_epoch_log, grads = in_hand
         for p, grad in zip(self._params, grads):
             p.grad = grad
+
+    @contextmanager
+    def _excursion(self) -> Iterator[None]:
+        """Steps that are not part of the run (the lr finder's): afterwards the loop is exactly as it was.
+
+        Nothing is recorded and no handler runs (a blank history, no events); the scheduler stays
+        out of it (the caller sets the lr). What the loop had is put back whatever happens: its
+        state, history, keyframes (rewind reaches behind the excursion), gradients, last logs, and
+        each module's train/eval mode.
+        """
+        kept = self._hold_still()
+        modes = [module.training for module in self.model.modules()]
+        saved = (self.history, self.events, self._keyframes, self.scheduler, self._changed)
+        self.history, self.events, self.scheduler = self.history.blank(), Events(), None
+        self._keyframes = Keyframes(self._keyframes.budget_bytes)
+        try:
+            yield
+        finally:
+            self.history, self.events, self._keyframes, self.scheduler, self._changed = saved
+            self._put_still(kept)
+            for module, mode in zip(self.model.modules(), modes):
+                module.training = mode
 
     # --- a failed stage -------------------------------------------------------------------------
 
