@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -103,10 +104,18 @@ def test_it_needs_the_gradients_of_an_open_batch():
         tl.step_landscape(loop)
 
 
-@pytest.mark.parametrize("kwargs", [{"t_max": 0.5}, {"t_max": float("inf")}, {"points": 1}, {"points": 2.5}])
+@pytest.mark.parametrize("kwargs", [{"t_max": 0.5}, {"t_max": float("inf")}, {"points": 1}, {"points": 2.5},
+                                    {"points": 10**6}, {"t_max": "3"}])
 def test_bad_ranges_are_refused(kwargs):
     loop = _loop()
     _after_backward(loop, 0)
     with pytest.raises(ValueError):
         tl.step_landscape(loop, **kwargs)
     loop.update()
+
+
+def test_numpy_numbers_are_numbers():
+    loop = _loop()
+    _after_backward(loop, 0)
+    view = tl.step_landscape(loop, t_max=np.float32(2.0), points=np.int64(3))
+    assert list(view.t) == [0.0, 1.0, 2.0]

@@ -31,8 +31,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from trainlab.errors import StageError
+from trainlab.options import is_whole_number, real_number
 
 __all__ = ["StepLandscape", "step_landscape", "proposed_update"]
+
+_MAX_POINTS = 1000  # each point is a forward pass over the batch
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,17 @@ def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLands
         view = tl.step_landscape(loop)
         view.current, view.landing     # the loss now, and after the update
     """
-    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not (math.isfinite(t_max) and t_max >= 1):
+    reach = real_number(t_max)
+    if reach is None or not (math.isfinite(reach) and reach >= 1):
         raise ValueError(f"t_max is how far past the update to look, a number of at least 1, like 3; got {t_max!r}")
-    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
-        raise ValueError(f"points is how many values of t to try, a whole number of at least 2, like 25; got {points!r}")
+    if not (is_whole_number(points) and 2 <= points <= _MAX_POINTS):
+        raise ValueError(f"points is how many values of t to try, a whole number from 2 to {_MAX_POINTS}, like 25; "
+                         f"got {points!r}")
     with loop.hold():
         if loop.next_stage != "update":
             raise StageError(f"the step's landscape needs its gradients: call it after backward(), before update() "
                              f"(the next stage is {loop.next_stage}())")
-        t = np.union1d(np.linspace(0.0, float(t_max), points), [0.0, 1.0])
+        t = np.union1d(np.linspace(0.0, reach, int(points)), [0.0, 1.0])
         start = {name: p.detach() for name, p in loop.model.named_parameters()}
         landed = proposed_update(loop)
         inputs, targets = loop.batch
