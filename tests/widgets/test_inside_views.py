@@ -154,3 +154,78 @@ def test_the_static_lr_finder_plot():
     assert figure.layout.xaxis.type == "log"
     assert [trace.name for trace in figure.data][:2] == ["loss per batch", "smoothed loss"]
     assert tl.plot_lr_finder(result).data[1].y.tolist() == result.losses.tolist()
+
+
+def _landscape_note(figure):
+    return figure.layout.annotations[0].text
+
+
+def test_a_live_change_before_the_update_measures_the_landscape_again(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "step_landscape"))
+    figure = dash.figures["step_landscape"]
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "lr 0.3" in _landscape_note(figure)
+    dash.lr_slider.value = 5.0  # between Backward and Update: this update now lands elsewhere
+    fresh = tl.step_landscape(loop)
+    assert fresh.lr == 5.0
+    assert "lr 5:" in _landscape_note(figure) and f"{fresh.landing:.4g}" in _landscape_note(figure)
+    assert figure.data[2].y[0] == fresh.landing
+    loop.clip_grad_norm = 0.01  # from a cell: the dashboard redraws when the cell ends
+    dash.redraw()
+    assert figure.data[2].y[0] == tl.step_landscape(loop).landing != fresh.landing
+    with torch.no_grad():  # weights edited in a cell: no event, but the update starts elsewhere
+        loop.model.hidden1.weight.mul_(-1)
+    dash.redraw()
+    assert figure.data[2].y[0] == tl.step_landscape(loop).landing
+
+
+def test_moving_the_loop_in_time_clears_the_landscape(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "step_landscape"))
+    figure = dash.figures["step_landscape"]
+    dash.buttons["Step"].click()
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "update 2" in _landscape_note(figure)
+    dash.buttons["Reset"].click()
+    assert loop.state.step == 0 and loop.next_stage == "forward"
+    assert "Press Backward" in _landscape_note(figure)
+    assert len(figure.data[0].x) == 0 and len(figure.data[2].y) == 0
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "update 1" in _landscape_note(figure)
+
+
+class _PickyMLP(torch.nn.Module):
+    """Refuses a training-mode forward without gradients: exactly how the landscape runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tl.models.mlp(2, [8], 2, seed=0)
+
+    def forward(self, x):
+        if self.training and not torch.is_grad_enabled():
+            raise RuntimeError("picky: a training forward needs gradients")
+        return self.net(x)
+
+
+def test_a_landscape_that_cannot_be_measured_is_shown_and_never_stops_training(dashboards):
+    X, y = tl.datasets.moons(n=200, noise=0.2, seed=0)
+    loop = tl.Loop(_PickyMLP(), (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+    dash = dashboards(loop, plots=("loss", "step_landscape"), fps=1000)
+    figure = dash.figures["step_landscape"]
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert dash.error is None
+    assert _landscape_note(figure).startswith("could not measure: RuntimeError: picky")
+    dash.buttons["Update"].click()
+    assert dash.error is None and loop.state.step == 1
+    for _ in range(3):  # code driving the loop: the after_backward handler measures, and fails quietly
+        loop.step()
+    assert loop.state.step == 4 and loop.next_stage == "forward"
+    dash.play()
+    dash.wait(steps=30, timeout=20)
+    dash.pause()
+    assert dash.error is None and loop.state.step >= 30
