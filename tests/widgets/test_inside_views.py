@@ -229,3 +229,91 @@ def test_a_landscape_that_cannot_be_measured_is_shown_and_never_stops_training(d
     dash.wait(steps=30, timeout=20)
     dash.pause()
     assert dash.error is None and loop.state.step >= 30
+
+
+def _bn_dropout_loop():
+    """A BatchNorm + Dropout MLP on 10 features: the view shows per-layer statistics."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 10, generator=generator)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.2), torch.nn.Linear(16, 2))
+    return tl.Loop(model, (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+
+
+def test_a_dashboard_rebuilt_while_one_plays_pauses_it_and_works(dashboards, within):
+    loop = _bn_dropout_loop()
+    plots = ("loss", "network", "step_landscape")
+    first = dashboards(loop, plots=plots)
+    first.play()
+    first.wait(steps=20, timeout=20)
+    second = dashboards(loop, plots=plots)  # the re-run cell: builds while the first trains
+    assert not first.playing and second.error is None
+    second.buttons["Step"].click()
+    assert second.error is None
+    bars = second.figures["network"].data[0]
+    assert list(bars.x) == ["0", "1", "2", "3", "4"] and np.isfinite(np.asarray(bars.y, float)).all()
+    second.play()
+    second.wait(steps=20, timeout=20)
+    within(5, second.pause)
+    assert second.error is None
+
+
+def test_a_network_view_made_while_a_dashboard_plays_draws_once_free(dashboards, within):
+    loop = _bn_dropout_loop()
+    dash = dashboards(loop)
+    dash.play()
+    dash.wait(steps=20, timeout=20)
+    view = tl.NetworkView(loop)  # the loop is busy: nothing measured yet, no error
+    within(5, dash.pause)
+    view.redraw()
+    assert len(view.figure.data[0].x) == 5
+    view.close()
+
+
+def test_the_network_view_redraws_weights_edited_in_a_cell():
+    loop = _spiral_loop(hidden=(4,))
+    loop.step()
+    view = tl.NetworkView(loop, live=False)
+    before = np.array(view.figure.data[0].z, dtype=float)
+    with torch.no_grad():
+        loop.model.hidden1.weight.mul_(-1)
+    view.redraw()
+    after = np.array(view.figure.data[0].z, dtype=float)
+    fresh = tl.NetworkView(loop, live=False)
+    assert not np.array_equal(before, after, equal_nan=True)
+    assert np.array_equal(after, np.array(fresh.figure.data[0].z, dtype=float), equal_nan=True)
+    view.close(), fresh.close()
+
+
+class _HandWritten(torch.nn.Module):
+    """Logistic regression with bare parameters: no layers to look inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(2, 2, generator=torch.Generator().manual_seed(0)) * 0.1)
+        self.b = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return x @ self.w + self.b
+
+
+def test_a_model_without_layers_says_so_instead_of_an_empty_figure():
+    X, y = tl.datasets.moons(n=100, noise=0.2, seed=0)
+    loop = tl.Loop(_HandWritten(), (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+    view = tl.NetworkView(loop, live=False)
+    assert "no layers to look inside" in view.figure.layout.annotations[0].text
+    view.close()
+
+
+@pytest.mark.parametrize("options, name", [(dict(max_neurons=0), "max_neurons"), (dict(max_neurons=-1), "max_neurons"),
+                                           (dict(max_neurons=True), "max_neurons"),
+                                           (dict(max_neurons=2.5), "max_neurons"), (dict(grid=0), "grid"),
+                                           (dict(grid=True), "grid"), (dict(grid=1), "grid")])
+def test_the_network_view_refuses_bad_sizes_before_building_anything(options, name):
+    loop = _spiral_loop(hidden=(4,))
+    handlers = {event: len(fns) for event, fns in loop.events._handlers.items()}
+    with pytest.raises(ValueError, match=rf"^{name} must be a whole number of at least \d, like {name}="):
+        tl.NetworkView(loop, **options)
+    assert {event: len(fns) for event, fns in loop.events._handlers.items()} == handlers
