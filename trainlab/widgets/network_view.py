@@ -272,6 +272,7 @@ class _LayerStats:
         self.figure.add_bar(name="dead ReLU share", x=[], y=_EMPTY, marker_color=_NEGATIVE)
         self.figure.send_layout(barmode="group")
         self._note: str | None = None
+        self._say(_STATS_NOTE)  # until the first redraw finds out whether there is anything to measure
 
     def redraw(self, loop: Any) -> None:
         stats = activation_stats(loop)
