@@ -282,9 +282,6 @@ class _LayerStats:
                    [np.nan if s.dead_fraction is None else s.dead_fraction for s in stats]]
         self.figure.send_traces([0, 1, 2], x=[names] * 3, y=[np.asarray(column, np.float64) for column in columns])
 
-    def highlight(self, c: int, j: int) -> None:
-        """No neurons to choose here."""
-
     def _say(self, text: str) -> None:
         """The line above the bars (sent only when it changes: a layout update costs the page a relayout)."""
         if text != self._note:
