@@ -1,5 +1,6 @@
 """Inside the network: each neuron's activation over the plane, and per-layer statistics for other models."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -73,3 +74,74 @@ def test_a_cnn_gets_per_layer_statistics_with_dead_relus_counted():
     assert stats[conv].dead_fraction is None
     with torch.no_grad():
         assert stats[conv].mean == pytest.approx(float(model[0](X[:50]).mean()), rel=1e-5)
+
+
+class _CountingDataset(torch.utils.data.Dataset):
+    """5,000 samples of 10 features, with a random jitter (augmentation), counting every fetch."""
+
+    def __init__(self):
+        generator = torch.Generator().manual_seed(0)
+        self.X = torch.randn(5000, 10, generator=generator)
+        self.y = (self.X[:, 0] > 0).long()
+        self.calls = 0
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        return self.X[i] + 0.01 * torch.randn(10), self.y[i]
+
+
+def test_statistics_of_a_dataloader_loop_fetch_only_the_samples_they_use():
+    dataset = _CountingDataset()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+    loop = tl.Loop(model, loader, "cross_entropy", lr=0.1, seed=0)
+    twin = tl.Loop(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2)), loader, "cross_entropy",
+                   lr=0.1, seed=0)
+    twin.model.load_state_dict(model.state_dict())
+    loop.step(), twin.step()
+    torch.manual_seed(5)
+    dataset.calls = 0
+    stats = tl.activation_stats(loop, max_samples=256)
+    assert dataset.calls <= 256 and [s.name for s in stats] == ["0", "1", "2"]
+    first = torch.rand(1)
+    torch.manual_seed(5)
+    assert torch.equal(first, torch.rand(1))  # torch's random stream: as if nothing was fetched
+    for _ in range(3):  # the loop's own: batches (and their jitter) exactly as its twin's
+        loop.step(), twin.step()
+    assert loop.history.steps["loss"].tolist() == twin.history.steps["loss"].tolist()
+
+
+def test_neuron_activations_take_arrays_and_lists_in_any_float_dtype():
+    model = tl.models.mlp(2, [4], 2, activation="tanh", seed=0)
+    loop = _moons_loop(model)
+    layers = tl.neuron_layers(model)
+    points = [[0.0, 0.5], [1.0, -1.0], [0.25, 0.0]]
+    want = tl.neuron_activations(loop, layers, torch.tensor(points))
+    for grid in (torch.tensor(points, dtype=torch.float64), np.array(points), np.array(points, np.float32), points):
+        got = tl.neuron_activations(loop, layers, grid)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), type(grid)
+
+
+@pytest.mark.parametrize("layers, grid, message", [
+    (None, torch.zeros(5, 2), r"layers are the columns .* tl.neuron_layers\(loop.model\) .* returns None"),
+    ("hidden1", torch.zeros(5, 2), "layers are the columns"),
+    ("ok", torch.zeros(5, 3), r"grid is .* an \(n, 2\) tensor, array or list .* got shape \(5, 3\)"),
+    ("ok", "plane", r"grid is .* got shape \(\)|grid is .* got str"),
+    ("ok", [[1, 2], [3]], "grid is .* got list"),
+])
+def test_neuron_activations_refuse_bad_arguments_clearly(layers, grid, message):
+    model = tl.models.mlp(2, [4], 2, seed=0)
+    loop = _moons_loop(model)
+    layers = tl.neuron_layers(model) if layers == "ok" else layers
+    with pytest.raises(ValueError, match=message):
+        tl.neuron_activations(loop, layers, grid)
+
+
+@pytest.mark.parametrize("max_samples", [0, -3, 2.5, True])
+def test_activation_stats_refuse_a_bad_sample_count(max_samples):
+    loop = _moons_loop(tl.models.mlp(2, [4], 2, seed=0))
+    with pytest.raises(ValueError, match="max_samples is how many training samples"):
+        tl.activation_stats(loop, max_samples=max_samples)

@@ -9,6 +9,7 @@ batches are fetched later, one at a time (see ``batching.LoaderFetch``).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable
 
 import torch
@@ -96,6 +97,17 @@ class LoopData:
         if self._collected is None:  # through the loader, leaving no trace on any random stream
             self._collected = self.converted(*self.on_device(*as_tensors(self.fetch.loader, "data")))
         return self._collected
+
+    def first_train(self, n: int) -> tuple[Any, Tensor]:
+        """The first ``n`` training samples; from a DataLoader only those are fetched, leaving no trace
+        on any random stream (its augmentation draws some), as ``whole_train`` does."""
+        if self.fetch is None or self._collected is not None:
+            inputs, targets = self.whole_train
+            return map_tensors(inputs, lambda x: x[:n]), targets[:n]
+        sampler = self.fetch.sampler  # a sampler of the loader's own (a subset, weights) picks the samples
+        with torch.random.fork_rng(devices=[]), kept_generators(loader_generators(self.fetch.loader)):
+            first = range(min(n, self.fetch.n)) if sampler is None else itertools.islice(iter(sampler), n)
+            return self.fetched(torch.tensor(list(first), dtype=torch.int64))
 
     def prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:
         """Validation or test data as tensors like the training data's, checked like it."""

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from trainlab.batching import call_model, map_tensors
 from trainlab.metrics import eval_mode
+from trainlab.options import is_whole_number
 
 __all__ = ["NeuronLayer", "LayerStats", "neuron_layers", "neuron_activations", "neuron_details", "activation_stats"]
 
@@ -81,15 +82,19 @@ def _acts_per_neuron(module: nn.Module) -> bool:
 def neuron_activations(loop: Any, layers: list[NeuronLayer], grid: Tensor) -> list[Tensor]:
     """Every column's activations at the ``grid`` points ((n, 2) inputs): a (n, width) tensor per column.
 
-    In eval mode and without gradients, like ``loop.predict`` (dropout off, BatchNorm's running statistics).
+    ``grid`` is a tensor, array or list of points, run in the model's dtype (float64 from numpy
+    too). In eval mode and without gradients, like ``loop.predict`` (dropout off, BatchNorm's
+    running statistics).
     """
+    _check_layers(layers)
+    points = _grid_points(grid, dtype=layers[1].linear.weight.dtype)
     captured: dict[int, Tensor] = {}
 
     def keep(module: nn.Module, args: Any, output: Tensor) -> None:
         captured[id(module)] = output.detach()
 
     with loop.hold():
-        grid = grid.to(loop.device)
+        grid = points.to(loop.device)
         handles = [layer.probe.register_forward_hook(keep) for layer in layers[1:]]
         try:
             with eval_mode(loop.model), torch.no_grad():
@@ -98,6 +103,28 @@ def neuron_activations(loop: Any, layers: list[NeuronLayer], grid: Tensor) -> li
             for handle in handles:
                 handle.remove()
     return [grid.detach()] + [captured[id(layer.probe)] for layer in layers[1:]]
+
+
+def _check_layers(layers: Any) -> None:
+    """The columns ``neuron_layers`` finds, or a ValueError saying where they come from."""
+    if not isinstance(layers, (list, tuple)) or len(layers) < 2 or not all(isinstance(x, NeuronLayer) for x in layers):
+        hint = (" (neuron_layers returns None for a model that is not an MLP on 2-D inputs: "
+                "tl.activation_stats(loop) works for any model)") if layers is None else ""
+        raise ValueError(f"layers are the columns of an MLP on 2-D inputs, as layers = tl.neuron_layers(loop.model) "
+                         f"finds them; got {type(layers).__name__}{hint}")
+
+
+def _grid_points(grid: Any, dtype: torch.dtype) -> Tensor:
+    """The grid as an (n, 2) tensor of the model's dtype, from a tensor, an array or a list; else a ValueError."""
+    try:
+        points = torch.as_tensor(grid)
+    except (TypeError, ValueError, RuntimeError):
+        points = None
+    if points is None or points.ndim != 2 or points.shape[1] != 2 or points.is_complex() or points.dtype == torch.bool:
+        shape = f"shape {tuple(points.shape)}" if points is not None else type(grid).__name__
+        raise ValueError(f"grid is the points of the input plane to run the network on, an (n, 2) tensor, array "
+                         f"or list of numbers, like tl.datasets.spiral(n=100)[0]; got {shape}")
+    return points.detach().to(dtype)
 
 
 def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
@@ -116,8 +143,14 @@ def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
 
 
 def activation_stats(loop: Any, max_samples: int = 256) -> list[LayerStats]:
-    """Mean, std and (ReLU) dead share of every layer's output, over the first ``max_samples`` training samples."""
-    inputs = map_tensors(loop.train_data[0], lambda x: x[:max_samples])
+    """Mean, std and (ReLU) dead share of every layer's output, over the first ``max_samples`` training samples.
+
+    From a DataLoader, only those samples are fetched (not the whole dataset), leaving no trace
+    on any random stream.
+    """
+    if not is_whole_number(max_samples) or max_samples < 1:
+        raise ValueError(f"max_samples is how many training samples to run, a whole number of at least 1, "
+                         f"like 256; got {max_samples!r}")
     outputs: list[tuple[str, nn.Module, Tensor]] = []
     leaves = [(name, module) for name, module in loop.model.named_modules() if name and not any(module.children())]
 
@@ -128,7 +161,8 @@ def activation_stats(loop: Any, max_samples: int = 256) -> list[LayerStats]:
                 outputs.append((name, module, tensor.detach()))
         return keep
 
-    with loop.hold():
+    with loop.hold():  # fetching draws random numbers (augmentation): not while another thread trains
+        inputs = loop._data.first_train(max_samples)[0]
         handles = [module.register_forward_hook(hook_for(name)) for name, module in leaves]
         try:
             with eval_mode(loop.model), torch.no_grad():

@@ -159,6 +159,21 @@ def test_a_new_dashboard_pauses_the_one_playing_so_none_trains_out_of_reach(make
     old_loop.step()  # the old loop is free again
 
 
+@pytest.mark.parametrize("options", [dict(fps=0), dict(max_points=2), dict(smoothing=1.5), dict(watch_timeout=0),
+                                     dict(callbacks=[object()]), dict(plots=("losses",))])
+def test_a_new_dashboard_with_bad_arguments_leaves_the_playing_one_alone(make_loop, dashboards, within, options):
+    old_loop = make_loop()
+    old = dashboards(old_loop)
+    old.play()
+    old.wait(steps=5, timeout=10)
+    handlers = {event: len(fns) for event, fns in old_loop.events._handlers.items()}
+    with pytest.raises(ValueError):
+        tl.Dashboard(old_loop, **options)
+    assert old.playing
+    within(5, old.pause)
+    assert {event: len(fns) for event, fns in old_loop.events._handlers.items()} == handlers
+
+
 def test_speed_paces_play_and_pause_still_stops_at_once(make_loop, dashboards):
     loop = make_loop()
     dash = dashboards(loop, speed=10)

@@ -154,3 +154,166 @@ def test_the_static_lr_finder_plot():
     assert figure.layout.xaxis.type == "log"
     assert [trace.name for trace in figure.data][:2] == ["loss per batch", "smoothed loss"]
     assert tl.plot_lr_finder(result).data[1].y.tolist() == result.losses.tolist()
+
+
+def _landscape_note(figure):
+    return figure.layout.annotations[0].text
+
+
+def test_a_live_change_before_the_update_measures_the_landscape_again(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "step_landscape"))
+    figure = dash.figures["step_landscape"]
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "lr 0.3" in _landscape_note(figure)
+    dash.lr_slider.value = 5.0  # between Backward and Update: this update now lands elsewhere
+    fresh = tl.step_landscape(loop)
+    assert fresh.lr == 5.0
+    assert "lr 5:" in _landscape_note(figure) and f"{fresh.landing:.4g}" in _landscape_note(figure)
+    assert figure.data[2].y[0] == fresh.landing
+    loop.clip_grad_norm = 0.01  # from a cell: the dashboard redraws when the cell ends
+    dash.redraw()
+    assert figure.data[2].y[0] == tl.step_landscape(loop).landing != fresh.landing
+    with torch.no_grad():  # weights edited in a cell: no event, but the update starts elsewhere
+        loop.model.hidden1.weight.mul_(-1)
+    dash.redraw()
+    assert figure.data[2].y[0] == tl.step_landscape(loop).landing
+
+
+def test_moving_the_loop_in_time_clears_the_landscape(dashboards):
+    loop = _spiral_loop()
+    dash = dashboards(loop, plots=("loss", "step_landscape"))
+    figure = dash.figures["step_landscape"]
+    dash.buttons["Step"].click()
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "update 2" in _landscape_note(figure)
+    dash.buttons["Reset"].click()
+    assert loop.state.step == 0 and loop.next_stage == "forward"
+    assert "Press Backward" in _landscape_note(figure)
+    assert len(figure.data[0].x) == 0 and len(figure.data[2].y) == 0
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert "update 1" in _landscape_note(figure)
+
+
+class _PickyMLP(torch.nn.Module):
+    """Refuses a training-mode forward without gradients: exactly how the landscape runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tl.models.mlp(2, [8], 2, seed=0)
+
+    def forward(self, x):
+        if self.training and not torch.is_grad_enabled():
+            raise RuntimeError("picky: a training forward needs gradients")
+        return self.net(x)
+
+
+def test_a_landscape_that_cannot_be_measured_is_shown_and_never_stops_training(dashboards):
+    X, y = tl.datasets.moons(n=200, noise=0.2, seed=0)
+    loop = tl.Loop(_PickyMLP(), (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+    dash = dashboards(loop, plots=("loss", "step_landscape"), fps=1000)
+    figure = dash.figures["step_landscape"]
+    for label in ("Forward", "Loss", "Backward"):
+        dash.buttons[label].click()
+    assert dash.error is None
+    assert _landscape_note(figure).startswith("could not measure: RuntimeError: picky")
+    dash.buttons["Update"].click()
+    assert dash.error is None and loop.state.step == 1
+    for _ in range(3):  # code driving the loop: the after_backward handler measures, and fails quietly
+        loop.step()
+    assert loop.state.step == 4 and loop.next_stage == "forward"
+    dash.play()
+    dash.wait(steps=30, timeout=20)
+    dash.pause()
+    assert dash.error is None and loop.state.step >= 30
+
+
+def _bn_dropout_loop():
+    """A BatchNorm + Dropout MLP on 10 features: the view shows per-layer statistics."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 10, generator=generator)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                                torch.nn.Dropout(0.2), torch.nn.Linear(16, 2))
+    return tl.Loop(model, (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+
+
+def test_a_dashboard_rebuilt_while_one_plays_pauses_it_and_works(dashboards, within):
+    loop = _bn_dropout_loop()
+    plots = ("loss", "network", "step_landscape")
+    first = dashboards(loop, plots=plots)
+    first.play()
+    first.wait(steps=20, timeout=20)
+    second = dashboards(loop, plots=plots)  # the re-run cell: builds while the first trains
+    assert not first.playing and second.error is None
+    second.buttons["Step"].click()
+    assert second.error is None
+    bars = second.figures["network"].data[0]
+    assert list(bars.x) == ["0", "1", "2", "3", "4"] and np.isfinite(np.asarray(bars.y, float)).all()
+    second.play()
+    second.wait(steps=20, timeout=20)
+    within(5, second.pause)
+    assert second.error is None
+
+
+def test_a_network_view_made_while_a_dashboard_plays_draws_once_free(dashboards, within):
+    loop = _bn_dropout_loop()
+    dash = dashboards(loop)
+    dash.play()
+    dash.wait(steps=20, timeout=20)
+    view = tl.NetworkView(loop)  # the loop is busy: nothing measured yet, no error
+    within(5, dash.pause)
+    view.redraw()
+    assert len(view.figure.data[0].x) == 5
+    view.close()
+
+
+def test_the_network_view_redraws_weights_edited_in_a_cell():
+    loop = _spiral_loop(hidden=(4,))
+    loop.step()
+    view = tl.NetworkView(loop, live=False)
+    before = np.array(view.figure.data[0].z, dtype=float)
+    with torch.no_grad():
+        loop.model.hidden1.weight.mul_(-1)
+    view.redraw()
+    after = np.array(view.figure.data[0].z, dtype=float)
+    fresh = tl.NetworkView(loop, live=False)
+    assert not np.array_equal(before, after, equal_nan=True)
+    assert np.array_equal(after, np.array(fresh.figure.data[0].z, dtype=float), equal_nan=True)
+    view.close(), fresh.close()
+
+
+class _HandWritten(torch.nn.Module):
+    """Logistic regression with bare parameters: no layers to look inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(2, 2, generator=torch.Generator().manual_seed(0)) * 0.1)
+        self.b = torch.nn.Parameter(torch.zeros(2))
+
+    def forward(self, x):
+        return x @ self.w + self.b
+
+
+def test_a_model_without_layers_says_so_instead_of_an_empty_figure():
+    X, y = tl.datasets.moons(n=100, noise=0.2, seed=0)
+    loop = tl.Loop(_HandWritten(), (X, y), "cross_entropy", lr=0.1, batch_size=16, seed=0)
+    view = tl.NetworkView(loop, live=False)
+    assert "no layers to look inside" in view.figure.layout.annotations[0].text
+    view.close()
+
+
+@pytest.mark.parametrize("options, name", [(dict(max_neurons=0), "max_neurons"), (dict(max_neurons=-1), "max_neurons"),
+                                           (dict(max_neurons=True), "max_neurons"),
+                                           (dict(max_neurons=2.5), "max_neurons"), (dict(grid=0), "grid"),
+                                           (dict(grid=True), "grid"), (dict(grid=1), "grid")])
+def test_the_network_view_refuses_bad_sizes_before_building_anything(options, name):
+    loop = _spiral_loop(hidden=(4,))
+    handlers = {event: len(fns) for event, fns in loop.events._handlers.items()}
+    with pytest.raises(ValueError, match=rf"^{name} must be a whole number of at least \d, like {name}="):
+        tl.NetworkView(loop, **options)
+    assert {event: len(fns) for event, fns in loop.events._handlers.items()} == handlers

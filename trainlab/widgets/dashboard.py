@@ -36,6 +36,7 @@ from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNor
 from trainlab.widgets.lr_finder_panel import LRFinderPanel
 from trainlab.widgets.network_view import NetworkView
 from trainlab.widgets.runner import Runner, pause_all
+from trainlab.widgets.series import checked_max_points, checked_smoothing
 from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
 from trainlab.widgets.watchdog import Watchdog
@@ -84,6 +85,29 @@ class Dashboard(widgets.VBox):
         if not wanted <= set(self.PLOT_NAMES):
             raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
         shares = _ui_shares(max_ui_fraction, landscape="step_landscape" in wanted)
+        checked_max_points(max_points)
+        checked_smoothing(smoothing)
+        self._budget = RenderBudget(fps, shares["plots"])
+        self._data_budget = RenderBudget(boundary_fps, shares["data"])
+        self._watchdog = Watchdog(watch_timeout)
+        # Callbacks now: one that refuses this loop (ValueError) is a bad argument too, and leaves no handler behind.
+        self._handles = attach_all(callbacks, loop)
+        # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
+        # whose thread would otherwise train on, out of reach, at half the machine's speed. Now,
+        # once the arguments are known good and before anything is built: the plots made below
+        # look at the loop, which the old dashboard's runner must not be training meanwhile.
+        pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
+        try:
+            self._build(loop, wanted, shares, max_points, ghosts, smoothing, fps, grid, max_ui_fraction, speed)
+        except BaseException:
+            for handle in self._handles:  # the callbacks attached above
+                handle.remove()
+            raise
+        self._safe_redraw()
+
+    def _build(self, loop: Any, wanted: set[str], shares: dict[str, float], max_points: int, ghosts: int,
+               smoothing: float, fps: float, grid: int, max_ui_fraction: float, speed: float | None) -> None:
+        """The widgets, the runner, and the handlers that keep them up to date (the arguments are checked)."""
         self.loop = loop
         self.max_ui_fraction = max_ui_fraction
         # First: anywidget gives each widget's script 2 s to start, and the plots' big script,
@@ -99,9 +123,6 @@ class Dashboard(widgets.VBox):
         self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
         if self._data_plot is not None:
             self.figures[self._data_plot.name] = self._data_plot.figure
-        self._budget = RenderBudget(fps, shares["plots"])
-        self._data_budget = RenderBudget(boundary_fps, shares["data"])
-        self._watchdog = Watchdog(watch_timeout)
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
         self.controls.speed_dropdown.observe(self._on_speed, names="value")
         self.speed = speed
@@ -116,8 +137,6 @@ class Dashboard(widgets.VBox):
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
-        # Callbacks first: one that refuses this loop (ValueError) leaves no handler behind.
-        self._handles = attach_all(callbacks, loop)
         for plot in self._plots:  # plots that measure during a step (the step's landscape, after backward)
             if hasattr(plot, "attach"):
                 self._handles += plot.attach(loop)
@@ -125,10 +144,6 @@ class Dashboard(widgets.VBox):
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
         self._unregister_cell_hook = on_cells(started=self._before_cell, ended=self._after_cell)
-        # One dashboard plays at a time: a re-run cell's new dashboard stops the one it replaced,
-        # whose thread would otherwise train on, out of reach, at half the machine's speed.
-        pause_all("a new dashboard was opened (one plays at a time); press Play to go on")
-        self._safe_redraw()
 
     def __repr__(self) -> str:
         if not hasattr(self, "_runner"):  # failed while being built

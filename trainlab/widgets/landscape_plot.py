@@ -3,7 +3,10 @@
 Measured after ``backward()``: when the learner presses Backward (the next redraw
 measures it), and while playing from an ``after_backward`` handler, on a budget of its
 own, so a dashboard without this plot pays nothing and one with it pays a few forward
-passes a few times a second.
+passes a few times a second. A live change before the update (the lr slider, clipping,
+the optimizer, weights edited in a cell) changes where the step lands: the next redraw
+measures again. A measurement that fails is shown in the plot, never raised: it must
+not stop the training it only watches.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from trainlab.errors import LoopBusyError
 from trainlab.events import Handle
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.widgets.budget import RenderBudget
@@ -39,24 +43,33 @@ class StepLandscapePlot:
         self.figure.add_vline(x=1, line=dict(color="gray", dash="dot"))
         self.figure.send_layout(annotations=[_note(_WAITING)])
         self.latest: StepLandscape | None = None
-        self._measured: tuple | None = None  # the batch the latest landscape belongs to
-        self._drawn: StepLandscape | None = None
+        self.failure: str | None = None  # why the last measurement failed, as the plot says it
+        self._measured: tuple | None = None  # the batch (and settings) the latest landscape belongs to
+        self._drawn: Any = _WAITING  # what the figure shows: a landscape, a failure, or the waiting note
 
     def attach(self, loop: Any) -> list[Handle]:
-        """Measure after every backward the budget allows (playing, or code driving the loop)."""
-        return [loop.on("after_backward", self._after_backward, observer=True)]  # it only reads the loop
+        """Measure after every backward the budget allows; measure again after a live change."""
+        return [loop.on("after_backward", self._after_backward, observer=True),  # both only read the loop
+                loop.on("after_change", self._after_change, observer=True)]
 
     def reset(self) -> None:
-        """Nothing to forget: a landscape belongs to one batch, and says which."""
+        """Forget the landscape (the loop moved in time): the next redraw shows the waiting note."""
+        self.latest, self.failure, self._measured = None, None, None
 
     def redraw(self, loop: Any) -> None:
         """Show the latest landscape; measure the open batch's first if it has its gradients and none was taken."""
         if loop.next_stage == "update" and self._measured != _batch_key(loop):
             self._measure(loop)
-        view = self.latest
-        if view is None or view is self._drawn:
+        shown = self.latest if self.latest is not None else self.failure or _WAITING
+        if shown is self._drawn:
             return
-        self._drawn = view
+        self._drawn = shown
+        if isinstance(shown, str):
+            self._show_note(shown)
+        else:
+            self._show_landscape(shown)
+
+    def _show_landscape(self, view: StepLandscape) -> None:
         losses = np.where(np.isfinite(view.losses), view.losses, np.nan)  # a blown-up loss is a gap, not a spike
         self.figure.send_traces([0, 1, 2], x=[view.t, np.array([0.0]), np.array([1.0])],
                                 y=[losses, np.array([view.current]), np.array([view.landing])])
@@ -65,19 +78,45 @@ class StepLandscapePlot:
         self.figure.send_layout(annotations=[_note(
             f"update {view.step}, lr {view.lr:.3g}: loss {view.current:.4g} → {view.landing:.4g} ({verdict})")])
 
+    def _show_note(self, text: str) -> None:
+        """An empty plot that says why: waiting for a backward, or what went wrong."""
+        self.figure.send_traces([0, 1, 2], x=[_EMPTY] * 3, y=[_EMPTY] * 3)
+        self.figure.send_layout(annotations=[_note(text)])
+
     def _after_backward(self, loop: Any) -> None:
         if self.budget.due():
             with self.budget.spending():
                 self._measure(loop)
 
+    def _after_change(self, loop: Any) -> None:
+        """The lr, clipping, weight decay or optimizer changed: the open batch's update lands elsewhere now."""
+        self._measured = None
+
     def _measure(self, loop: Any) -> None:
-        self.latest = step_landscape(loop)
-        self._measured = _batch_key(loop)
+        """Measure the open batch's landscape; a failure is kept to be shown, never raised into the step."""
+        key = _batch_key(loop)
+        try:
+            self.latest, self.failure = step_landscape(loop), None
+        except LoopBusyError:  # another thread trains: its own after_backward measures
+            return
+        except Exception as error:  # a model that cannot run as the landscape runs it: say so, keep training
+            self.latest, self.failure = None, _short(f"could not measure: {type(error).__name__}: {error}")
+        self._measured = key
+
+
+_EMPTY = np.empty(0, np.float64)
 
 
 def _batch_key(loop: Any) -> tuple:
-    """Which batch the loop is in: its step and its loss tensor (a new one for every batch)."""
-    return loop.state.step, id(loop.last_loss)
+    """Which batch the loop is in (its step, its loss tensor: a new one for every batch), and the weights,
+    optimizer and lrs as they are (``_fingerprint``): edited in a cell, the update lands elsewhere."""
+    return loop.state.step, id(loop.last_loss), loop._fingerprint()
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """One line that fits above the plot."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _note(text: str) -> dict:

@@ -27,6 +27,7 @@ import torch
 
 from trainlab.errors import LoopBusyError
 from trainlab.inside import activation_stats, neuron_activations, neuron_details, neuron_layers
+from trainlab.options import is_whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_plots import new_figure
@@ -56,6 +57,9 @@ class NetworkView(widgets.VBox):
 
     def __init__(self, loop: Any, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
                  fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
+        self._handles: list = []  # first: Widget.__del__ closes even a view that failed while being built
+        _check_size("max_neurons", max_neurons, 1, "max_neurons=8 shows each layer's first 8 neurons")
+        _check_size("grid", grid, 2, "grid=20 draws each neuron's square with 20 x 20 points")
         self.loop = loop
         self.layers = neuron_layers(loop.model) if loop.input_shape == (2,) else None
         self.shown = [min(layer.width, max_neurons) for layer in self.layers] if self.layers else []
@@ -75,7 +79,6 @@ class NetworkView(widgets.VBox):
         super().__init__(children=children, layout=widgets.Layout(flex="0 0 auto",
                                                                   min_width=f"{self.figure.layout.width}px"))
         self._key: tuple | None = None
-        self._handles = []
         if live:  # on its own: redraw after updates, on a budget (a dashboard drives it otherwise)
             self._budget = RenderBudget(fps, max_ui_fraction)
             self._kernel_loop = _kernel_event_loop()
@@ -96,15 +99,16 @@ class NetworkView(widgets.VBox):
         self._key = None
 
     def redraw(self, loop: Any = None) -> None:
-        """Draw the network as it is now (skipped if no update happened since the last redraw)."""
+        """Draw the network as it is now (skipped if its weights did not change since the last redraw)."""
         loop = loop or self.loop
-        key = (loop.state.step, len(loop.history), len(loop.history.branches), loop.next_stage)
+        # The weights' and buffers' version counters (``_fingerprint``): an update moves them, and so
+        # does a weight edited in a cell (``weight.mul_(-1)``), which changes no step and no history.
+        key = (loop.state.step, len(loop.history), len(loop.history.branches), loop._fingerprint(), loop.next_stage)
         if key == self._key:
             return
-        weights_moved = self._key is None or key[:3] != self._key[:3]
+        if self._key is None or key[:-1] != self._key[:-1]:
+            self._drawing.redraw(loop)  # LoopBusyError (another thread trains): the key stays, to draw next time
         self._key = key
-        if weights_moved:
-            self._drawing.redraw(loop)
         if self.layers:
             self._show_details()  # the gradients change at backward
 
@@ -113,8 +117,9 @@ class NetworkView(widgets.VBox):
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        for child in (self.figure, self.neuron_menu, self.details):
-            child.close()
+        for name in ("figure", "neuron_menu", "details"):  # those built (all, unless it failed while being built)
+            if hasattr(self, name):
+                getattr(self, name).close()
         super().close()
 
     def _on_update(self, loop: Any) -> None:
@@ -259,21 +264,42 @@ class _LayerStats:
     """For models whose neurons are not pictures of a plane: each layer's activation mean, spread and dead ReLUs."""
 
     def __init__(self, loop: Any) -> None:
-        names = [stats.name for stats in activation_stats(loop)]
+        # Nothing measured here: the loop may be training on another thread (a dashboard playing);
+        # the first redraw measures, and the view guards it.
         self.figure = new_figure("Activations per layer (256 training samples)", "layer", "value")
-        self.figure.add_bar(name="mean", x=names, y=np.zeros(len(names)), marker_color=_POSITIVE)
-        self.figure.add_bar(name="std", x=names, y=np.zeros(len(names)), marker_color="#888888")
-        self.figure.add_bar(name="dead ReLU share", x=names, y=np.zeros(len(names)), marker_color=_NEGATIVE)
-        self.figure.send_layout(barmode="group", annotations=[dict(
-            text="this model's neurons are not pictures of a 2-D plane: per-layer numbers instead",
-            x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
-            font=dict(size=10, color="#555"))])
+        self.figure.add_bar(name="mean", x=[], y=_EMPTY, marker_color=_POSITIVE)
+        self.figure.add_bar(name="std", x=[], y=_EMPTY, marker_color="#888888")
+        self.figure.add_bar(name="dead ReLU share", x=[], y=_EMPTY, marker_color=_NEGATIVE)
+        self.figure.send_layout(barmode="group")
+        self._note: str | None = None
+        self._say(_STATS_NOTE)  # until the first redraw finds out whether there is anything to measure
 
     def redraw(self, loop: Any) -> None:
         stats = activation_stats(loop)
+        self._say(_STATS_NOTE if stats else _NOTHING_INSIDE)
+        names = [s.name for s in stats]
         columns = [[s.mean for s in stats], [s.std for s in stats],
                    [np.nan if s.dead_fraction is None else s.dead_fraction for s in stats]]
-        self.figure.send_traces([0, 1, 2], y=[np.asarray(column, np.float64) for column in columns])
+        self.figure.send_traces([0, 1, 2], x=[names] * 3, y=[np.asarray(column, np.float64) for column in columns])
+
+    def _say(self, text: str) -> None:
+        """The line above the bars (sent only when it changes: a layout update costs the page a relayout)."""
+        if text != self._note:
+            self._note = text
+            self.figure.send_layout(annotations=[dict(
+                text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                showarrow=False, font=dict(size=10, color="#555"))])
+
+
+_STATS_NOTE = "this model's neurons are not pictures of a 2-D plane: per-layer numbers instead"
+_NOTHING_INSIDE = ("no layers to look inside: this model has no submodules (nn.Linear, nn.Conv2d...) whose "
+                   "outputs could be measured;<br>build it from layers to see their activations here")
+
+
+def _check_size(name: str, value: Any, least: int, example: str) -> None:
+    """A whole number of at least ``least``, or a ValueError naming the argument, before anything is built."""
+    if not is_whole_number(value) or value < least:
+        raise ValueError(f"{name} must be a whole number of at least {least}, like {example}; got {value!r}")
 
 
 def _kernel_event_loop() -> asyncio.AbstractEventLoop | None:

@@ -26,9 +26,7 @@ class Downsampler:
     """
 
     def __init__(self, max_points: int = 500) -> None:
-        if max_points < 8:
-            raise ValueError(f"max_points must be at least 8; got {max_points!r}")
-        self.max_points = int(max_points)
+        self.max_points = checked_max_points(max_points)
         # Each chunk gives 2 points; 3 are kept for the unfinished tail's min, max and last row.
         self._max_chunks = (self.max_points - 3) // 2
         self.reset()
@@ -105,9 +103,7 @@ class Ema:
     """
 
     def __init__(self, smoothing: float = 0.9) -> None:
-        if not 0 <= smoothing < 1:
-            raise ValueError(f"smoothing must be in [0, 1); got {smoothing!r}")
-        self.smoothing = float(smoothing)
+        self.smoothing = checked_smoothing(smoothing)
         self.reset()
 
     def reset(self) -> None:
@@ -159,3 +155,17 @@ def _argmin(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 
 def _argmax(values: np.ndarray, axis: int | None = None) -> np.ndarray:
     return _high_key(np.asarray(values, np.float64)).argmax(axis=axis)
+
+
+def checked_max_points(max_points: int) -> int:
+    """``max_points`` as an int, or a ValueError saying what to pass."""
+    if max_points < 8:
+        raise ValueError(f"max_points must be at least 8; got {max_points!r}")
+    return int(max_points)
+
+
+def checked_smoothing(smoothing: float) -> float:
+    """``smoothing`` as a float, or a ValueError saying what to pass."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1); got {smoothing!r}")
+    return float(smoothing)
