@@ -85,7 +85,7 @@ def test_the_pages_are_asked_to_say_alive_only_while_playing(loop, dashboards):
     dash.wait(steps=5, timeout=5)
     dash.pause()
     assert not any(figure.watched for figure in dash.figures.values())
-    loop.lr = 1e6  # playing ends by itself (non-finite loss): the pages keep quiet again
+    loop.on("after_update", lambda loop: loop.stop("enough"))  # playing ends by itself: the pages keep quiet again
     dash.play()
     dash.wait(timeout=5)
     assert not dash.playing and not any(figure.watched for figure in dash.figures.values())
