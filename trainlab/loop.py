@@ -135,7 +135,7 @@ class Loop(TimeTravel):
         self._rng_state = torch.Generator().manual_seed(seed).get_state()
         self._keyframes = Keyframes(rewind_budget)
         self._replaying = False  # a rewind (or an undone update) is running steps again: record nothing
-        self._still: tuple | None = None  # the loop as the last step left it (see _fingerprint)
+        self._still: tuple | None = None  # the loop as the last step left it (see revision)
         self._changed = False  # a live change since the last keyframe (see _keyframe_due)
         self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
         self._want_ratios = False  # measure the next update's ratios (a plot asked)
@@ -634,16 +634,17 @@ class Loop(TimeTravel):
         return (self._keyframes.due(self.state.step)
                 or self._changed  # a live change (lr, batch size...), maybe in the middle of the last step
                 or self.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
-                or self._still != self._fingerprint())  # changed outside a step (a cell, a handler, a jump)
+                or self._still != self.revision)  # changed outside a step (a cell, a handler, a jump)
 
-    def _fingerprint(self) -> tuple:
-        """What a change made outside the steps would alter: weights and buffers (their version
-        counters), the optimizer object, and its learning rates (set directly in param_groups)."""
+    @property
+    def revision(self) -> tuple:
+        """Changes whenever the weights, buffers, optimizer or its lrs change: a step, a jump in time,
+        an edit in a cell (from the tensors' version counters). Views redraw only when it moves."""
         return self._slots.versions(), id(self.optimizer), [group["lr"] for group in self.optimizer.param_groups]
 
     def _note_still(self) -> None:
         """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
-        self._still = self._fingerprint()
+        self._still = self.revision
 
     def _copy_params(self) -> dict[str, Tensor]:
         """The parameters now, by name (copies)."""

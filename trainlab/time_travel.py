@@ -355,14 +355,14 @@ class TimeTravel:
 
     def _hold_still(self) -> tuple[Any, ...]:
         """Everything about the loop now, for ``_put_still`` to bring back exactly (an open batch too)."""
-        untouched = self._still == self._fingerprint()  # nothing changed since the last step
+        untouched = self._still == self.revision  # nothing changed since the last step
         return self._capture(None), self._steps_in_hand(), untouched
 
     def _put_still(self, kept: tuple[Any, ...]) -> None:
         snapshot, in_hand, untouched = kept
         self._apply(snapshot.state)
         self._take_back(in_hand)
-        self._still = self._fingerprint() if untouched else None
+        self._still = self.revision if untouched else None
 
     def _steps_in_hand(self) -> tuple[Any, ...]:
         """What a capture leaves out: the open batch, the last one, their logs, ratios and gradients."""

@@ -109,8 +109,8 @@ _EMPTY = np.empty(0, np.float64)
 
 def _batch_key(loop: Any) -> tuple:
     """Which batch the loop is in (its step, its loss tensor: a new one for every batch), and the weights,
-    optimizer and lrs as they are (``_fingerprint``): edited in a cell, the update lands elsewhere."""
-    return loop.state.step, id(loop.last_loss), loop._fingerprint()
+    optimizer and lrs as they are (``loop.revision``): edited in a cell, the update lands elsewhere."""
+    return loop.state.step, id(loop.last_loss), loop.revision
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -101,12 +101,12 @@ class NetworkView(widgets.VBox):
     def redraw(self, loop: Any = None) -> None:
         """Draw the network as it is now (skipped if its weights did not change since the last redraw)."""
         loop = loop or self.loop
-        # The weights' and buffers' version counters (``_fingerprint``): an update moves them, and so
-        # does a weight edited in a cell (``weight.mul_(-1)``), which changes no step and no history.
-        key = (loop.state.step, len(loop.history), len(loop.history.branches), loop._fingerprint(), loop.next_stage)
+        # ``loop.revision`` moves with every update and jump in time, and with a weight edited in a
+        # cell (``weight.mul_(-1)``), which changes no step and no history.
+        key = (loop.revision, loop.next_stage)
         if key == self._key:
             return
-        if self._key is None or key[:-1] != self._key[:-1]:
+        if self._key is None or key[0] != self._key[0]:
             self._drawing.redraw(loop)  # LoopBusyError (another thread trains): the key stays, to draw next time
         self._key = key
         if self.layers:
