@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_FLAGS, ConsoleLog, free_port
+from conftest import CHROMIUM, CHROMIUM_FLAGS, ConsoleLog, free_port, stop_process
 from lab_page import button, one_cell_notebook, status_text, step_count, wait_until
 from test_lab import assert_no_console_errors, open_notebook, wait_idle
 
@@ -108,12 +108,7 @@ class DevToolsChromium:
         """Detach, stop Chromium, and remove its profile."""
         if self._connection is not None:
             self.detach()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
