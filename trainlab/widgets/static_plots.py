@@ -175,10 +175,6 @@ def _color(key: str) -> str:
     return VAL_COLOR if key.startswith("val_") else TRAIN_COLOR
 
 
-def _group(key: str) -> str:
-    return "validation" if key.startswith("val_") else "train"
-
-
 def _samples_per_epoch(history: History) -> int:
     """The training samples in one epoch: the most any recorded epoch used (complete ones first)."""
     cols = history.steps
