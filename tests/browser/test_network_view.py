@@ -103,7 +103,7 @@ def test_the_neuron_view_redraws_while_playing_in_jupyterlab(page, lab_server, o
     rate = changes / (time.monotonic() - start)
     assert rate > 0.2, f"the neuron view redrew only {rate:.2f} times a second while playing"
     ui = status_text(page)
-    share = int(re.search(r"UI: (\d+)% of time", ui).group(1))
+    share = int(re.search(r"UI: (\d+)% of a core", ui).group(1))
     assert share <= 5, f"all the dashboard's redraws together must stay under max_ui_fraction (5%): {ui}"
     screenshot_whole(page, view, output_dir / "network.png")
     button(page, "Pause").click()

@@ -9,8 +9,10 @@ from ipywidgets import Widget
 from trainlab.widgets.live_figure import LiveFigure
 
 
-def _figure() -> LiveFigure:
+def _figure(max_undrawn: int = 1) -> LiveFigure:
+    """Two traces; by default the figure waits for the page after every frame (one undrawn at most)."""
     figure = LiveFigure()
+    figure.max_undrawn = max_undrawn
     figure.add_scatter(name="a", y=np.zeros(3))
     figure.add_scatter(name="b", y=np.zeros(2))
     return figure
@@ -94,18 +96,23 @@ def test_live_frames_skip_a_figure_the_page_is_still_drawing(loop, dashboards, u
     dash = dashboards(loop, plots=("grad_norm",), fps=20)  # every frame: the loss and the grad norms
     loss, grad_norm = page(dash.figures["loss"]), page(dash.figures["grad_norm"])
     dash.buttons["Step"].click()
-    loss.draw()  # the page shows the loss plot...
-    dash.buttons["Step"].click()  # ...and has not drawn this update yet
-    shown, loss_frames = len(loss.data[1]["y"]), len(loss.frames)
+    loss.draw()  # the page shows the loss plot, and then draws nothing more
+    drawn = loss.frames[-1][0]["frame"]
+    shown = len(loss.data[1]["y"])
     dash.play()
     try:
+        undrawn = lambda: loss.frames[-1][0]["frame"] - drawn  # noqa: E731
+        # The loss figure sends max_undrawn frames the page has not drawn, then waits...
+        assert until(lambda: undrawn() == dash.figures["loss"].max_undrawn, timeout=3.0)
+        waiting = len(loss.frames)
+
         def grad_norm_moves() -> bool:
             grad_norm.draw()
-            return len(grad_norm.data[0]["y"]) > shown + 5
-        assert until(grad_norm_moves, timeout=1.0)  # other figures move on
-        assert len(loss.frames) == loss_frames  # the loss figure waits for the page
+            return len(grad_norm.data[0]["y"]) > shown + 50
+        assert until(grad_norm_moves, timeout=3.0)  # ...while the other figures move on
+        assert len(loss.frames) == waiting
         loss.draw()  # the page catches up
-        assert until(lambda: len(loss.data[1]["y"]) > shown, timeout=1.5)
+        assert until(lambda: len(loss.frames) > waiting, timeout=1.5)
     finally:
         dash.pause()
 
@@ -164,3 +171,29 @@ def test_a_trace_added_after_the_page_opened_reaches_it(page):
     figure.add_trace(go.Contour(name="c", z=np.eye(3)))
     assert [trace.get("name") for trace in shown.data] == ["a", "b", "c"]
     assert shown.data[2]["type"] == "contour"
+
+
+def test_a_few_frames_may_be_on_their_way_before_the_figure_waits(page):
+    figure = _figure(max_undrawn=3)
+    shown = page(figure)  # frame 1: the whole figure
+    figure.send_traces([0], y=[np.ones(3)])
+    assert not figure.behind  # two undrawn
+    figure.send_traces([0], y=[np.ones(3) * 2])
+    assert figure.behind and len(shown.frames) == 3  # three undrawn: it waits
+    figure.send_traces([0], y=[np.ones(3) * 3])
+    assert len(shown.frames) == 3  # held back
+    shown.say({"kind": "drawn", "frame": 2})  # the page is one frame behind
+    assert len(shown.frames) == 4
+    np.testing.assert_array_equal(shown.data[0]["y"], [3.0, 3.0, 3.0])
+
+
+def test_one_message_from_the_page_acknowledges_all_its_figures(page):
+    first, second = _figure(), _figure()
+    shown_first, shown_second = page(first), page(second)
+    assert first.behind and second.behind
+    # The page sends one "drawn" for every figure of the kernel, through any one of them.
+    shown_first.say({"kind": "drawn", "frames": {first.figure_id: 1, second.figure_id: 1, "gone": 3}})
+    assert not first.behind and not second.behind
+    second.last_heard = None
+    shown_first.say({"kind": "alive", "ids": [second.figure_id]})
+    assert second.last_heard is not None  # heard through the first figure's messages
