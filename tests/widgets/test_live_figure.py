@@ -4,6 +4,7 @@ what changed, as binary buffers, and never more than the page has drawn (it wait
 import json
 
 import numpy as np
+import torch
 from ipywidgets import Widget
 
 from trainlab.widgets.live_figure import LiveFigure
@@ -81,15 +82,26 @@ def test_a_page_that_stops_answering_is_not_waited_for_forever(page):
     assert len(shown.frames) == 2
 
 
-def test_a_heatmap_grid_goes_as_one_float32_buffer(loop, dashboards, page):
+def test_a_heatmap_grid_goes_as_one_buffer_of_a_byte_a_cell(loop, dashboards, page):
     dash = dashboards(loop, plots=("decision_boundary",))
     shown = page(dash.figures["decision_boundary"])
     shown.draw()
     dash.buttons["Step"].click()
     message, buffers = shown.frames[-1]
     (change,) = [c for c in message["traces"] if c["index"] == 0]
-    assert change["set"]["z"]["dtype"] == "float32" and change["set"]["z"]["shape"] == [60, 60]
-    assert sum(len(bytes(b)) for b in buffers) == 60 * 60 * 4
+    assert change["set"]["z"]["dtype"] == "uint8" and change["set"]["z"]["shape"] == [60, 60]
+    assert sum(len(bytes(b)) for b in buffers) == 60 * 60
+    # What the page reads back is the model's probability to within one of 255 shades.
+    probabilities = torch.softmax(loop.predict(dash._data_plot._grid), 1)[:, 1].reshape(60, 60).numpy()
+    assert np.allclose(shown.data[0]["z"], probabilities, rtol=0, atol=0.5 / 254 + 1e-6)
+
+
+def test_a_quantized_array_keeps_nan_and_the_ends_of_its_range():
+    from trainlab.widgets.live_figure import Quantized
+
+    sent = Quantized(np.array([[-1.0, 0.0], [np.nan, 1.0]]), -1, 1)
+    assert sent.codes.dtype == np.uint8 and sent.codes.tolist() == [[0, 127], [255, 254]]
+    np.testing.assert_array_equal(sent.values(), [[-1.0, 0.0], [np.nan, 1.0]])
 
 
 def test_live_frames_skip_a_figure_the_page_is_still_drawing(loop, dashboards, until, page):

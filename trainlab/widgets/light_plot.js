@@ -3,7 +3,8 @@
 // method; this costs well under one, so the loss curve can move every frame.
 //
 // It draws what the live plots use: scatter traces (lines, markers, "hv" steps; one colour, or a
-// colour per point on a colour scale), bars over named categories, heatmaps (blitted as an image),
+// colour per point on a colour scale; lines that go back and forth, in NaN-separated pieces, as
+// the neuron view's weights), bars over named categories, heatmaps (blitted as an image),
 // vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
 // with anything else (lightPlottable() says) stays with plotly.js.
 
@@ -66,12 +67,30 @@ function withOpacity(color, opacity) {
 // A value for uPlot: a number, or null for a gap (NaN, or not positive on a log axis).
 const cleaner = (log) => (value) => (value === null || !Number.isFinite(value) || (log && value <= 0) ? null : value);
 
+// Whether the x values never go back (NaN aside): uPlot draws only such series.
+function ascending(x) {
+  let last = -Infinity;
+  for (const value of x) {
+    if (Number.isNaN(value)) continue;
+    if (value < last) return false;
+    last = value;
+  }
+  return true;
+}
+
+// Lines that go back and forth (pieces separated by NaN): drawn by drawFreeLines(), not uPlot.
+function freeLinesOf(figure) {
+  return figure.data.filter((trace) => shown(trace) && (trace.type || "scatter") === "scatter" && trace.x
+    && (trace.mode || "lines").includes("lines") && !ascending(trace.x));
+}
+
 // The figure's series: one table [x, y] per line/bar trace, in the order they are drawn.
 function seriesOf(figure, colors, yLog) {
   const clean = cleaner(yLog);
   const tables = [], series = [], categories = [];
+  const free = new Set(freeLinesOf(figure));
   figure.data.forEach((trace, index) => {
-    if (!shown(trace) || !["scatter", "bar"].includes(trace.type || "scatter")) return;
+    if (!shown(trace) || !["scatter", "bar"].includes(trace.type || "scatter") || free.has(trace)) return;
     const marker = trace.marker || {};
     if (isArray(marker.color)) return; // a colour per point: drawn by pointsOf()
     let x = Array.from(trace.x || [], Number), y = Array.from(trace.y || [], clean);
@@ -186,6 +205,7 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
     hooks: {
       drawClear: [(u) => drawHeatmaps(u, now())],
       draw: [(u) => {
+        drawFreeLines(u, now());
         drawPoints(u, now());
         drawShapes(u, now());
         drawAnnotations(u, now());
@@ -238,6 +258,31 @@ function drawHeatmaps(u, { figure }) {
     ctx.drawImage(cells, left, top, right - left, bottom - top);
     ctx.restore();
   }
+}
+
+function drawFreeLines(u, { figure }) {
+  const ctx = u.ctx, ratio = devicePixelRatio || 1;
+  ctx.save();
+  for (const trace of freeLinesOf(figure)) {
+    const line = trace.line || {};
+    ctx.strokeStyle = withOpacity(line.color || "#444444", trace.opacity);
+    ctx.lineWidth = (line.width ?? 2) * ratio;
+    ctx.beginPath();
+    let pen = false; // NaN lifts the pen: the next point starts a new piece
+    for (let i = 0; i < trace.x.length; i++) {
+      const x = trace.x[i], y = trace.y[i];
+      if (!Number.isFinite(x) || !Number.isFinite(y)) {
+        pen = false;
+        continue;
+      }
+      const px = u.valToPos(x, "x", true), py = u.valToPos(y, "y", true);
+      if (pen) ctx.lineTo(px, py);
+      else ctx.moveTo(px, py);
+      pen = true;
+    }
+    ctx.stroke();
+  }
+  ctx.restore();
 }
 
 // Points with a colour each (on the trace's colour scale), ringed as plotly rings them.

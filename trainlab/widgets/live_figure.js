@@ -19,6 +19,9 @@ const KERNELS = Symbol.for("trainlab.kernels"); // page-global: widget manager -
 const CONFIG = { displaylogo: false, responsive: false };
 const ARRAYS = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array };
 const ACK_EVERY = 150; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
+// ms: frames this close together, the last this recent, and a figure no dashboard plays draws light too
+// (a fit in a cell, a neuron view beside a playing dashboard)
+const STREAMING = 1500;
 
 // The page's one copy of plotly.js and of the light renderer (run once per page and version, shared by every figure).
 function libraries(model) {
@@ -55,11 +58,18 @@ function decode(value, buffers, old) {
   }
   const view = buffers[value.$buffer];
   const bytes = view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength); // aligned copy
-  const flat = new ARRAYS[value.dtype](bytes);
+  const flat = value.scale ? unquantized(new Uint8Array(bytes), value.scale) : new ARRAYS[value.dtype](bytes);
   if (value.keep) return joinedTail(old, value.keep, flat);
   if (value.shape.length < 2) return flat;
   const [rows, columns] = value.shape;
   return Array.from({ length: rows }, (_, r) => flat.subarray(r * columns, (r + 1) * columns));
+}
+
+// Bytes back to numbers: 0..254 over [low, high], 255 for NaN (live_figure.py's Quantized).
+function unquantized(codes, [low, high]) {
+  const out = new Float32Array(codes.length), step = (high - low) / 254;
+  for (let i = 0; i < codes.length; i++) out[i] = codes[i] === 255 ? NaN : low + codes[i] * step;
+  return out;
 }
 
 // The first `keep` values of `old`, then `tail`.
@@ -174,6 +184,8 @@ function render({ model, el }) {
   let light = null; // the light renderer, while playing
   let shownBy = null; // "plotly" or "light": who drew last
   let zoom = {}; // the ranges the learner zoomed to in plotly.js, kept while playing
+  let arrivals = [-Infinity, -Infinity]; // when the last two frames came
+  let settle = null; // once frames stop coming, plotly.js draws again
 
   const say = (content) => {
     if (closed) return false;
@@ -197,6 +209,7 @@ function render({ model, el }) {
     }
     if (message.layout) figure.layout = decode(message.layout, buffers);
     received = message.frame;
+    arrivals = [arrivals[1], performance.now()];
     schedule();
   };
 
@@ -206,8 +219,10 @@ function render({ model, el }) {
     requestAnimationFrame(draw);
   };
 
-  // While playing, the light renderer; paused, plotly.js (and the zoom a learner set there carries over).
-  const wantsLight = async () => model.get("watched") && (await lightModule).lightPlottable(figure);
+  // While playing (or frames stream in), the light renderer; paused, plotly.js (and the zoom a
+  // learner set there carries over).
+  const streaming = () => performance.now() - arrivals[1] < STREAMING && arrivals[1] - arrivals[0] < STREAMING;
+  const wantsLight = async () => (model.get("watched") || streaming()) && (await lightModule).lightPlottable(figure);
 
   const drawLight = async (dark) => {
     if (!light) {
@@ -219,6 +234,8 @@ function render({ model, el }) {
     plotlyDiv.style.display = "none";
     lightDiv.style.display = "";
     shownBy = "light";
+    clearTimeout(settle);
+    if (!model.get("watched")) settle = setTimeout(schedule, STREAMING); // back to plotly.js once quiet
   };
 
   const drawPlotly = async (dark, frame) => {
@@ -265,6 +282,7 @@ function render({ model, el }) {
 
   return () => {
     closed = true;
+    clearTimeout(settle);
     model.off("msg:custom", onMessage);
     model.off("change:watched", schedule);
     outbox.remove(id);
