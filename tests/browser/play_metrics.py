@@ -88,8 +88,16 @@ def kernel_value(client: BlockingKernelClient, code: str, expression: str, timeo
     return eval(result["data"]["text/plain"])  # a number or a tuple the kernel printed
 
 
+def show_whole_dashboard(page: Any) -> None:
+    """Make the window tall enough for the whole dashboard and scroll it into view: every plot is seen (and drawn)."""
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.evaluate("() => document.querySelector('.trainlab-dashboard').scrollIntoView()")
+    time.sleep(0.5)
+
+
 def measure_play(page: Any, client: BlockingKernelClient, kernel: psutil.Process) -> dict[str, float]:
-    """Press Play at full speed and measure for WINDOW seconds; the dashboard is left playing."""
+    """Press Play at full speed and measure for WINDOW seconds, the whole dashboard in view; it is left playing."""
+    show_whole_dashboard(page)
     bare = kernel_value(client, _BARE_CODE, "_bare_rate", timeout=60)
     assert kernel_value(client, "", "dash.speed") is None, "the dashboard must play at full speed"
     first_update = page.evaluate(_FIRST_UPDATE_JS)

@@ -16,9 +16,13 @@ const PLOTLY = Symbol.for("trainlab.plotly.js"); // page-global: version -> Prom
 const LIGHT = Symbol.for("trainlab.light.js"); // page-global: version -> Promise<{uPlot, lightPlot, lightPlottable}>
 const TICKER = Symbol.for("trainlab.heartbeat");
 const KERNELS = Symbol.for("trainlab.kernels"); // page-global: widget manager -> its figures' outbox
+const CLOCK = Symbol.for("trainlab.clock"); // page-global: the draws due at the next shared frame
 const CONFIG = { displaylogo: false, responsive: false };
 const ARRAYS = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array };
 const ACK_EVERY = 150; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
+// ms between the page's drawing frames: every figure due draws in the same one, so the browser
+// composites (copies each changed canvas, repaints) once for all of them, at most ~15 times a second.
+const FRAME_EVERY = 66;
 // ms: frames this close together, the last this recent, and a figure no dashboard plays draws light too
 // (a fit in a cell, a neuron view beside a playing dashboard)
 const STREAMING = 1500;
@@ -120,6 +124,23 @@ function everyTwoSeconds(fn) {
   return () => globalThis[TICKER].delete(fn);
 }
 
+// Run `draw` at the page's next drawing frame, with every other figure's due draw.
+function atNextFrame(draw) {
+  const clock = (globalThis[CLOCK] ??= { due: new Set(), requested: false, last: -Infinity });
+  clock.due.add(draw);
+  if (clock.requested) return;
+  clock.requested = true;
+  const tick = (now) => {
+    if (now - clock.last < FRAME_EVERY - 4) return requestAnimationFrame(tick); // 4 ms early is on time
+    clock.last = now;
+    clock.requested = false;
+    const due = [...clock.due];
+    clock.due.clear();
+    due.forEach((fn) => fn());
+  };
+  requestAnimationFrame(tick);
+}
+
 // What the figures of one kernel tell it, gathered: one "drawn" for all of them at most every
 // ACK_EVERY ms, one "alive" for all of them every 2 s. Sent through any figure still open.
 function outboxFor(manager) {
@@ -198,7 +219,7 @@ function render({ model, el }) {
     }
   };
 
-  // Apply every frame at once (cheap); draw only the newest, at the next animation frame.
+  // Apply every frame at once (cheap); draw only the newest, at the page's next drawing frame.
   const onMessage = (message, buffers) => {
     if (!message || message.kind !== "frame" || (!message.whole && !received)) return;
     if (message.whole) figure.data = [];
@@ -216,7 +237,7 @@ function render({ model, el }) {
   const schedule = () => {
     if (scheduled || closed) return;
     scheduled = true;
-    requestAnimationFrame(draw);
+    atNextFrame(draw);
   };
 
   // While playing (or frames stream in), the light renderer; paused, plotly.js (and the zoom a
