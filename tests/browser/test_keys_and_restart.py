@@ -42,6 +42,19 @@ def test_the_keys_work_after_any_button_and_a_restart_is_shown_within_3_s(page, 
     page.keyboard.press("p")
     wait_until(lambda: "playing" in status_text(page), 15, "the P key to play again")
 
+    # A plot scrolled out of sight is neither drawn nor sent anything; back in sight, it moves again.
+    loss = page.locator(".trainlab-live-figure[data-title='Loss']").first
+    below = page.locator(".trainlab-live-figure[data-title^='Gradient norm']").first
+    loss.evaluate("el => { const scroller = el.closest('.jp-WindowedPanel-outer') || document.scrollingElement;"
+                  " scroller.scrollTop += el.getBoundingClientRect().bottom + 20; }")  # just above the top
+    time.sleep(0.5)
+    hidden_frame, below_frame = loss.get_attribute("data-frame"), below.get_attribute("data-frame")
+    time.sleep(1.5)
+    assert below.get_attribute("data-frame") != below_frame, "the plot in sight should go on moving"
+    assert loss.get_attribute("data-frame") == hidden_frame, "a plot out of sight was drawn"
+    loss.scroll_into_view_if_needed()
+    wait_until(lambda: loss.get_attribute("data-frame") != hidden_frame, 3, "the loss plot to move again in sight")
+
     # A restart while playing: the banner within 3 s, and the page does not go on failing to send.
     banner = page.locator(".trainlab-kernel-gone")
     assert not banner.is_visible()

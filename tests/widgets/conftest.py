@@ -125,7 +125,7 @@ class Page:
             send(content, buffers)
 
         figure.send = record
-        self.say({"kind": "hello"})
+        self.say({"kind": "hello", "view": "page"})
 
     def say(self, content: dict) -> None:
         """Send ``content`` to the kernel as the page's custom message."""

@@ -209,3 +209,28 @@ def test_one_message_from_the_page_acknowledges_all_its_figures(page):
     second.last_heard = None
     shown_first.say({"kind": "alive", "ids": [second.figure_id]})
     assert second.last_heard is not None  # heard through the first figure's messages
+
+
+def test_a_figure_out_of_sight_is_sent_nothing_until_it_is_seen_again(page):
+    figure = _figure()
+    shown = page(figure)
+    shown.draw()
+    shown.say({"kind": "seen", "view": "page", "visible": False})  # the page's only view scrolled away
+    assert figure.out_of_sight and figure.behind
+    figure.send_traces([0], y=[np.ones(3)])
+    figure.send_traces([0], y=[np.ones(3) * 2])
+    assert len(shown.frames) == 1  # nothing sent while nobody can see it
+    shown.say({"kind": "seen", "view": "page", "visible": True})
+    assert len(shown.frames) == 2 and not figure.out_of_sight  # what changed meanwhile, merged
+    np.testing.assert_array_equal(shown.data[0]["y"], [2.0, 2.0, 2.0])
+
+
+def test_a_figure_in_sight_in_any_view_is_sent_frames(page):
+    figure = _figure()
+    first = page(figure)
+    first.draw()
+    first.say({"kind": "hello", "view": "second"})  # another view opens (say, the app in a second tab)
+    first.say({"kind": "seen", "view": "page", "visible": False})
+    assert not figure.out_of_sight  # the second still shows it
+    first.say({"kind": "seen", "view": "second", "visible": False})
+    assert figure.out_of_sight

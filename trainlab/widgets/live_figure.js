@@ -6,8 +6,10 @@
 // Kernel -> page: {kind: "frame", frame, whole, traces: [{index, set}], layout}, numpy arrays
 //   as binary buffers ({"$buffer": i, dtype, shape} in the JSON; with "keep": k, the first k
 //   values the trace has, then these).
-// Page -> kernel, for all the figures of one kernel at once (through any one of them, so each
-//   costs the kernel one message, not one per figure): "hello" (per figure: send me everything),
+// Page -> kernel: "hello" ({view}: a new view, send me everything), "seen" ({view, visible}: the
+//   view scrolled into or out of sight; out of sight, it draws nothing and the kernel sends it
+//   nothing). For all the figures of one kernel at once (through any one of them, so each costs
+//   the kernel one message, not one per figure):
 //   "drawn" ({frames: {model id: newest frame on screen}}, at most every ACK_EVERY ms), "alive"
 //   ({ids}, every 2 s while the kernel sets "watched", i.e. while a dashboard plays).
 
@@ -206,6 +208,8 @@ function render({ model, el }) {
   let shownBy = null; // "plotly" or "light": who drew last
   let zoom = {}; // the ranges the learner zoomed to in plotly.js, kept while playing
   let arrivals = [-Infinity, -Infinity]; // when the last two frames came
+  let visible = true; // in sight (IntersectionObserver): out of it, nothing is drawn
+  const view = Math.random().toString(36).slice(2); // names this view in "hello" and "seen"
   let settle = null; // once frames stop coming, plotly.js draws again
 
   const say = (content) => {
@@ -271,7 +275,7 @@ function render({ model, el }) {
 
   const draw = async () => {
     scheduled = false;
-    if (drawing || closed) return; // the draw under way schedules the next one
+    if (drawing || closed || !visible) return; // the draw under way schedules the next one; in sight again, one comes
     drawing = true;
     const frame = received;
     try {
@@ -299,15 +303,26 @@ function render({ model, el }) {
   // Follow JupyterLab's theme when the learner switches it.
   const themeWatch = new MutationObserver(schedule);
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
-  say({ kind: "hello" });
+  // Out of sight (scrolled away, a collapsed output), a figure is neither drawn nor sent frames.
+  const sight = new IntersectionObserver((entries) => {
+    const now = entries[entries.length - 1].isIntersecting;
+    if (now === visible) return;
+    visible = now;
+    say({ kind: "seen", view, visible });
+    if (visible) schedule();
+  });
+  sight.observe(box);
+  say({ kind: "hello", view });
 
   return () => {
+    say({ kind: "seen", view, visible: false }); // a view that is gone sees nothing
     closed = true;
     clearTimeout(settle);
     model.off("msg:custom", onMessage);
     model.off("change:watched", schedule);
     outbox.remove(id);
     themeWatch.disconnect();
+    sight.disconnect();
     if (light) light.destroy();
     plotly.then((Plotly) => Plotly.purge(plotlyDiv)).catch(() => {});
   };

@@ -38,6 +38,9 @@ How a frame reaches the page:
   plotly.js costs 40-60 ms; paused, plotly.js draws again, with hover, zoom and the toolbar.
 - **Late views.** A view says hello when it starts (Voila's page, a reloaded tab, a second
   display) and gets the whole figure as it is now.
+- **Out of sight.** A view scrolled out of sight says so (an IntersectionObserver in the page)
+  and draws nothing; while every view is out of sight the figure is ``behind``: nothing is sent,
+  and the dashboard does not even redraw it. In sight again, it gets what changed meanwhile.
 - **Threads.** The runner thread sends frames; the kernel's main thread takes the page's
   answers. One lock keeps them apart.
 - **Watching.** ``last_heard`` is when a view last spoke (a drawn frame, or the page's one
@@ -169,6 +172,7 @@ class LiveFigure(anywidget.AnyWidget):
         self._changed_layout = False
         self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
         self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
+        self._views: dict[str, bool] = {}  # each view that said hello -> whether it is in sight
         self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
         self.on_msg(self._on_view_message)
 
@@ -235,8 +239,16 @@ class LiveFigure(anywidget.AnyWidget):
 
     @property
     def behind(self) -> bool:
-        """Whether ``max_undrawn`` frames sent are not drawn yet (the last sent less than a second ago)."""
+        """Whether no view can take a frame now: all are out of sight, or ``max_undrawn`` frames sent are not
+        drawn yet (the last sent less than a second ago)."""
+        if self.out_of_sight:
+            return True
         return self._frame - self._drawn >= self.max_undrawn and time.monotonic() - self._sent_at < _GIVE_UP_WAITING
+
+    @property
+    def out_of_sight(self) -> bool:
+        """Whether every view that said hello has said it is out of sight (scrolled away, or gone)."""
+        return bool(self._views) and not any(self._views.values())
 
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
         """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
@@ -308,11 +320,13 @@ class LiveFigure(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
         kind = content.get("kind") if isinstance(content, dict) else None
-        if kind == "hello":  # a new view: it needs everything
+        if kind in ("hello", "seen"):
             with self._lock:
                 self.last_heard = time.monotonic()
-                self._whole = True
-                self._drawn = self._frame  # and what was sent before it is of no use to it
+                self._views[str(content.get("view"))] = kind == "hello" or bool(content.get("visible"))
+                if kind == "hello":  # a new view: it needs everything
+                    self._whole = True
+                    self._drawn = self._frame  # and what was sent before it is of no use to it
                 self._flush()
         elif kind == "drawn":  # {"frames": {figure id: frame}} for the page's figures; {"frame": n} for this one
             frames = content.get("frames") or {self.figure_id: content.get("frame")}
