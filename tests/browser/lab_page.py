@@ -68,26 +68,40 @@ def set_slider(page: Any, label: str, value: str) -> None:
 REVISIONS_JS = f"""() => Object.fromEntries({FIGURES}.map(el =>
     [el.dataset.title || '', el.dataset.frame === undefined ? null : Number(el.dataset.frame)]))"""
 
-# When each figure changed on screen over `seconds`, checked at every animation frame: {title: [ms, ...]}.
+# When each figure changed on screen over `seconds`: {title: [ms, ...]}. Heard from the figures
+# themselves (they set data-frame as they draw), not polled at every animation frame, which would
+# keep the page rendering 60 frames a second and cost the very CPU being measured.
 REFRESH_TIMES_JS = f"""async (seconds) => {{
-  const figures = {FIGURES};
-  const times = {{}}, last = new Map();
-  for (const el of figures) {{ times[el.dataset.title || ''] = []; last.set(el, el.dataset.frame); }}
-  const start = performance.now(), end = start + 1000 * seconds;
-  while (performance.now() < end) {{
-    await new Promise(resolve => requestAnimationFrame(resolve));
+  const times = {{}}, start = performance.now();
+  const watch = new MutationObserver((records) => {{
     const now = performance.now() - start;
-    for (const el of figures) {{
-      if (el.dataset.frame !== last.get(el)) {{ times[el.dataset.title || ''].push(now); last.set(el, el.dataset.frame); }}
-    }}
+    for (const record of records) times[record.target.dataset.title || ''].push(now);
+  }});
+  for (const el of {FIGURES}) {{
+    times[el.dataset.title || ''] = [];
+    watch.observe(el, {{ attributes: true, attributeFilter: ['data-frame'] }});
   }}
+  await new Promise(resolve => setTimeout(resolve, 1000 * seconds));
+  watch.disconnect();
   return times;
 }}"""
+
+
+# The titles of the plots in sight (a plot out of sight is not drawn: it waits until it is seen).
+IN_SIGHT_JS = f"""() => {FIGURES}.filter(el => {{
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.top < window.innerHeight && r.bottom > 0;
+}}).map(el => el.dataset.title || '')"""
 
 
 def revisions(page: Any) -> dict[str, Any]:
     """Every plot's title -> the frame it shows."""
     return page.evaluate(REVISIONS_JS)
+
+
+def in_sight(page: Any) -> list[str]:
+    """The titles of the plots in sight."""
+    return page.evaluate(IN_SIGHT_JS)
 
 
 def refresh_times(page: Any, seconds: float) -> dict[str, list[float]]:

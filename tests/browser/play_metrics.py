@@ -140,14 +140,29 @@ class _CpuMeter:
     def _read(self) -> dict[Any, float]:
         browsers = [p for p in psutil.process_iter(["name"]) if "chrom" in (p.info["name"] or "").lower()]
         threads = {t.id: t.user_time + t.system_time for t in self.kernel.threads()}
-        return {"server": _cpu(self.kernel.parent()), "chromium": sum(_cpu(p) for p in browsers), **threads}
+        waits = {("wait", tid): _runqueue_wait(self.kernel.pid, tid) for tid in threads}
+        return {"server": _cpu(self.kernel.parent()), "chromium": sum(_cpu(p) for p in browsers),
+                "machine": sum(psutil.cpu_times()[:3]), **threads, **waits}
 
     def cores(self, seconds: float) -> dict[str, float]:
         end = self._read()
         used = {key: (end[key] - self.start.get(key, 0.0)) / seconds for key in end}
-        threads = sorted((value for key, value in used.items() if isinstance(key, int)), reverse=True)
-        return {"kernel_training_thread": round(threads[0], 2), "kernel_other_threads": round(sum(threads[1:]), 2),
-                "server": round(used["server"], 2), "chromium": round(used["chromium"], 2)}
+        threads = sorted((value, key) for key, value in used.items() if isinstance(key, int))[::-1]
+        training = threads[0][1]
+        return {"kernel_training_thread": round(threads[0][0], 2),
+                # Time the training thread was ready to run but had no core: the machine was busy.
+                "kernel_training_thread_waiting_for_a_core": round(used[("wait", training)], 2),
+                "kernel_other_threads": round(sum(value for value, _ in threads[1:]), 2),
+                "server": round(used["server"], 2), "chromium": round(used["chromium"], 2),
+                "machine": round(used["machine"], 2)}
+
+
+def _runqueue_wait(pid: int, tid: int) -> float:
+    """Seconds a thread has spent runnable but not running (Linux schedstat; 0 elsewhere)."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _cpu(process: psutil.Process) -> float:

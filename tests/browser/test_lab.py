@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psutil
 
-from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, one_cell_notebook, revisions, screenshot_whole,
-                      set_slider, status_text, step_count, wait_until)
-from play_metrics import assert_live, kernel_client, measure_play, record
+from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, in_sight, one_cell_notebook, revisions,
+                      screenshot_whole, set_slider, status_text, step_count, wait_until)
+from play_metrics import assert_live, kernel_client, measure_play, record, show_whole_dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKSHOP = "notebooks/04_live_lab.ipynb"
@@ -75,8 +75,9 @@ def dashboard_revisions(page) -> dict:
 
 
 def all_plots_drawn(page) -> bool:
+    """Every plot in sight is drawn (out of sight, a plot waits until it is seen)."""
     drawn = revisions(page)
-    return len(drawn) >= 6 and all(revision is not None for revision in drawn.values())
+    return len(drawn) >= 6 and all(drawn.get(title) is not None for title in in_sight(page))
 
 
 def test_the_workshop_notebook_in_jupyterlab(page, lab_server, output_dir):
@@ -169,13 +170,16 @@ def hover_reading(page, title: str) -> str:
     wait_until(lambda: figure.get_attribute("data-renderer") == "plotly", 15, f"plotly.js to draw {title}")
     figure.scroll_into_view_if_needed()
     area = figure.locator(".nsewdrag").first.bounding_box()
-    for fraction in (0.5, 0.7, 0.9, 0.3):  # where the curve has a point near the pointer
-        page.mouse.move(area["x"] + fraction * area["width"], area["y"] + area["height"] / 2)
-        try:
-            figure.locator(".hoverlayer .hovertext").first.wait_for(timeout=2000)
-            return figure.locator(".hoverlayer").inner_text()
-        except Exception:  # no point near enough: try further along
-            continue
+    hover = figure.locator(".hoverlayer").first
+    for across in (0.5, 0.8):  # sweep down the plot until the pointer is near the curve
+        for down in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97):
+            page.mouse.move(area["x"] + across * area["width"], area["y"] + down * area["height"], steps=3)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                text = hover.text_content() or ""
+                if text.strip():
+                    return text
+                time.sleep(0.05)
     return ""
 
 
@@ -275,6 +279,7 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     page.goto(f"{voila_server.url}/voila/render/04_live_lab.ipynb?token={voila_server.token}")
     wait_until(lambda: button(page, "Forward").is_visible(), 120, "the dashboard in Voila")
     wait_until(lambda: "paused" in status_text(page) and step_count(page) >= 1, 60, "the first steps")
+    show_whole_dashboard(page)
     wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
     page_bytes = page.traffic.websocket_bytes
     assert page_bytes <= SIX_MB, f"Voila's page received {page_bytes / 1e6:.1f} MB from the kernel"
@@ -283,9 +288,12 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     button(page, "Step").click()
     wait_until(lambda: step_count(page) == before + 1, 15, "one more step")
     # Every figure takes the kernel's updates (they all start at once in Voila), the neuron view's too.
-    wait_until(lambda: any(title.startswith("Neurons") and frame is not None
-                           for title, frame in revisions(page).items()), 30, "the neuron view to be drawn")
-    drawn = revisions(page)
+    neurons = page.locator(".trainlab-live-figure[data-title^='Neurons']").first
+    neurons.scroll_into_view_if_needed()
+    wait_until(lambda: neurons.get_attribute("data-frame") is not None, 30, "the neuron view to be drawn")
+    show_whole_dashboard(page)
+    drawn = {title: frame for title, frame in revisions(page).items() if title in in_sight(page)}
+    assert len(drawn) >= 6, drawn
     for _ in range(3):
         steps = step_count(page)
         button(page, "Epoch").click()
@@ -308,9 +316,9 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     assert_live(metrics)
     wait_until(lambda: "playing" in status_text(page), 15, "playing")
     assert cpu_share(kernel) > 0.3, "the kernel should be busy training while it plays"
-    neurons = next(title for title in revisions(page) if title.startswith("Neurons"))
-    shown = revisions(page)[neurons]
-    wait_until(lambda: revisions(page)[neurons] != shown, 15, "the neuron view to redraw while playing")
+    neurons.scroll_into_view_if_needed()
+    shown = neurons.get_attribute("data-frame")
+    wait_until(lambda: neurons.get_attribute("data-frame") != shown, 15, "the neuron view to redraw while playing")
     page.close()
     wait_until(lambda: cpu_share(kernel) < 0.1, 40, "the kernel to stop training after the tab closed", every=0)
     assert kernel.is_running()  # it paused; nobody shut it down

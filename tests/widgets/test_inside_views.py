@@ -318,3 +318,19 @@ def test_the_network_view_refuses_bad_sizes_before_building_anything(options, na
     with pytest.raises(ValueError, match=rf"^{name} must be a whole number of at least \d, like {name}="):
         tl.NetworkView(loop, **options)
     assert {event: len(fns) for event, fns in loop.events._handlers.items()} == handlers
+
+
+def test_a_neuron_view_out_of_sight_measures_nothing_and_catches_up_when_seen(page):
+    loop = _spiral_loop()
+    view = tl.NetworkView(loop)
+    shown = page(view.figure)
+    shown.draw()
+    shown.say({"kind": "seen", "view": "page", "visible": False})
+    frames = len(shown.frames)
+    loop.fit(epochs=2)
+    assert len(shown.frames) == frames  # nobody could see it: nothing measured, nothing sent
+    before = np.array(shown.data[0]["z"], dtype=float)
+    shown.say({"kind": "seen", "view": "page", "visible": True})  # scrolled back: it draws what it skipped
+    after = np.array(shown.data[0]["z"], dtype=float)
+    assert len(shown.frames) > frames and not np.array_equal(before, after, equal_nan=True)
+    view.close()

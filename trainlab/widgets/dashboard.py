@@ -46,9 +46,9 @@ __all__ = ["Dashboard"]
 
 _STAGE_EVENTS = tuple(f"after_{stage}" for stage in STAGES)
 # While playing, the controls, the stage table and the status line are redrawn every this many
-# frames (3 times a second at the default fps): text nobody reads at 12 Hz, and each costs the
+# frames (twice a second at the default fps): text nobody reads at 12 Hz, and each costs the
 # page a layout.
-_TEXT_EVERY = 4
+_TEXT_EVERY = 6
 
 
 class Dashboard(widgets.VBox):

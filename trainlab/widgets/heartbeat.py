@@ -8,7 +8,7 @@ shows a banner when no beat has come for ``patience`` seconds (2.5), or at once 
 ping cannot be sent (the connection is closed). A kernel busy with a long cell still beats
 (the thread needs the GIL only for a moment), so only a dead or unreachable one is reported.
 
-It beats only while a page asks for it (each visible view pings every 2 s) or a cell is running:
+It beats only while a page asks for it (each visible view pings every 10 s) or a cell is running:
 every message from a kernel counts as activity, and a kernel that beat for nobody, after its
 tab was closed, would never look idle to the server's kernel culler
 (``--MappingKernelManager.cull_idle_timeout``).
@@ -52,7 +52,7 @@ export default {
       // nothing (its timers are throttled); nor does a page that was itself frozen for a while
       // (loading a big script): the beats it missed may be queued, unread. The wait starts afresh.
       if (document.hidden || late) { last = now; return; }
-      if (!gone && now - pinged >= 2000) {  // "someone is looking": keep beating
+      if (!gone && now - pinged >= 10000) {  // "someone is looking": keep beating (it lingers 30 s)
         pinged = now;
         try {
           model.send({ ping: 1 });

@@ -21,10 +21,10 @@ const KERNELS = Symbol.for("trainlab.kernels"); // page-global: widget manager -
 const CLOCK = Symbol.for("trainlab.clock"); // page-global: the draws due at the next shared frame
 const CONFIG = { displaylogo: false, responsive: false };
 const ARRAYS = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array };
-const ACK_EVERY = 150; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
+const ACK_EVERY = 500; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
 // ms between the page's drawing frames: every figure due draws in the same one, so the browser
-// composites (copies each changed canvas, repaints) once for all of them, at most ~15 times a second.
-const FRAME_EVERY = 66;
+// composites (copies each changed canvas, repaints) once for all of them, at most ~12 times a second.
+const FRAME_EVERY = 80;
 // ms: frames this close together, the last this recent, and a figure no dashboard plays draws light too
 // (a fit in a cell, a neuron view beside a playing dashboard)
 const STREAMING = 1500;
@@ -133,7 +133,8 @@ function atNextFrame(draw) {
   if (clock.requested) return;
   clock.requested = true;
   const tick = (now) => {
-    if (now - clock.last < FRAME_EVERY - 4) return requestAnimationFrame(tick); // 4 ms early is on time
+    const wait = clock.last + FRAME_EVERY - 4 - now; // 4 ms early is on time
+    if (wait > 0) return setTimeout(() => requestAnimationFrame(tick), wait); // not a frame per vsync meanwhile
     clock.last = now;
     clock.requested = false;
     const due = [...clock.due];
@@ -151,20 +152,21 @@ function outboxFor(manager) {
   if (box) return box;
   const figures = new Map(); // model id -> {send, watched}
   const drawn = {};
-  let timer = null, last = 0;
+  let timer = null, last = -Infinity;
   const send = (content) => {
+    last = performance.now();
     for (const figure of figures.values()) if (figure.send(content)) return;
   };
   const flush = () => {
     timer = null;
     if (!Object.keys(drawn).length) return;
-    last = performance.now();
     send({ kind: "drawn", frames: { ...drawn } });
     for (const id in drawn) delete drawn[id];
   };
+  // "alive" only when nothing else was said lately: any message tells the kernel the page is there.
   const beat = () => {
     const ids = [...figures].filter(([, figure]) => figure.watched()).map(([id]) => id);
-    if (ids.length) send({ kind: "alive", ids });
+    if (ids.length && performance.now() - last > 1500) send({ kind: "alive", ids });
   };
   let stopBeat = null;
   box = {
@@ -232,7 +234,10 @@ function render({ model, el }) {
       for (const [name, value] of Object.entries(set)) trace[name] = decode(value, buffers, trace[name]);
       figure.data[index] = trace;
     }
-    if (message.layout) figure.layout = decode(message.layout, buffers);
+    if (message.layout) {
+      figure.layout = decode(message.layout, buffers);
+      box.dataset.title = (figure.layout.title && figure.layout.title.text) || "";
+    }
     received = message.frame;
     arrivals = [arrivals[1], performance.now()];
     schedule();
@@ -255,7 +260,9 @@ function render({ model, el }) {
       light = lightPlot(uPlot, lightDiv);
     }
     if (shownBy !== "light") zoom = zoomOf(plotlyDiv);
-    light.draw(figure, dark, zoom);
+    // The template's colours for traces that name none, as plotly.js would pick them.
+    const colorway = (await templates)[dark ? "dark" : "light"].layout.colorway;
+    light.draw({ data: figure.data, layout: { colorway, ...figure.layout } }, dark, zoom);
     plotlyDiv.style.display = "none";
     lightDiv.style.display = "";
     shownBy = "light";
@@ -282,8 +289,7 @@ function render({ model, el }) {
       const dark = pageIsDark();
       if (await wantsLight()) await drawLight(dark);
       else await drawPlotly(dark, frame);
-      box.dataset.frame = String(frame);
-      box.dataset.title = (figure.layout.title && figure.layout.title.text) || "";
+      if (box.dataset.frame !== String(frame)) box.dataset.frame = String(frame); // a change: a new picture
       box.dataset.renderer = shownBy;
     } catch (error) {
       console.error("trainlab live figure: could not draw", error);

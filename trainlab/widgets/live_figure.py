@@ -27,7 +27,7 @@ How a frame reaches the page:
 - **Paced by the browser.** The page applies frames as they come and redraws at most once per
   animation frame (``requestAnimationFrame``), so frames that arrive meanwhile are merged, not
   queued; it then tells the kernel which frame it drew: for all the figures of a kernel in one
-  message, at most every 150 ms (each message from the page costs the kernel, the server and the
+  message, at most every 500 ms (each message from the page costs the kernel, the server and the
   page a busy/idle status pair). Up to ``max_undrawn`` frames may be on their way undrawn; beyond
   that the figure is ``behind``: the dashboard skips it, and what is sent meanwhile waits here,
   merged, and goes out when the page answers. A page that stops answering (closed, or the kernel
@@ -61,7 +61,7 @@ import time
 import weakref
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import anywidget
 import numpy as np
@@ -84,6 +84,8 @@ UPLOT_VERSION = "1.6.32"
 # then light_plot.js, which draws a plotly figure's JSON with it.
 _LIGHT_MODULE = ((_UPLOT / "uPlot.iife.min.js").read_text() + "\n" + (_HERE / "light_plot.js").read_text()
                  + "\nexport { uPlot, lightPlot, lightPlottable };\n")
+# The light renderer's title where plotly.js puts it: top left, plain, 14 px.
+_LIGHT_CSS = ".trainlab-light-plot .u-title{text-align:left;font-weight:normal;font-size:14px;padding-left:8px}\n"
 # Every live figure by its id: the page acknowledges many figures' frames in one message.
 _FIGURES: "weakref.WeakValueDictionary[str, LiveFigure]" = weakref.WeakValueDictionary()
 
@@ -139,7 +141,7 @@ def plotly_library() -> PlotlyLibrary:
                 # Keyed by its content too: a kernel with a newer light_plot.js must not reuse an old page copy.
                 light_version=f"{UPLOT_VERSION}-{zlib.crc32(_LIGHT_MODULE.encode()):08x}",
                 light_source=_LIGHT_MODULE.encode(),
-                light_css=(_UPLOT / "uPlot.min.css").read_text())
+                light_css=(_UPLOT / "uPlot.min.css").read_text() + _LIGHT_CSS)
         return _LIBRARY
 
 
@@ -155,7 +157,7 @@ class LiveFigure(anywidget.AnyWidget):
                                          "looks idle to the server's culler").tag(sync=True)
     figure_id = traitlets.Unicode(help="names the figure in the page's messages about many figures").tag(sync=True)
     #: Frames that may be on their way to a page, undrawn, before the figure waits for it.
-    max_undrawn = 4
+    max_undrawn = 10
 
     def __init__(self, layout: Any = None) -> None:
         super().__init__(library=plotly_library())
@@ -173,6 +175,7 @@ class LiveFigure(anywidget.AnyWidget):
         self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
         self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
         self._views: dict[str, bool] = {}  # each view that said hello -> whether it is in sight
+        self._sight_handlers: list[Callable[[], None]] = []
         self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
         self.on_msg(self._on_view_message)
 
@@ -250,6 +253,10 @@ class LiveFigure(anywidget.AnyWidget):
         """Whether every view that said hello has said it is out of sight (scrolled away, or gone)."""
         return bool(self._views) and not any(self._views.values())
 
+    def on_sight(self, handler: Callable[[], None]) -> None:
+        """Call ``handler()`` (on the kernel's main thread) when a view comes into sight, e.g. to draw what it skipped."""
+        self._sight_handlers.append(handler)
+
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
         """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
 
@@ -323,11 +330,15 @@ class LiveFigure(anywidget.AnyWidget):
         if kind in ("hello", "seen"):
             with self._lock:
                 self.last_heard = time.monotonic()
+                hidden = self.out_of_sight
                 self._views[str(content.get("view"))] = kind == "hello" or bool(content.get("visible"))
                 if kind == "hello":  # a new view: it needs everything
                     self._whole = True
                     self._drawn = self._frame  # and what was sent before it is of no use to it
                 self._flush()
+            if hidden and not self.out_of_sight:
+                for handler in self._sight_handlers:
+                    handler()
         elif kind == "drawn":  # {"frames": {figure id: frame}} for the page's figures; {"frame": n} for this one
             frames = content.get("frames") or {self.figure_id: content.get("frame")}
             for figure_id, frame in frames.items():

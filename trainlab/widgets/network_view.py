@@ -85,6 +85,7 @@ class NetworkView(widgets.VBox):
             self._kernel_loop = _kernel_event_loop()
             self._catching_up = False
             self._handles = [loop.on("after_update", self._on_update), loop.on("after_restore", self._on_update)]
+            self.figure.on_sight(self._came_into_sight)
         try:
             self.redraw(loop)
         except LoopBusyError:  # made while a dashboard plays: the next update draws it
@@ -124,6 +125,8 @@ class NetworkView(widgets.VBox):
         super().close()
 
     def _on_update(self, loop: Any) -> None:
+        if self.figure.out_of_sight:  # nobody sees it: measure nothing (it catches up when seen again)
+            return
         if self._budget.due():
             with self._budget.spending():
                 self.redraw(loop)
@@ -134,6 +137,15 @@ class NetworkView(widgets.VBox):
             self._catching_up = True
             self._kernel_loop.call_soon_threadsafe(self._kernel_loop.call_later, _RETRY, self._catch_up)
 
+    def _came_into_sight(self) -> None:
+        """Scrolled back into sight: draw the updates it skipped, once the loop is free (this is the kernel's thread)."""
+        if self._handles and not self._catching_up:
+            self._catching_up = True
+            if self._kernel_loop is not None:
+                self._kernel_loop.call_soon(self._catch_up)
+            else:  # plain Python, no kernel: now
+                self._catch_up()
+
     def _catch_up(self) -> None:
         if not self._handles:  # closed meanwhile
             return
@@ -143,7 +155,10 @@ class NetworkView(widgets.VBox):
                 with self._budget.spending():
                     self.redraw(self.loop)
         except LoopBusyError:  # still training (the dashboard's player): try again shortly
-            self._kernel_loop.call_later(_RETRY, self._catch_up)
+            if self._kernel_loop is not None:
+                self._kernel_loop.call_later(_RETRY, self._catch_up)
+            else:
+                self._catching_up = False  # no kernel to try again later: the next update draws
 
     def _neuron_options(self) -> list[tuple[str, tuple[int, int]]]:
         if not self.layers:
