@@ -157,12 +157,14 @@ class ConsoleLog:
 
 class Traffic:
     """Bytes the page receives (websocket frames: the kernel's messages; HTTP responses), and the
-    live figures' "alive" messages it sends."""
+    live figures' "alive" and "drawn" messages it sends (either tells the kernel the page is there)."""
 
     def __init__(self, page: object) -> None:
         self.websocket_bytes = 0
         self.http_bytes = 0
         self.alive_sent = 0
+        self.drawn_sent = 0
+        self.said: list[str] = []  # what the figures said, in order
         page.on("websocket", self._on_websocket)
         page.on("requestfinished", self._on_request)
 
@@ -174,7 +176,11 @@ class Traffic:
         self.websocket_bytes += len(_bytes(payload))
 
     def _on_sent(self, payload: object) -> None:
-        self.alive_sent += _bytes(payload).count(b'"kind":"alive"')
+        data = _bytes(payload)
+        self.alive_sent += data.count(b'"kind":"alive"')
+        self.drawn_sent += data.count(b'"kind":"drawn"')
+        if b'"kind":"alive"' in data or b'"kind":"drawn"' in data:
+            self.said.append(f"{time.monotonic():.2f} {data[-200:]!r}")
 
     def _on_request(self, request: object) -> None:
         try:

@@ -4,7 +4,7 @@ After a kernel restart (or shut-down, or a dropped connection) the browser keeps
 the dashboard as it last was, "▶ playing" with an orange Pause, and nothing answers. The
 page cannot ask a widget whether its kernel lives (anywidget's ``model`` knows nothing of
 kernels), so the kernel proves it: a thread bumps ``beat`` twice a second, and the browser
-shows a banner when no beat has come for ``patience`` seconds (2.5), or at once when its
+shows a banner when no beat has come for ``patience`` seconds (2), or at once when its
 ping cannot be sent (the connection is closed). A kernel busy with a long cell still beats
 (the thread needs the GIL only for a moment), so only a dead or unreachable one is reported.
 
@@ -76,7 +76,7 @@ class Heartbeat(anywidget.AnyWidget):
 
     _esm = traitlets.Unicode(_ESM).tag(sync=True)
     beat = traitlets.Int(0, help="bumped twice a second by the kernel while it lives").tag(sync=True)
-    patience = traitlets.Float(2.5, help="seconds without a beat before the banner shows").tag(sync=True)
+    patience = traitlets.Float(2.0, help="seconds without a beat before the banner shows").tag(sync=True)
     message = traitlets.Unicode(GONE_MESSAGE, help="the banner's text").tag(sync=True)
 
     def __init__(self, interval: float = 0.5, linger: float = 30.0, **kwargs: object) -> None:

@@ -78,21 +78,29 @@ function ascending(x) {
   return true;
 }
 
-// Lines that go back and forth (pieces separated by NaN): drawn by drawFreeLines(), not uPlot.
+// How a trace is drawn: "series" (by uPlot), "free" (lines that go back and forth, in NaN-separated
+// pieces: drawFreeLines), "points" (a colour per point: drawPoints), "heatmap", or "none" (hidden, empty).
+function roleOf(trace) {
+  if (!shown(trace)) return "none";
+  const type = trace.type || "scatter";
+  if (type === "heatmap") return "heatmap";
+  if (trace.marker && isArray(trace.marker.color)) return trace.x ? "points" : "none";
+  if (type === "bar") return "series";
+  if (!trace.y || !trace.y.length) return "none";
+  return trace.x && (trace.mode || "lines").includes("lines") && !ascending(trace.x) ? "free" : "series";
+}
+
 function freeLinesOf(figure) {
-  return figure.data.filter((trace) => shown(trace) && (trace.type || "scatter") === "scatter" && trace.x
-    && (trace.mode || "lines").includes("lines") && !ascending(trace.x));
+  return figure.data.filter((trace) => roleOf(trace) === "free");
 }
 
 // The figure's series: one table [x, y] per line/bar trace, in the order they are drawn.
 function seriesOf(figure, colors, yLog) {
   const clean = cleaner(yLog);
   const tables = [], series = [], categories = [];
-  const free = new Set(freeLinesOf(figure));
   figure.data.forEach((trace, index) => {
-    if (!shown(trace) || !["scatter", "bar"].includes(trace.type || "scatter") || free.has(trace)) return;
+    if (roleOf(trace) !== "series") return;
     const marker = trace.marker || {};
-    if (isArray(marker.color)) return; // a colour per point: drawn by pointsOf()
     let x = Array.from(trace.x || [], Number), y = Array.from(trace.y || [], clean);
     if (trace.type === "bar") {
       categories.splice(0, categories.length, ...Array.from(trace.x || [], String));
@@ -109,7 +117,7 @@ function seriesOf(figure, colors, yLog) {
 
 // Training points coloured each by its own value (the decision boundary's data).
 function pointsOf(figure) {
-  return figure.data.filter((trace) => shown(trace) && trace.marker && isArray(trace.marker.color) && trace.x);
+  return figure.data.filter((trace) => roleOf(trace) === "points");
 }
 
 // One x column shared by every table (uPlot's data layout); null in a table stays a gap.
@@ -137,7 +145,7 @@ function uPlotSeries(uPlot, item) {
 
 // Everything that, when it changes, needs a new uPlot (cheap to compare; no data arrays in it).
 function structureKey(figure, dark, ranges) {
-  const traces = figure.data.map((t) => t && [t.type, t.name, t.mode, t.visible, t.showlegend, t.opacity,
+  const traces = figure.data.map((t) => t && [roleOf(t), t.type, t.name, t.mode, t.visible, t.showlegend, t.opacity,
     JSON.stringify(t.line || {}), t.marker && !isArray(t.marker.color) ? JSON.stringify(t.marker) : "",
     t.type === "bar" ? Array.from(t.x || []).join("|") : ""]);
   const { xaxis, yaxis, title, width, height } = figure.layout;
@@ -163,7 +171,7 @@ function lightPlot(uPlot, host) {
     current = { figure, series, categories, dark, x, y };
     const data = joined(uPlot, tables);
     const newKey = structureKey(figure, dark, ranges);
-    if (plot && newKey === key) {
+    if (plot && newKey === key && plot.series.length === data.length) {
       plot.setData(data, true);
       return;
     }

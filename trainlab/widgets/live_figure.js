@@ -202,6 +202,7 @@ function render({ model, el }) {
   box.trainlabFigure = figure; // what the page shows, for tests and curious learners
   const { plotly, light: lightModule, templates } = libraries(model);
   const id = model.get("figure_id");
+  box.dataset.figure = id;
   const outbox = outboxFor(model.widget_manager);
   let received = 0; // the newest frame applied to `figure`; 0: none yet, and only a whole one will do
   let drawn = 0; // the newest frame on screen
