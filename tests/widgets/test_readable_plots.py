@@ -58,7 +58,7 @@ def test_the_loss_plot_has_a_log_scale_box_that_switches_its_axis(loop, dashboar
     plot = next(p for p in dash._plots if p.name == "loss")
     figure = dash.figures["loss"]
     assert plot.log_scale.description == "log scale" and plot.log_scale in plot.widget.children
-    assert any(plot.widget is box.children[0] for box in dash.children[3].children[1:])  # shown, with its box
+    assert any(widget is plot.widget for widget in _tree(dash))  # shown: the plot with its box
     plot.log_scale.value = True
     assert figure.layout.yaxis.type == "log" and figure.layout.yaxis.title.text == "loss"
     plot.log_scale.value = False
