@@ -47,6 +47,15 @@ print(json.dumps({"cull": dict(app.config.MappingKernelManager), "template": app
                   "template_paths": app.template_paths}))
 """
 
+# What Voila as a server extension (Binder's app link) reads: its configuration and the template's folders.
+READ_VOILA_EXTENSION_CONFIG = """
+import json
+from voila.paths import collect_template_paths
+from voila.server_extension import load_config_file
+name = load_config_file().VoilaConfiguration.template
+print(json.dumps({"template": name, "template_paths": collect_template_paths(["voila", "nbconvert"], name)}))
+"""
+
 
 def make_env(target: str) -> dict[str, str]:
     """The environment variables a make target's command sets (VAR=value before the command)."""
@@ -86,6 +95,12 @@ def test_binders_server_culls_the_kernels_of_closed_tabs_and_keeps_connected_one
     assert server["cull"] == {**documented_voila_culling(), "cull_connected": False}
     assert '"cull_connected": false' in (ROOT / "binder/jupyter/jupyter_server_config.json").read_text()
     assert "binder/jupyter/" in INSTRUCTORS and "`cull_connected` is `false`" in INSTRUCTORS
+
+
+def test_binders_app_link_uses_the_apps_template():
+    voila = read(READ_VOILA_EXTENSION_CONFIG, {}, prefix=["bash", str(ROOT / "binder" / "start")])
+    assert voila["template"] == "trainlab"
+    assert str(ROOT / "jupyter" / "voila" / "templates" / "trainlab") in voila["template_paths"]
 
 
 def test_the_app_template_asks_nothing_of_the_internet():
