@@ -9,6 +9,8 @@ The hook is written here rather than imported from trainlab: importing trainlab 
 some 175 MB in the server process, which Binder's 1-2 GB cannot spare.
 """
 
+import warnings
+
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "▶ Run this cell to start its live widget (the dashboard or plot is not saved with the notebook)."
 
@@ -25,6 +27,7 @@ def widgets_to_notes(model, **_):
 
 c = get_config()  # noqa: F821 (Jupyter defines it while it reads this file)
 # A callable, not its import string: jupyter_server's check of a string hook imports the old value.
-# (That check also logs "Overriding existing pre_save_hook (widgets_to_notes) with a new one
-# (widgets_to_notes)" at start: it sees the hook it is checking as already set. Harmless.)
 c.ContentsManager.pre_save_hook = widgets_to_notes
+# That check also sees the hook it checks as already set, and would greet every `make lab` with
+# "UserWarning: Overriding existing pre_save_hook (widgets_to_notes) with a new one (widgets_to_notes)".
+warnings.filterwarnings("ignore", message=r"Overriding existing pre_save_hook \(widgets_to_notes\)")
