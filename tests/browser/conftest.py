@@ -139,7 +139,12 @@ class ConsoleLog:
         self.messages: list[str] = []
         self.errors: list[str] = []  # errors and warnings
         page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        page.on("pageerror", self._on_page_error)
+
+    def _on_page_error(self, error: object) -> None:
+        text = f"pageerror: {error}"
+        self.errors.append(text)
+        self.messages.append(f"{text}\n{getattr(error, 'stack', '')}")  # where it was thrown, for the failure log
 
     def _on_console(self, message: object) -> None:
         text = f"{message.type}: {message.text} @ {message.location.get('url', '')}"

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+# Every live figure in the page: its element carries the frame on screen (data-frame), its title
+# (data-title), which renderer drew it (data-renderer: "light" while playing, "plotly" paused) and
+# the figure it holds (trainlabFigure: {data, layout}, as plotly JSON).
+FIGURES = "Array.from(document.querySelectorAll('.trainlab-live-figure'))"
+
 # The texts of every annotation of every plot (hyperparameter changes are marked with one).
-ANNOTATIONS_JS = """() => {
-  const texts = [];
-  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
-    for (const a of ((gd.layout || {}).annotations || [])) texts.push(String(a.text));
-  }
-  return texts;
-}"""
+ANNOTATIONS_JS = f"""() => {FIGURES}.flatMap(el =>
+    ((el.trainlabFigure.layout || {{}}).annotations || []).map(a => String(a.text)))"""
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
@@ -64,31 +64,25 @@ def set_slider(page: Any, label: str, value: str) -> None:
     readout.press("Enter")
 
 
-# Each plot's frame number (live figures draw frame n with layout.datarevision = n), by title.
-REVISIONS_JS = """() => Object.fromEntries(Array.from(document.querySelectorAll('.js-plotly-plot'), gd =>
-    [((gd.layout || {}).title || {}).text || '', (gd.layout || {}).datarevision]))"""
+# Each plot's frame on screen, by title (None until drawn).
+REVISIONS_JS = f"""() => Object.fromEntries({FIGURES}.map(el =>
+    [el.dataset.title || '', el.dataset.frame === undefined ? null : Number(el.dataset.frame)]))"""
 
-# Redraws of the loss plot and the decision boundary over `seconds`, counted at every animation frame.
-COUNT_REDRAWS_JS = """async (seconds) => {
-  const plots = {};
-  for (const gd of document.querySelectorAll('.js-plotly-plot')) {
-    const title = ((gd.layout || {}).title || {}).text || '';
-    if (title === 'Loss') plots.loss = gd;
-    if (title.startsWith('Decision')) plots.decision_boundary = gd;
-  }
-  const counts = {}, last = {};
-  for (const name in plots) { counts[name] = 0; last[name] = plots[name].layout.datarevision; }
-  const end = performance.now() + 1000 * seconds;
-  while (performance.now() < end) {
+# When each figure changed on screen over `seconds`, checked at every animation frame: {title: [ms, ...]}.
+REFRESH_TIMES_JS = f"""async (seconds) => {{
+  const figures = {FIGURES};
+  const times = {{}}, last = new Map();
+  for (const el of figures) {{ times[el.dataset.title || ''] = []; last.set(el, el.dataset.frame); }}
+  const start = performance.now(), end = start + 1000 * seconds;
+  while (performance.now() < end) {{
     await new Promise(resolve => requestAnimationFrame(resolve));
-    for (const name in plots) {
-      const revision = plots[name].layout.datarevision;
-      if (revision !== last[name]) { counts[name] += 1; last[name] = revision; }
-    }
-  }
-  for (const name in counts) counts[name] /= seconds;
-  return counts;
-}"""
+    const now = performance.now() - start;
+    for (const el of figures) {{
+      if (el.dataset.frame !== last.get(el)) {{ times[el.dataset.title || ''].push(now); last.set(el, el.dataset.frame); }}
+    }}
+  }}
+  return times;
+}}"""
 
 
 def revisions(page: Any) -> dict[str, Any]:
@@ -96,9 +90,15 @@ def revisions(page: Any) -> dict[str, Any]:
     return page.evaluate(REVISIONS_JS)
 
 
+def refresh_times(page: Any, seconds: float) -> dict[str, list[float]]:
+    """For each plot (by title), the times (ms from the start) it changed on screen during ``seconds``."""
+    return page.evaluate(REFRESH_TIMES_JS, seconds)
+
+
 def redraws_per_second(page: Any, seconds: float = 3.0) -> dict[str, float]:
-    """How often the loss plot and the decision boundary are redrawn, per second, measured in the page."""
-    return page.evaluate(COUNT_REDRAWS_JS, seconds)
+    """How often each plot is redrawn, per second, measured in the page (also as "loss", "decision_boundary")."""
+    rates = {title: len(changes) / seconds for title, changes in refresh_times(page, seconds).items()}
+    return {"loss": rates.get("Loss", 0.0), "decision_boundary": rates.get("Decision boundary", 0.0), **rates}
 
 
 def screenshot_whole(page: Any, element: Any, path: Any) -> None:

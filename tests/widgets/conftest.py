@@ -125,7 +125,7 @@ class Page:
             send(content, buffers)
 
         figure.send = record
-        self.say({"kind": "hello"})
+        self.say({"kind": "hello", "view": "page"})
 
     def say(self, content: dict) -> None:
         """Send ``content`` to the kernel as the page's custom message."""
@@ -160,6 +160,9 @@ def decode(value, buffers, old=None):
     if "$buffer" not in value:
         return {key: decode(item, buffers) for key, item in value.items()}
     array = np.frombuffer(bytes(buffers[value["$buffer"]]), value["dtype"]).reshape(value["shape"])
+    if "scale" in value:  # bytes for 0..254 over [low, high], 255 for NaN
+        low, high = value["scale"]
+        array = np.where(array == 255, np.nan, low + array * ((high - low) / 254))
     return np.concatenate([old[:value["keep"]], array]) if value.get("keep") else array
 
 

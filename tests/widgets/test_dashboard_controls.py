@@ -67,7 +67,7 @@ def test_status_line_shows_progress_loss_due_stage_and_ui_share(dash):
     dash.buttons["Forward"].click()
     dash.buttons["Loss"].click()
     status = dash.status.value
-    for part in ("epochs done: 0", "epoch 1: 32/", "step 1", "– samples/s", "loss ", "next: backward()", "UI"):
+    for part in ("epochs done: 0", "epoch 1: 32/", "step 1", "– steps/s", "loss ", "next: backward()", "UI"):
         assert part in status, status
     assert "drawing plots instead of training" in status  # the UI share explained, as a tooltip
 

@@ -1,5 +1,6 @@
 """Play/Pause: the loop trains in a background thread while the controls stay live."""
 
+import re
 import threading
 import time
 
@@ -136,13 +137,30 @@ def test_callbacks_given_to_the_dashboard_are_attached_while_it_lives(loop, dash
     assert "target reached" in dash.alert.value
 
 
-def test_the_ui_share_is_measured_and_shown(dash, loop, until):
+def test_the_ui_share_and_the_speed_are_measured_and_shown(dash, loop, until):
+    assert "UI: –" in dash.status.value  # nothing measured before the first Play
     dash.play()
     dash.wait(steps=200, timeout=10)
-    assert until(lambda: "samples/s" in dash.status.value and "– samples/s" not in dash.status.value, timeout=2)
+    assert until(lambda: re.search(r"[\d,]+ steps/s \([\d,]+ samples/s\)", dash.status.value), timeout=3)
+    assert re.search(r"UI: \d+% of a core ·|UI: \d+% of a core<", dash.status.value)
     dash.pause()
-    assert "UI: " in dash.status.value and "% of time" in dash.status.value
-    assert "– samples/s" in dash.status.value  # paused: no rate, rather than a stale one
+    # Paused: no rate rather than a stale one, and the last Play's UI share, said to be that.
+    assert "– steps/s" in dash.status.value
+    assert re.search(r"UI: \d+% of a core \(last Play\)", dash.status.value)
+
+
+def test_the_speed_shown_is_smoothed_over_a_second(loop, dashboards, until):
+    dash = dashboards(loop, speed=100)  # a steady pace: the readout must sit near it, frame after frame
+    dash.play()
+    try:
+        dash.wait(steps=150, timeout=10)
+        readings = []
+        for _ in range(10):
+            time.sleep(0.15)
+            readings.append(dash._rate.steps)
+    finally:
+        dash.pause()
+    assert all(60 < r < 130 for r in readings), readings
 
 
 def test_a_new_dashboard_pauses_the_one_playing_so_none_trains_out_of_reach(make_loop, dashboards):

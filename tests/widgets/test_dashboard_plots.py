@@ -176,3 +176,17 @@ def test_a_lighter_dashboard_shows_only_the_plots_asked_for(loop, dashboards):
     assert dash.error is None and len(dash.figures["loss"].data[1].y) > 0
     with pytest.raises(ValueError, match="unknown plots"):
         tl.Dashboard(loop, plots=("loss", "weights"))
+
+
+def test_per_epoch_curves_drop_their_markers_past_a_few_dozen_epochs(loop, dashboards):
+    dash = dashboards(loop)
+    loop.fit(epochs=3)
+    dash.redraw()
+    modes = [trace.mode for name in ("loss", "accuracy") for trace in dash.figures[name].data
+             if "epoch" in (trace.name or "") or "accuracy" in (trace.name or "")]
+    assert modes and set(modes) == {"lines+markers"}
+    loop.fit(epochs=40)
+    dash.redraw()
+    modes = [trace.mode for name in ("loss", "accuracy") for trace in dash.figures[name].data
+             if "epoch" in (trace.name or "") or "accuracy" in (trace.name or "")]
+    assert set(modes) == {"lines"}  # 43 epochs: a marker each would be a thick band

@@ -29,7 +29,8 @@ def test_each_square_is_its_neurons_activation_over_the_plane(dashboards):
     activations = tl.neuron_activations(loop, view.layers, drawing.points)
     for c, j in [(0, 1), (1, 0), (1, 7), (2, 3), (3, 1)]:
         expected = _scaled(activations[c][:, j].double().numpy()).reshape(view.grid, view.grid)
-        assert np.allclose(z[drawing._rows(c, j)], expected), (c, j)
+        # The page gets each value as one of 255 shades over -1..1: equal to within a shade.
+        assert np.allclose(z[drawing._rows(c, j)], expected, rtol=0, atol=1 / 254), (c, j)
     assert np.isnan(z).any()  # gaps between squares stay empty
     view.close()
 
@@ -112,7 +113,7 @@ def test_the_landscape_is_measured_while_playing_and_never_when_not_shown(dashbo
     shown.pause()
     assert calls and shown.figures["step_landscape"].data[0].y is not None
     assert shown._plots[1].latest.step > 100
-    assert shown._plots[1].budget.max_ui_fraction == 0.05 / 4  # a part of the dashboard's max_ui_fraction
+    assert shown._plots[1].budget.max_ui_fraction == 0.05 / 5  # a part of the dashboard's max_ui_fraction
     assert sum(budget.ui_fraction() for budget in shown._budgets()) <= 0.05 + 0.02  # the first frames are due at once
 
 

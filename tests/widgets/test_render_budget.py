@@ -20,10 +20,28 @@ def test_a_redraw_is_due_at_once_then_not_before_the_frame_interval():
 
 def test_a_slow_redraw_pushes_the_next_one_out_to_stay_under_the_share():
     budget = RenderBudget(fps=100, max_ui_fraction=0.05)
-    budget.spent(0.02)  # 20 ms: at 5% the next may come 380 ms later, not 10 ms
+    budget.spent(0.02)  # 20 ms: at 5% the next may start 400 ms after this one did, not 10 ms
     time.sleep(0.05)
     assert not budget.due()
     assert budget.ui_seconds == pytest.approx(0.02)
+
+
+def test_redraws_are_counted_in_cpu_time_not_wall_time():
+    """A frame descheduled halfway (a shared machine) is not charged for the time it waited."""
+    budget = RenderBudget(fps=10, max_ui_fraction=0.05)
+    with budget.spending():
+        time.sleep(0.1)  # waiting, as a descheduled thread waits: no CPU
+    assert budget.ui_seconds < 0.01
+    time.sleep(0.01)
+    assert budget.due()  # start to start: the 100 ms frame interval began when the frame did
+
+
+def test_a_frame_may_come_a_little_early_so_it_does_not_miss_its_turn():
+    budget = RenderBudget(fps=10, max_ui_fraction=0.5)
+    budget.spent(0.0, started=time.perf_counter() - 0.098)  # due in 2 ms
+    assert budget.due()
+    budget.spent(0.0, started=time.perf_counter() - 0.05)  # due in 50 ms
+    assert not budget.due()
 
 
 def test_ui_fraction_is_the_share_of_time_spent_redrawing():
@@ -50,11 +68,18 @@ def test_a_dashboards_budgets_split_its_max_ui_fraction(dashboards, loop):
         dash.close()
 
 
+def _busy(seconds: float) -> None:
+    """Use this thread's CPU for ``seconds`` (the budget counts CPU time: a sleep costs nothing)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 def test_slow_redraws_all_together_stay_under_max_ui_fraction(dashboards, loop, monkeypatch):
     dash = dashboards(loop, fps=50, boundary_fps=50, max_ui_fraction=0.1)
-    for plot in [*dash._plots, dash._data_plot]:  # every figure takes 20 ms to draw, the boundary too
+    for plot in [*dash._plots, dash._data_plot]:  # every figure takes 20 ms of CPU to draw, the boundary too
         redraw = plot.redraw
-        monkeypatch.setattr(plot, "redraw", lambda loop, redraw=redraw: time.sleep(0.02) or redraw(loop))
+        monkeypatch.setattr(plot, "redraw", lambda loop, redraw=redraw: _busy(0.02) or redraw(loop))
     dash.play()
     time.sleep(3)
     share = sum(budget.ui_fraction() for budget in dash._budgets())

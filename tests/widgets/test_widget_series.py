@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,21 @@ def test_ema_starts_at_the_first_value_and_keeps_a_constant_column_exactly():
         constant = np.full(200, loss)
         constant[7] = math.nan  # skipped, as before
         assert set(Ema(0.9)(constant).tolist()) == {loss}
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 0.9, 0.99, 0.999])
+def test_ema_in_vectorised_blocks_matches_the_plain_loop_however_the_column_grows(smoothing):
+    rng = np.random.default_rng(1)
+    values = rng.random(3000) * 10 + 1e3
+    values[rng.random(3000) < 0.05] = np.nan
+    values[:3] = np.nan  # nothing finite yet: NaN until the first value
+    ema = Ema(smoothing)
+    for end in (1, 7, 300, 301, 2000, 3000):
+        smoothed = ema(values[:end])
+    expected, mean, weight = [], 0.0, 0.0
+    for value in values:
+        if math.isfinite(value):
+            weight = smoothing * weight + (1 - smoothing)
+            mean += (1 - smoothing) / weight * (value - mean)
+        expected.append(mean if weight else math.nan)
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-12)

@@ -201,26 +201,35 @@ class Controls:
         return observe
 
 
-def status_html(loop: Any, playing: bool, samples_per_second: float | None, ui_fraction: float | None,
-                max_ui_fraction: float = 0.05) -> str:
-    """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of time."""
+def status_html(loop: Any, playing: bool, steps_per_second: float | None, samples_per_second: float | None,
+                ui_fraction: float | None, max_ui_fraction: float = 0.05) -> str:
+    """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of a core."""
     done, total = loop.epoch_progress
-    ui = f"{100 * ui_fraction:.0f}%" if ui_fraction is not None else "–"
+    if steps_per_second and playing:
+        speed = f"{steps_per_second:,.0f} steps/s ({samples_per_second:,.0f} samples/s)"
+    else:
+        speed = "– steps/s"
+    if ui_fraction is None:
+        ui = "UI: –"
+    else:  # measured while playing; paused, the last Play's (the idle minutes since say nothing)
+        ui = f"UI: {100 * ui_fraction:.0f}% of a core" + ("" if playing else " (last Play)")
     parts = [
         "▶ playing" if playing else "■ paused",
         f"epochs done: {loop.state.epoch}",
         f"epoch {loop.state.epoch + 1}: {done}/{total} samples",
         f"step {loop.state.step}",
-        f"{samples_per_second:,.0f} samples/s" if samples_per_second and playing else "– samples/s",
+        speed,
         f"loss {_current_loss(loop)}",
         f"next: {loop.next_stage}()",
-        f"<span title='{_UI_TIP.format(100 * max_ui_fraction)}'>UI: {ui} of time</span>",
+        f"<span title='{_UI_TIP.format(100 * max_ui_fraction)}'>{ui}</span>",
     ]
     return "<span style='font-family:monospace'>" + " · ".join(parts) + "</span>"
 
 
-_UI_TIP = ("How much of the time the dashboard spends drawing plots instead of training. It keeps this low "
-           "(under {:.0f}%) by drawing less often when drawing gets slow.")
+# No apostrophes: it goes inside a single-quoted HTML attribute.
+_UI_TIP = ("How much of one core the dashboard spends drawing plots instead of training. It keeps this low "
+           "(under {:.0f}%) by drawing less often when drawing gets slow. Measured while playing; paused, it "
+           "shows what the last Play took.")
 
 
 def _current_loss(loop: Any) -> str:

@@ -14,6 +14,7 @@ dashboard for ``watch_timeout`` seconds: a closed tab must not keep a core train
 
 from __future__ import annotations
 
+import collections
 import time
 import traceback
 from typing import Any, Sequence
@@ -44,6 +45,10 @@ from trainlab.widgets.watchdog import Watchdog
 __all__ = ["Dashboard"]
 
 _STAGE_EVENTS = tuple(f"after_{stage}" for stage in STAGES)
+# While playing, the controls, the stage table and the status line are redrawn every this many
+# frames (3 times a second at the default fps): text nobody reads at 12 Hz, and each costs the
+# page a layout.
+_TEXT_EVERY = 4
 
 
 class Dashboard(widgets.VBox):
@@ -76,7 +81,7 @@ class Dashboard(widgets.VBox):
     #: The figures shown when ``plots`` is not given.
     DEFAULT_PLOTS = PLOT_NAMES[:7]
 
-    def __init__(self, loop: Any, *, fps: float = 10.0, boundary_fps: float = 3.0, max_points: int = 500,
+    def __init__(self, loop: Any, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
@@ -131,7 +136,7 @@ class Dashboard(widgets.VBox):
         self._acting = False  # a button action is running: it redraws once, at its end
         self._dirty = False  # code moved the loop and the plots are behind
         self._rate = _Rate()
-        self._ui_fraction: float | None = None
+        self._ui_fraction: float | None = None  # the UI's share of a core while playing (the last Play's, paused)
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
@@ -179,7 +184,7 @@ class Dashboard(widgets.VBox):
 
     @property
     def status(self) -> widgets.HTML:
-        """The status line: epoch, step, samples/s, loss, the stage due, the UI's share of time."""
+        """The status line: epoch, step, steps/s and samples/s, loss, the stage due, the UI's share of a core."""
         return self.controls.status
 
     @property
@@ -270,11 +275,10 @@ class Dashboard(widgets.VBox):
         self._dirty = False
 
     def _live_frame(self) -> None:
-        """One frame while training runs: the loss plot and, in turn, one of the others.
+        """One frame while training runs: the loss plot, one of the others in turn, and every few frames the text.
 
-        Each figure update costs the page a plotly.js redraw. Sending two per frame, and none
-        to a figure whose page has not drawn the last one yet (``behind``), keeps a slow
-        browser responsive: it is never sent more than it can draw.
+        Sending two figures per frame, and none to a figure whose page is behind (``behind``),
+        keeps a slow browser responsive: it is never sent more than it can draw.
         """
         self._frame += 1
         loss, others = self._plots[0], self._plots[1:]
@@ -284,7 +288,7 @@ class Dashboard(widgets.VBox):
             if not turn.figure.behind:
                 plots.append(turn)
         data = self._data_plot is not None and not self._data_plot.figure.behind and self._data_budget.due()
-        self._draw(plots, data)
+        self._draw(plots, data, text=self._frame % _TEXT_EVERY == 1)
 
     def _watch(self, playing: bool) -> None:
         """Ask the pages to say they are there every 2 s while playing (the watchdog listens), and only then."""
@@ -296,7 +300,7 @@ class Dashboard(widgets.VBox):
         heard = [figure.last_heard for figure in self.figures.values() if figure.last_heard is not None]
         return max(heard, default=None)
 
-    def _draw(self, plots: list[Any], data: bool) -> None:
+    def _draw(self, plots: list[Any], data: bool, text: bool = True) -> None:
         loop = self.loop
         if loop.history.thinnings != self._thinnings:  # their cached rows are gone
             self._thinnings = loop.history.thinnings
@@ -304,12 +308,14 @@ class Dashboard(widgets.VBox):
                 plot.reset()
         with self._budget.spending():
             playing = self._runner.playing and not self._stopping
-            self.controls.refresh(loop, playing)
-            self.stage_view.redraw(loop, playing)
+            if text:
+                self.controls.refresh(loop, playing)
+                self.stage_view.redraw(loop, playing)
             for plot in plots:
                 with plot.figure.batch():  # one frame per plot and redraw
                     plot.redraw(loop)
-            self._show_status(playing)
+            if text:
+                self._show_status(playing)
         if data and self._data_plot is not None:
             with self._data_budget.spending(), self._data_plot.figure.batch():
                 self._data_plot.redraw(loop)
@@ -317,8 +323,9 @@ class Dashboard(widgets.VBox):
     def _show_status(self, playing: bool) -> None:
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed
             self._ui_fraction = sum(budget.ui_fraction() for budget in self._budgets())  # at most max_ui_fraction
-        rate = self._rate.measure(self.loop) if self._runner.playing else self._rate.last
-        self.controls.show_status(status_html(self.loop, playing, rate, self._ui_fraction, self.max_ui_fraction))
+            self._rate.measure(self.loop)
+        self.controls.show_status(status_html(self.loop, playing, self._rate.steps, self._rate.samples,
+                                              self._ui_fraction, self.max_ui_fraction))
 
     def _budgets(self) -> list[RenderBudget]:
         """Every budget that draws or measures: the plots', the decision boundary's, and a plot's own."""
@@ -506,40 +513,43 @@ def _checked_speed(speed: Any) -> float | None:
 
 
 class _Rate:
-    """Samples per second while playing, from the history's batch sizes (no per-step work)."""
+    """Steps and samples per second while playing, over the last second or so (no per-step work)."""
+
+    WINDOW = 1.0  # seconds: a rate over a single frame swings wildly (a redraw, a validation pass)
 
     def __init__(self) -> None:
-        self.last: float | None = None
-        self._steps = 0
-        self._time = time.perf_counter()
+        self.steps: float | None = None  # the last rates measured, kept when playing stops
+        self.samples: float | None = None
+        self._marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, history length)
 
     def restart(self, loop: Any) -> None:
-        self._steps = len(loop.history)
-        self._time = time.perf_counter()
+        self._marks.clear()
+        self._marks.append((time.perf_counter(), len(loop.history)))
 
-    def measure(self, loop: Any) -> float | None:
+    def measure(self, loop: Any) -> None:
         now, n = time.perf_counter(), len(loop.history)
-        if n < self._steps:  # the history was replaced meanwhile
-            self._steps = n
-        elapsed = now - self._time
-        if n > self._steps and elapsed > 0:
-            samples = float(np.sum(loop.history.steps["batch_size"][self._steps:n]))
-            self.last = samples / elapsed
-            self._steps, self._time = n, now
-        return self.last
+        if self._marks and n < self._marks[-1][1]:  # the history was replaced meanwhile
+            self._marks.clear()
+        self._marks.append((now, n))
+        while len(self._marks) > 2 and now - self._marks[1][0] >= self.WINDOW:
+            self._marks.popleft()  # keep one mark at least a window old
+        (then, first), elapsed = self._marks[0], now - self._marks[0][0]
+        if n > first and elapsed > 0:
+            self.steps = (n - first) / elapsed
+            self.samples = float(np.sum(loop.history.steps["batch_size"][first:n])) / elapsed
 
 
 def _ui_shares(max_ui_fraction: float, landscape: bool) -> dict[str, float]:
     """``max_ui_fraction`` split among the dashboard's render budgets, so that together they stay under it.
 
     Each budget keeps its own redraws under its share; the plots (with the status line and the
-    stage table) get two parts, the decision boundary one, the step's landscape one when shown.
+    stage table) get three parts, the decision boundary one, the step's landscape one when shown.
     """
     if not 0 < max_ui_fraction < 1:
         raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like 0.05; "
                          f"got {max_ui_fraction!r}")
-    unit = max_ui_fraction / (3 + landscape)
-    return {"plots": 2 * unit, "data": unit, "landscape": unit}
+    unit = max_ui_fraction / (4 + landscape)
+    return {"plots": 3 * unit, "data": unit, "landscape": unit}
 
 
 def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float, fps: float,

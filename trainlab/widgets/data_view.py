@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainlab.widgets.live_figure import Quantized
 from trainlab.widgets.live_plots import new_figure
 
 __all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name", "axis_over"]
@@ -65,7 +66,7 @@ class DecisionBoundaryPlot:
         self.figure = new_figure("Decision boundary", "x₁", "x₂", width=420, height=380)
         colorscale = _binary_scale() if self.classes == 2 else _class_scale(self.classes)
         zmax = 1.0 if self.classes == 2 else self.classes - 1.0
-        # z comes with each redraw, as one float32 buffer.
+        # z comes with each redraw, as one buffer of a byte a cell.
         self.figure.add_heatmap(x=xs, y=ys, zmin=0, zmax=zmax, colorscale=colorscale,
                                 showscale=False, opacity=0.75, hoverinfo="skip",
                                 name="P(class 1)" if self.classes == 2 else "predicted class")
@@ -83,7 +84,8 @@ class DecisionBoundaryPlot:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
         z = self._colour(loop, outputs).reshape(self._shape)
-        self.figure.send_traces([0], z=[z])
+        # A byte a cell: class indices as they are, probabilities in 255 shades (all a colour scale shows).
+        self.figure.send_traces([0], z=[z.astype(np.uint8) if self.classes > 2 else Quantized(z, 0.0, 1.0)])
 
     def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""

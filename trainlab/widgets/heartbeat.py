@@ -3,10 +3,10 @@
 After a kernel restart (or shut-down, or a dropped connection) the browser keeps showing
 the dashboard as it last was, "▶ playing" with an orange Pause, and nothing answers. The
 page cannot ask a widget whether its kernel lives (anywidget's ``model`` knows nothing of
-kernels), so the kernel proves it: a thread bumps ``beat`` every second, and the browser
-shows a banner when no beat has come for ``patience`` seconds. A kernel busy with a long cell
-still beats (the thread needs the GIL only for a moment), so only a dead or unreachable one
-is reported.
+kernels), so the kernel proves it: a thread bumps ``beat`` twice a second, and the browser
+shows a banner when no beat has come for ``patience`` seconds (2.5), or at once when its
+ping cannot be sent (the connection is closed). A kernel busy with a long cell still beats
+(the thread needs the GIL only for a moment), so only a dead or unreachable one is reported.
 
 It beats only while a page asks for it (each visible view pings every 2 s) or a cell is running:
 every message from a kernel counts as activity, and a kernel that beat for nobody, after its
@@ -35,23 +35,34 @@ GONE_MESSAGE = ("The kernel is not responding (it was restarted or shut down, or
 _ESM = """
 export default {
   render({ model, el }) {
-    let last = Date.now();
+    let last = Date.now(), checked = Date.now(), pinged = 0, gone = false;
     const banner = document.createElement("div");
     banner.className = "trainlab-kernel-gone";
     banner.style.cssText = "display:none;color:#a40000;background:#fde8e8;padding:6px 8px;" +
       "border-radius:4px;font-weight:bold;margin:2px 0";
     banner.textContent = model.get("message");
     el.appendChild(banner);
-    model.on("change:beat", () => { last = Date.now(); banner.style.display = "none"; });
-    let tick = 0;
+    const show = (dead) => { gone = dead; banner.style.display = dead ? "block" : "none"; };
+    model.on("change:beat", () => { last = Date.now(); show(false); });
     const timer = setInterval(() => {
       if (!el.isConnected) { clearInterval(timer); return; }
+      const now = Date.now(), late = now - checked > 1000;
+      checked = now;
       // A hidden tab asks for nothing (so a forgotten one lets its kernel go idle) and judges
-      // nothing (its timers are throttled): the wait starts afresh when it is shown again.
-      if (document.hidden) { last = Date.now(); return; }
-      if (tick++ % 2 === 0) model.send({ ping: 1 });  // "someone is looking": keep beating
-      banner.style.display = Date.now() - last > 1000 * model.get("patience") ? "block" : "none";
-    }, 1000);
+      // nothing (its timers are throttled); nor does a page that was itself frozen for a while
+      // (loading a big script): the beats it missed may be queued, unread. The wait starts afresh.
+      if (document.hidden || late) { last = now; return; }
+      if (!gone && now - pinged >= 2000) {  // "someone is looking": keep beating
+        pinged = now;
+        try {
+          model.send({ ping: 1 });
+        } catch (error) {  // the connection is closed (a restart, a shut-down): the kernel is gone now
+          show(true);
+          return;
+        }
+      }
+      show(now - last > 1000 * model.get("patience"));
+    }, 250);
   }
 };
 """
@@ -64,11 +75,11 @@ class Heartbeat(anywidget.AnyWidget):
     """
 
     _esm = traitlets.Unicode(_ESM).tag(sync=True)
-    beat = traitlets.Int(0, help="bumped every second by the kernel while it lives").tag(sync=True)
-    patience = traitlets.Float(10.0, help="seconds without a beat before the banner shows").tag(sync=True)
+    beat = traitlets.Int(0, help="bumped twice a second by the kernel while it lives").tag(sync=True)
+    patience = traitlets.Float(2.5, help="seconds without a beat before the banner shows").tag(sync=True)
     message = traitlets.Unicode(GONE_MESSAGE, help="the banner's text").tag(sync=True)
 
-    def __init__(self, interval: float = 1.0, linger: float = 30.0, **kwargs: object) -> None:
+    def __init__(self, interval: float = 0.5, linger: float = 30.0, **kwargs: object) -> None:
         """``interval``: seconds between beats; ``linger``: how long it beats on after the last ping."""
         super().__init__(**kwargs)
         self.linger = linger

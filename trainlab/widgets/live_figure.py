@@ -26,16 +26,26 @@ How a frame reaches the page:
   ``{"$buffer": i, "keep": k}`` means "the first k values you have, then these".
 - **Paced by the browser.** The page applies frames as they come and redraws at most once per
   animation frame (``requestAnimationFrame``), so frames that arrive meanwhile are merged, not
-  queued; it then tells the kernel which frame it drew. Until then the figure is ``behind``:
-  the dashboard skips it, and what is sent meanwhile waits here, merged, and goes out when the
-  page answers. A page that stops answering (closed, or the kernel busy with a cell) is not
-  waited for beyond ``_GIVE_UP_WAITING``.
+  queued; it then tells the kernel which frame it drew: for all the figures of a kernel in one
+  message, at most every 150 ms (each message from the page costs the kernel, the server and the
+  page a busy/idle status pair). Up to ``max_undrawn`` frames may be on their way undrawn; beyond
+  that the figure is ``behind``: the dashboard skips it, and what is sent meanwhile waits here,
+  merged, and goes out when the page answers. A page that stops answering (closed, or the kernel
+  busy with a cell) is not waited for beyond ``_GIVE_UP_WAITING``.
+- **Two renderers.** While ``watched`` is set (a dashboard plays), the page draws with a light
+  canvas renderer (uPlot, vendored in ``vendor/uplot``, ~50 KB, sent once per page beside
+  plotly.js; see ``light_plot.js``), which costs it well under a millisecond a frame where
+  plotly.js costs 40-60 ms; paused, plotly.js draws again, with hover, zoom and the toolbar.
 - **Late views.** A view says hello when it starts (Voila's page, a reloaded tab, a second
   display) and gets the whole figure as it is now.
+- **Out of sight.** A view scrolled out of sight says so (an IntersectionObserver in the page)
+  and draws nothing; while every view is out of sight the figure is ``behind``: nothing is sent,
+  and the dashboard does not even redraw it. In sight again, it gets what changed meanwhile.
 - **Threads.** The runner thread sends frames; the kernel's main thread takes the page's
   answers. One lock keeps them apart.
-- **Watching.** ``last_heard`` is when a view last spoke (a drawn frame, or its heartbeat every
-  2 s): the dashboard pauses when nobody has been watching for a while (``watchdog``).
+- **Watching.** ``last_heard`` is when a view last spoke (a drawn frame, or the page's one
+  heartbeat every 2 s for all its figures): the dashboard pauses when nobody has been watching
+  for a while (``watchdog``).
 
 Public APIs only: anywidget's ``_esm`` and ``model.widget_manager.get_model``, ipywidgets'
 custom messages with buffers, plotly.py's ``go.Figure``, ``plotly_restyle``, ``get_plotlyjs``
@@ -48,6 +58,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,21 +71,55 @@ import traitlets
 from ipywidgets import widget_serialization
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-__all__ = ["LiveFigure", "PlotlyLibrary", "plotly_library", "LIGHT_TEMPLATE", "DARK_TEMPLATE"]
+__all__ = ["LiveFigure", "PlotlyLibrary", "Quantized", "plotly_library", "LIGHT_TEMPLATE", "DARK_TEMPLATE"]
 
 LIGHT_TEMPLATE = "plotly_white"
 DARK_TEMPLATE = "plotly_dark"
 _GIVE_UP_WAITING = 1.0  # seconds: a closed page, or a kernel busy with a cell, never answers
-_SCRIPT = (Path(__file__).with_name("live_figure.js")).read_text()
+_HERE = Path(__file__).parent
+_SCRIPT = (_HERE / "live_figure.js").read_text()
+_UPLOT = _HERE / "vendor" / "uplot"
+UPLOT_VERSION = "1.6.32"
+# The light renderer, as one ES module sent once per page: uPlot (whose build declares `var uPlot`),
+# then light_plot.js, which draws a plotly figure's JSON with it.
+_LIGHT_MODULE = ((_UPLOT / "uPlot.iife.min.js").read_text() + "\n" + (_HERE / "light_plot.js").read_text()
+                 + "\nexport { uPlot, lightPlot, lightPlottable };\n")
+# Every live figure by its id: the page acknowledges many figures' frames in one message.
+_FIGURES: "weakref.WeakValueDictionary[str, LiveFigure]" = weakref.WeakValueDictionary()
+
+
+class Quantized:
+    """An array the page gets as one byte per value: 0..254 spread over [low, high], 255 for NaN.
+
+    For pictures (a heatmap's z), where 255 shades are all the eye can tell apart: a quarter of
+    float32's bytes. ``figure.send_traces([0], z=[Quantized(z, -1, 1)])``.
+    """
+
+    def __init__(self, values: np.ndarray, low: float, high: float) -> None:
+        values = np.asarray(values, np.float64)
+        scaled = np.clip(np.round((values - low) / (high - low) * 254), 0, 254)
+        self.codes = np.where(np.isfinite(values), scaled, 255).astype(np.uint8)
+        self.low, self.high = float(low), float(high)
+
+    def values(self) -> np.ndarray:
+        """The array as the page sees it (each value rounded to its byte)."""
+        values = self.low + self.codes * ((self.high - self.low) / 254)
+        return np.where(self.codes == 255, np.nan, values)
 
 
 class PlotlyLibrary(anywidget.AnyWidget):
-    """plotly.js and the plotly templates, sent to a page once however many figures it shows (never displayed)."""
+    """plotly.js, the plotly templates and the light renderer (uPlot), sent to a page once however many
+    figures it shows (never displayed)."""
 
     _esm = "export default {};\n"  # a model only: the figures read its traits
     version = traitlets.Unicode(help="plotly.js's version: the page runs each version once").tag(sync=True)
     source = traitlets.Bytes(help="plotly.js itself, as shipped in the plotly package").tag(sync=True)
     templates = traitlets.Dict(help="plotly templates for light and dark pages").tag(sync=True)
+    light_version = traitlets.Unicode(help="the light renderer's version: the page runs each version once").tag(
+        sync=True)
+    light_source = traitlets.Bytes(help="the light renderer: uPlot (vendor/uplot) and light_plot.js, as an ES "
+                                        "module").tag(sync=True)
+    light_css = traitlets.Unicode(help="uPlot's style sheet").tag(sync=True)
 
 
 _LIBRARY: PlotlyLibrary | None = None
@@ -89,7 +135,11 @@ def plotly_library() -> PlotlyLibrary:
                 version=get_plotlyjs_version(),
                 source=get_plotlyjs().encode(),
                 templates={"light": pio.templates[LIGHT_TEMPLATE].to_plotly_json(),
-                           "dark": pio.templates[DARK_TEMPLATE].to_plotly_json()})
+                           "dark": pio.templates[DARK_TEMPLATE].to_plotly_json()},
+                # Keyed by its content too: a kernel with a newer light_plot.js must not reuse an old page copy.
+                light_version=f"{UPLOT_VERSION}-{zlib.crc32(_LIGHT_MODULE.encode()):08x}",
+                light_source=_LIGHT_MODULE.encode(),
+                light_css=(_UPLOT / "uPlot.min.css").read_text())
         return _LIBRARY
 
 
@@ -99,12 +149,18 @@ class LiveFigure(anywidget.AnyWidget):
     _esm = _SCRIPT
     library = traitlets.Instance(PlotlyLibrary, help="where the page finds plotly.js").tag(
         sync=True, **widget_serialization)
-    watched = traitlets.Bool(False, help="views say 'alive' every 2 s, even from a hidden tab (a dashboard "
-                                         "plays: its watchdog listens); otherwise they keep quiet, so an idle "
-                                         "kernel looks idle to the server's culler").tag(sync=True)
+    watched = traitlets.Bool(False, help="a dashboard plays it: views draw with the light renderer and say "
+                                         "'alive' every 2 s, even from a hidden tab (its watchdog listens); "
+                                         "otherwise they draw with plotly.js and keep quiet, so an idle kernel "
+                                         "looks idle to the server's culler").tag(sync=True)
+    figure_id = traitlets.Unicode(help="names the figure in the page's messages about many figures").tag(sync=True)
+    #: Frames that may be on their way to a page, undrawn, before the figure waits for it.
+    max_undrawn = 4
 
     def __init__(self, layout: Any = None) -> None:
         super().__init__(library=plotly_library())
+        self.figure_id = self.model_id
+        _FIGURES[self.figure_id] = self
         self._figure = go.Figure(layout=layout)
         self._lock = threading.RLock()
         self._frame = 0  # frames sent
@@ -116,6 +172,7 @@ class LiveFigure(anywidget.AnyWidget):
         self._changed_layout = False
         self._whole = True  # the next frame sends everything (a view said hello, or traces were added)
         self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
+        self._views: dict[str, bool] = {}  # each view that said hello -> whether it is in sight
         self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
         self.on_msg(self._on_view_message)
 
@@ -135,7 +192,8 @@ class LiveFigure(anywidget.AnyWidget):
         millisecond a call, too much for every frame of the runner thread.
         """
         for index, values in self._unapplied.items():
-            self._figure.plotly_restyle({name: [value] for name, value in values.items()}, [index])
+            self._figure.plotly_restyle({name: [value.values() if isinstance(value, Quantized) else value]
+                                         for name, value in values.items()}, [index])
         self._unapplied = {}
 
     @property
@@ -181,8 +239,16 @@ class LiveFigure(anywidget.AnyWidget):
 
     @property
     def behind(self) -> bool:
-        """Whether a view has not yet drawn the last frame sent (and was sent it less than a second ago)."""
-        return self._frame > self._drawn and time.monotonic() - self._sent_at < _GIVE_UP_WAITING
+        """Whether no view can take a frame now: all are out of sight, or ``max_undrawn`` frames sent are not
+        drawn yet (the last sent less than a second ago)."""
+        if self.out_of_sight:
+            return True
+        return self._frame - self._drawn >= self.max_undrawn and time.monotonic() - self._sent_at < _GIVE_UP_WAITING
+
+    @property
+    def out_of_sight(self) -> bool:
+        """Whether every view that said hello has said it is out of sight (scrolled away, or gone)."""
+        return bool(self._views) and not any(self._views.values())
 
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
         """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
@@ -254,14 +320,35 @@ class LiveFigure(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: dict[str, Any], _buffers: list[Any]) -> None:
         kind = content.get("kind") if isinstance(content, dict) else None
+        if kind in ("hello", "seen"):
+            with self._lock:
+                self.last_heard = time.monotonic()
+                self._views[str(content.get("view"))] = kind == "hello" or bool(content.get("visible"))
+                if kind == "hello":  # a new view: it needs everything
+                    self._whole = True
+                    self._drawn = self._frame  # and what was sent before it is of no use to it
+                self._flush()
+        elif kind == "drawn":  # {"frames": {figure id: frame}} for the page's figures; {"frame": n} for this one
+            frames = content.get("frames") or {self.figure_id: content.get("frame")}
+            for figure_id, frame in frames.items():
+                _heard_from(figure_id, frame)
+        elif kind == "alive":  # {"ids": [...]}: the page shows these figures
+            for figure_id in content.get("ids") or [self.figure_id]:
+                _heard_from(figure_id)
+
+    def _heard(self, drawn: Any = None) -> None:
+        """A view spoke for this figure, maybe saying it drew frame ``drawn``; send what waited for it."""
         with self._lock:
             self.last_heard = time.monotonic()
-            if kind == "hello":  # a new view: it needs everything
-                self._whole = True
-                self._drawn = self._frame  # and what was sent before it is of no use to it
-            elif kind == "drawn":
-                self._drawn = max(self._drawn, int(content.get("frame") or 0))
+            if isinstance(drawn, int):
+                self._drawn = max(self._drawn, drawn)
             self._flush()
+
+
+def _heard_from(figure_id: Any, drawn: Any = None) -> None:
+    figure = _FIGURES.get(figure_id) if isinstance(figure_id, str) else None
+    if figure is not None:
+        figure._heard(drawn)
 
 
 def _layout_json(figure: go.Figure) -> dict[str, Any]:
@@ -280,10 +367,12 @@ def _common_start(old: np.ndarray, new: np.ndarray) -> int:
 
 def _encode(value: Any, buffers: list[memoryview]) -> Any:
     """``value`` as JSON, with every numpy array replaced by a reference to a binary buffer appended to ``buffers``."""
+    if isinstance(value, Quantized):  # bytes, and how to read them back
+        return dict(_encode(value.codes, buffers), scale=[value.low, value.high])
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":  # strings, objects: plain JSON
             return value.tolist()
-        array = value if value.dtype in (np.float32, np.float64) else value.astype(np.float64)
+        array = value if value.dtype in (np.float32, np.float64, np.uint8) else value.astype(np.float64)
         buffers.append(memoryview(np.ascontiguousarray(array)).cast("B"))
         return {"$buffer": len(buffers) - 1, "dtype": str(array.dtype), "shape": list(array.shape)}
     if isinstance(value, dict):

@@ -29,6 +29,9 @@ __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "Upd
 _EMPTY = np.empty(0, np.float64)
 _HISTOGRAM_BINS = 30
 _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly) for the histogram
+# Per-epoch curves show a marker per epoch up to this many epochs; past it the markers merge into a
+# thick band that costs the page a shape each and says nothing the line does not.
+_MARKERS_UP_TO = 40
 
 
 def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
@@ -156,7 +159,7 @@ class LossPlot(_TimePlot):
     def _draw_epochs(self, steps: dict[str, np.ndarray], history: Any) -> None:
         x = epoch_end_steps(steps["epoch"], history.epoch, steps["step"])
         xs, ys = _epoch_points(history, x, ("loss", "val_loss"), self.max_points)
-        self.figure.send_traces([2, 3], x=xs, y=ys)
+        self.figure.send_traces([2, 3], x=xs, y=ys, mode=[_epoch_mode(x) for x in xs])
 
     def _draw_ghosts(self, branches: list[Any]) -> None:
         cache = {}
@@ -240,7 +243,7 @@ class AccuracyPlot:
         self._n = len(history.epoch)
         x = np.asarray(history.epoch, np.float64) + 1  # epochs completed
         xs, ys = _epoch_points(history, x, ("accuracy", "val_accuracy"), self.max_points)
-        self.figure.send_traces([0, 1], x=xs, y=ys)
+        self.figure.send_traces([0, 1], x=xs, y=ys, mode=[_epoch_mode(x) for x in xs])
 
 
 class GradHistogramPlot:
@@ -311,6 +314,11 @@ def _epoch_points(history: Any, x: np.ndarray, keys: tuple[str, ...],
         xs.append(x[rows])
         ys.append(y[rows] if len(rows) else _EMPTY)
     return xs, ys
+
+
+def _epoch_mode(x: np.ndarray) -> str:
+    """A per-epoch curve's plotly mode: a marker per epoch while they can be told apart, then only the line."""
+    return "lines+markers" if len(x) <= _MARKERS_UP_TO else "lines"
 
 
 def _histogram(grad: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ from trainlab.inside import activation_stats, neuron_activations, neuron_details
 from trainlab.options import is_whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
+from trainlab.widgets.live_figure import Quantized
 from trainlab.widgets.live_plots import new_figure
 
 __all__ = ["NetworkView"]
@@ -218,9 +219,10 @@ class _NeuronMosaic:
         for c, values in enumerate(activations):
             for j in range(self.shown[c]):
                 z[self._rows(c, j)] = _scaled(values[:, j].double().cpu().numpy()).reshape(self.grid, self.grid)
-        self.figure.send_traces([0], z=[list(z)])  # a list of row arrays: each goes as binary
         xs, ys = self._weight_lines()
-        self.figure.send_traces(list(range(1, 9)), x=xs, y=ys)
+        with self.figure.batch():  # one frame: the squares (a byte a cell: -1..1 in 255 shades) and the lines
+            self.figure.send_traces([0], z=[Quantized(z, -1.0, 1.0)])
+            self.figure.send_traces(list(range(1, 9)), x=xs, y=ys)
 
     def _rows(self, c: int, j: int) -> tuple[slice, slice]:
         bottom, left = int(self._bottom(c, j)), int(self._left(c))

@@ -122,23 +122,44 @@ class Ema:
             grown = np.empty(max(n, 2 * len(self._values)), np.float64)
             grown[:self._n] = self._values[:self._n]
             self._values = grown
-        beta, mean, weight = self.smoothing, self._mean, self._weight
-        out = self._values
-        # A plain loop over only the new rows: a few hundred per redraw while playing.
-        # The debiased average sum/weight, updated as mean += share * (value - mean): the same
-        # numbers, but exact where it matters to a plot. The first value comes out as itself
-        # (share 1) and a constant column stays constant (value - mean is 0), where sum/weight
-        # lands a rounding error (1e-16) off. Beside the raw curve, that error became the
-        # plot's whole y range, and plotly.js cannot lay out a range that thin: its ticks
-        # step below float precision and the axis title lands at x=Infinity (SVG errors in
-        # the console; plotly.js issues #1070, #6249).
-        for i, value in enumerate(column[self._n:n].tolist(), start=self._n):
-            if math.isfinite(value):
-                weight = beta * weight + (1 - beta)
-                mean += (1 - beta) / weight * (value - mean)
-            out[i] = mean if weight else math.nan
-        self._mean, self._weight, self._n = mean, weight, n
-        return out[:n]
+        new = np.asarray(column[self._n:n], np.float64)
+        finite = np.isfinite(new)
+        before = self._mean if self._weight else math.nan  # what rows before the next finite one show
+        means = np.empty(int(finite.sum()), np.float64)
+        for start in range(0, len(means), self._block):  # only the new rows, a block of vector arithmetic at a time
+            values = new[finite][start:start + self._block]
+            means[start:start + len(values)] = self._smooth(values)
+        # A non-finite value is skipped: its row shows the mean of the finite rows before it.
+        last = np.maximum.accumulate(np.where(finite, np.cumsum(finite) - 1, -1))
+        self._values[self._n:n] = np.where(last >= 0, means[np.maximum(last, 0)] if len(means) else before, before)
+        self._n = n
+        return self._values[:n]
+
+    @property
+    def _block(self) -> int:
+        """Rows smoothed at once: beta**-block stays far inside float64 (no overflow, no lost digits)."""
+        beta = self.smoothing
+        return 256 if beta == 0 else int(min(256, max(1, 12 / -math.log10(beta))))
+
+    def _smooth(self, values: np.ndarray) -> np.ndarray:
+        """The debiased average after each of ``values`` (all finite), carrying on from the state so far.
+
+        Written as the deviation from a centre (the mean so far, or the first value): the first
+        value comes out as itself and a constant column stays exactly constant, where a plain
+        sum/weight lands a rounding error (1e-16) off. Beside the raw curve, that error became the
+        loss plot's whole y range, which plotly.js cannot lay out (its ticks step below float
+        precision and the axis title lands at x=Infinity; plotly.js issues #1070, #6249).
+        """
+        beta = self.smoothing
+        centre = self._mean if self._weight else values[0]
+        powers = beta ** np.arange(1, len(values) + 1)  # beta**(j+1)
+        weights = powers * self._weight + (1 - powers)  # 1 - beta**t, debiasing
+        # deviation_j = (1-beta) * sum_i beta**(j-i) * d_i, as one cumulative sum of d_i / beta**i.
+        scaled = np.cumsum((values - centre) / (powers / beta)) if beta else values - centre
+        deviations = (1 - beta) * (powers / beta) * scaled if beta else scaled
+        means = centre + deviations / weights
+        self._mean, self._weight = float(means[-1]), float(weights[-1])
+        return means
 
 
 def _low_key(values: np.ndarray) -> np.ndarray:

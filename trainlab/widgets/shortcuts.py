@@ -3,7 +3,9 @@
 An instructor at a projector can then drive the lab without aiming the mouse at small
 buttons. The browser listens on the dashboard's own element (``CONTAINER_CLASS``), which is
 made focusable, so the keys act only when the dashboard was clicked last; keys typed into a
-box or slider readout are left alone. The element carries ``data-lm-suppress-shortcuts``,
+box or slider readout are left alone. A button that is disabled while it has focus (Forward,
+once it ran; every stage button, once Play is pressed) would drop the focus onto the page,
+and the keys with it: the dashboard takes the focus back, unless the learner clicked elsewhere. The element carries ``data-lm-suppress-shortcuts``,
 so JupyterLab's own single-key shortcuts do not take these keys while it has focus.
 """
 
@@ -36,6 +38,13 @@ function listen(model, el, tries) {
   box.setAttribute("data-lm-suppress-shortcuts", "true");
   box.style.outline = "none";
   const keys = model.get("bindings");
+  // Focus lost to nowhere (a focused button got disabled), not to a click elsewhere: take it back.
+  let clickedAway = false;
+  document.addEventListener("pointerdown", (event) => { clickedAway = !box.contains(event.target); }, true);
+  box.addEventListener("focusout", () => setTimeout(() => {
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (lost && !clickedAway && box.isConnected) box.focus({ preventScroll: true });
+  }, 0));
   box.addEventListener("keydown", (event) => {
     const target = event.target;
     const typing = target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);

@@ -1,0 +1,190 @@
+"""What a learner sees while the workshop dashboard plays at full speed, measured in the page and the kernel.
+
+The figures (issue 23's "done when"), written to ``test-output/browser/play-metrics.json`` per app
+(JupyterLab, Voila) and, at the top level, the worse of the apps:
+
+- ``loss_refresh_per_s``, ``boundary_refresh_per_s``, ``other_plots_refresh_per_s`` (the slowest of
+  the other time plots): how often each changed on screen, over a 10 s window;
+- ``loss_gap_p90_ms``, ``loss_gap_max_ms``: the gaps between loss refreshes (the window's edges
+  included: a freeze at its start or end counts);
+- ``first_update_s``: from the Play click to the loss plot's first change on screen;
+- ``training_share``: steps/s while playing over the same kernel's steps/s playing the same loop
+  with no dashboard, measured just before (the runner alone, as Play runs it);
+- ``page_mb``: what the page received to show the dashboard; ``play_kb_per_s``: while playing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from jupyter_client import BlockingKernelClient
+
+from lab_page import FIGURES, refresh_times
+
+WINDOW = 10.0  # seconds of playing measured
+# What the test asserts (the issue's figures).
+LIMITS = {"loss_refresh_per_s": (">=", 10), "boundary_refresh_per_s": (">=", 4), "other_plots_refresh_per_s": (">=", 2),
+          "loss_gap_p90_ms": ("<=", 200), "loss_gap_max_ms": ("<=", 1000), "first_update_s": ("<=", 0.3),
+          "training_share": (">=", 0.85), "page_mb": ("<=", 6), "play_kb_per_s": ("<=", 300)}
+_TIME_PLOTS = ("Loss", "Accuracy", "Gradient norm", "Gradient values", "Update")
+
+# Click Play in the page and wait for the loss plot to change on screen: seconds between the two.
+_FIRST_UPDATE_JS = f"""async () => {{
+  const loss = {FIGURES}.find(el => el.dataset.title === 'Loss');
+  const play = Array.from(document.querySelectorAll('button.widget-button')).find(b => b.textContent.trim() === 'Play');
+  const before = loss.dataset.frame, start = performance.now();
+  play.click();
+  while (loss.dataset.frame === before) {{
+    if (performance.now() - start > 15000) return null;
+    await new Promise(resolve => requestAnimationFrame(resolve));
+  }}
+  return (performance.now() - start) / 1000;
+}}"""
+
+# Playing the same loop with no dashboard (the runner alone, as Play runs it): steps per second.
+_BARE_CODE = """
+import time as _time
+import trainlab as _tl
+from trainlab.widgets.runner import Runner as _Runner
+_bare = _tl.Loop(_tl.models.mlp(2, [32, 32], 2, activation="tanh", seed=0), (X, y), loss_fn="cross_entropy",
+                 optimizer="sgd", lr=0.3, batch_size=16, validation_split=0.2, seed=0)
+_runner = _Runner(_bare)
+_runner.play(); _time.sleep(1.0)  # warm up
+_start, _steps = _time.perf_counter(), _bare.state.step
+_time.sleep(4.0)
+_bare_rate = (_bare.state.step - _steps) / (_time.perf_counter() - _start)
+_runner.pause()
+del _bare, _runner
+"""
+
+
+def kernel_client(kernel: psutil.Process) -> BlockingKernelClient:
+    """A second client of a running kernel (its connection file is on its command line)."""
+    arguments = kernel.cmdline()
+    client = BlockingKernelClient(connection_file=arguments[arguments.index("-f") + 1])
+    client.load_connection_file()
+    client.start_channels()
+    client.wait_for_ready(timeout=30)
+    return client
+
+
+def kernel_value(client: BlockingKernelClient, code: str, expression: str, timeout: float = 60) -> Any:
+    """Run ``code`` in the kernel, then evaluate ``expression`` there; its value (a Python literal)."""
+    msg_id = client.execute(code, silent=True, store_history=False, user_expressions={"value": expression})
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if reply["parent_header"].get("msg_id") == msg_id:
+            break
+    content = reply["content"]
+    assert content["status"] == "ok", f"the kernel failed: {content}"
+    result = content["user_expressions"]["value"]
+    assert result["status"] == "ok", f"could not evaluate {expression}: {result}"
+    return eval(result["data"]["text/plain"])  # a number or a tuple the kernel printed
+
+
+def show_whole_dashboard(page: Any) -> None:
+    """Make the window tall enough for the whole dashboard and scroll it into view: every plot is seen (and drawn)."""
+    page.set_viewport_size({"width": 1400, "height": 2000})
+    page.evaluate("() => document.querySelector('.trainlab-dashboard').scrollIntoView()")
+    time.sleep(0.5)
+
+
+def measure_play(page: Any, client: BlockingKernelClient, kernel: psutil.Process) -> dict[str, float]:
+    """Press Play at full speed and measure for WINDOW seconds, the whole dashboard in view; it is left playing."""
+    show_whole_dashboard(page)
+    bare = kernel_value(client, _BARE_CODE, "_bare_rate", timeout=60)
+    assert kernel_value(client, "", "dash.speed") is None, "the dashboard must play at full speed"
+    first_update = page.evaluate(_FIRST_UPDATE_JS)
+    assert first_update is not None, "the loss plot did not change within 15 s of Play"
+    time.sleep(1.0)  # past Play's first frames
+    steps_before, bytes_before = kernel_value(client, "", "loop.state.step"), page.traffic.websocket_bytes
+    cpu = _CpuMeter(kernel)
+    start = time.perf_counter()
+    times = refresh_times(page, WINDOW)
+    seconds = time.perf_counter() - start
+    cores = cpu.cores(seconds)
+    steps = kernel_value(client, "", "loop.state.step") - steps_before
+    received = page.traffic.websocket_bytes - bytes_before
+    rates = {title: len(changes) / WINDOW for title, changes in times.items()}
+    others = [rate for title, rate in rates.items() if title.startswith(_TIME_PLOTS[1:])]
+    gaps = _gaps(times.get("Loss", []))
+    return {
+        "loss_refresh_per_s": round(rates.get("Loss", 0.0), 2),
+        "boundary_refresh_per_s": round(rates.get("Decision boundary", 0.0), 2),
+        "other_plots_refresh_per_s": round(min(others, default=0.0), 2),
+        "refresh_per_s": {title: round(rate, 2) for title, rate in rates.items()},
+        "loss_gap_p90_ms": round(_percentile(gaps, 90), 1),
+        "loss_gap_max_ms": round(max(gaps), 1),
+        "first_update_s": round(first_update, 3),
+        "training_share": round(steps / seconds / bare, 3),
+        "steps_per_s_playing": round(steps / seconds, 1),
+        "steps_per_s_bare": round(bare, 1),
+        "play_kb_per_s": round(received / seconds / 1024, 1),
+        "cores_while_playing": cores,
+    }
+
+
+class _CpuMeter:
+    """CPU time used by the kernel (its busiest thread apart: training), its server and Chromium, over a window."""
+
+    def __init__(self, kernel: psutil.Process) -> None:
+        self.kernel = kernel
+        self.start = self._read()
+
+    def _read(self) -> dict[Any, float]:
+        browsers = [p for p in psutil.process_iter(["name"]) if "chrom" in (p.info["name"] or "").lower()]
+        threads = {t.id: t.user_time + t.system_time for t in self.kernel.threads()}
+        return {"server": _cpu(self.kernel.parent()), "chromium": sum(_cpu(p) for p in browsers), **threads}
+
+    def cores(self, seconds: float) -> dict[str, float]:
+        end = self._read()
+        used = {key: (end[key] - self.start.get(key, 0.0)) / seconds for key in end}
+        threads = sorted((value for key, value in used.items() if isinstance(key, int)), reverse=True)
+        return {"kernel_training_thread": round(threads[0], 2), "kernel_other_threads": round(sum(threads[1:]), 2),
+                "server": round(used["server"], 2), "chromium": round(used["chromium"], 2)}
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+        return times.user + times.system
+    except psutil.Error:  # gone meanwhile
+        return 0.0
+
+
+def _gaps(times: list[float]) -> list[float]:
+    """Milliseconds between refreshes, with the window's start and end as refreshes (a freeze there counts)."""
+    edges = [0.0, *times, 1000 * WINDOW]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+def record(output_dir: Path, app: str, metrics: dict[str, Any]) -> None:
+    """Add one app's figures to play-metrics.json; its top level holds the worse of the apps for each limit."""
+    path = output_dir / "play-metrics.json"
+    everything = json.loads(path.read_text()) if path.exists() else {}
+    apps = {name: value for name, value in everything.get("apps", {}).items() if name != app}
+    apps[app] = metrics
+    worst = {}
+    for key, (sense, _) in LIMITS.items():
+        values = [figures[key] for figures in apps.values() if key in figures]
+        if values:
+            worst[key] = min(values) if sense == ">=" else max(values)
+    path.write_text(json.dumps({**worst, "apps": apps}, indent=2))
+
+
+def assert_live(metrics: dict[str, Any]) -> None:
+    """Every figure within its limit (all checked, all failures named)."""
+    missed = [f"{key} = {metrics[key]} (wanted {sense} {limit})" for key, (sense, limit) in LIMITS.items()
+              if key in metrics and not (metrics[key] >= limit if sense == ">=" else metrics[key] <= limit)]
+    assert not missed, "while playing:\n" + "\n".join(missed) + f"\nall figures: {json.dumps(metrics)}"
