@@ -43,12 +43,17 @@ _LAYOUT_PROBLEMS_JS = """(minTrack) => {
 # Every dashboard plot's right edge (its legend, last tick, toolbar) in the viewport, or reached by scrolling the
 # boxes that hold it as far right as they go (as a thumb would); then the point just inside that edge
 # must show the plot itself, not whatever clipped it.
-_HIDDEN_PLOT_EDGES_JS = """() => {
+_HIDDEN_PLOT_EDGES_JS = """async () => {
   const problems = [];
   const right = document.documentElement.clientWidth;
   for (const gd of document.querySelectorAll('.trainlab-dashboard .js-plotly-plot')) {
-    const title = ((gd.layout || {}).title || {}).text || 'a plot';
     gd.scrollIntoView({block: 'center'});
+    // A figure out of sight draws nothing: in sight now, give it a moment to draw.
+    for (let waited = 0; !gd.querySelector('svg.main-svg') && waited < 10000; waited += 100) {
+      await new Promise(resolve => setTimeout(resolve, 100));
+    }
+    const title = ((gd.layout || {}).title || {}).text || 'a plot';
+    if (!gd.querySelector('svg.main-svg')) { problems.push(`${title}: never drawn`); continue; }
     for (let box = gd.parentElement; box; box = box.parentElement) {
       // Only what a person can scroll: a box that hides its overflow scrolls from code alone.
       if (['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box.scrollLeft = box.scrollWidth;

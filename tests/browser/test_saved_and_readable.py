@@ -13,6 +13,7 @@ from traitlets.config import Config
 
 from lab_page import dismiss_dialogs, one_cell_notebook, screenshot_whole, wait_until
 from test_lab import WORKSHOP, all_plots_drawn, assert_no_console_errors, open_notebook, wait_idle
+from test_room_in_the_browser import show_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 # The note the project's server configuration saves where a widget was.
@@ -98,6 +99,9 @@ def test_the_plots_read_well_in_the_dark_theme_and_the_loss_has_a_log_scale(page
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
         wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'false'"), 30, "the dark theme")
         wait_idle(page, lab_server)
+        # Figures out of sight draw nothing: a window tall enough for the whole dashboard, scrolled to it.
+        page.set_viewport_size({"width": 1400, "height": 2600})
+        show_cell(page, 1)
         wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
         wait_until(lambda: page.evaluate(READABILITY_JS)["raw"]["background"].replace(" ", "") == "rgb(17,17,17)", 15,
                    "dark plots")
