@@ -276,10 +276,6 @@ def test_the_workshop_notebook_as_a_voila_app(page, voila_server, output_dir):
     wait_until(lambda: button(page, "Forward").is_visible(), 120, "the dashboard in Voila")
     wait_until(lambda: "paused" in status_text(page) and step_count(page) >= 1, 60, "the first steps")
     wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
-    # A clean console, warnings included, whatever their source: nothing fetched from a CDN (an offline
-    # room), no version warnings.
-    assert page.console_log.errors == [], "the app's console:\n" + "\n".join(page.console_log.errors)
-    assert "Culling kernels with idle durations > 600 seconds" in voila_server.log_path.read_text()
     page_bytes = page.traffic.websocket_bytes
     assert page_bytes <= SIX_MB, f"Voila's page received {page_bytes / 1e6:.1f} MB from the kernel"
     assert page.locator(".jp-InputArea-editor").count() == 0  # an app: no code shown

@@ -1,5 +1,6 @@
-"""What a newcomer meets after the first run, in real JupyterLab: a notebook reopened after it was saved,
-and plots that read well in the dark theme (legends, log axes, the raw loss, a log scale, tooltips)."""
+"""What a newcomer meets after the first run, in real JupyterLab and Voila: a notebook reopened after it was
+saved, plots that read well in the dark theme (legends, log axes, the raw loss, a log scale, tooltips), and
+an app whose console is clean and whose abandoned kernels are shut down."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from lab_page import dismiss_dialogs, one_cell_notebook, screenshot_whole, wait_until
+from lab_page import button, dismiss_dialogs, one_cell_notebook, screenshot_whole, status_text, step_count, wait_until
 from test_lab import WORKSHOP, all_plots_drawn, assert_no_console_errors, open_notebook, wait_idle
 from test_room_in_the_browser import show_cell
 
@@ -123,3 +124,14 @@ def test_the_plots_read_well_in_the_dark_theme_and_the_loss_has_a_log_scale(page
     finally:  # the theme is a user setting: put it back for the other tests
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
         wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'true'"), 30, "the light theme")
+
+
+def test_the_app_loads_with_a_clean_console_and_culls_abandoned_kernels(page, voila_server, output_dir):
+    page.goto(f"{voila_server.url}/voila/render/04_live_lab.ipynb?token={voila_server.token}")
+    wait_until(lambda: button(page, "Forward").is_visible(), 120, "the dashboard in Voila")
+    wait_until(lambda: "paused" in status_text(page) and step_count(page) >= 1, 60, "the first steps")
+    time.sleep(3)  # late messages (a font, a figure drawing) have time to arrive
+    page.screenshot(path=str(output_dir / "voila-clean-console.png"))
+    # Warnings included, whatever their source: nothing fetched from a CDN (an offline room), no version noise.
+    assert page.console_log.errors == [], "the app's console:\n" + "\n".join(page.console_log.errors)
+    assert "Culling kernels with idle durations > 600 seconds" in voila_server.log_path.read_text()
