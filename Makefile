@@ -1,5 +1,5 @@
-# trainlab: `make lab` opens the lab, `make test` runs every test, `make screenshot` renews the README's
-# picture. All set up .venv first.
+# trainlab: `make lab` opens the workshop notebook in JupyterLab, `make app` serves it as a Voila app,
+# `make test` runs every test, `make screenshot` renews the README's picture. All set up .venv first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,9 +9,9 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX = $(shell $(PYTHON) -c "import socket; socket.gethostbyname('download.pytorch.org')" 2>/dev/null \
 	&& echo --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: lab test test-unit test-notebooks screenshot bench bench-peers clean
+.PHONY: lab app test test-unit test-notebooks screenshot bench bench-peers clean
 
-# The lab itself: torch, then trainlab (editable) with the notebook layer and JupyterLab.
+# The lab itself: torch, then trainlab (editable) with the notebook layer, JupyterLab and Voila.
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "trainlab needs Python 3.10 or newer"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-# What the tests and benchmarks add: pytest, nbval, Playwright, Voila, repo2docker.
+# What the tests and benchmarks add: pytest, nbval, Playwright, repo2docker.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
@@ -30,8 +30,20 @@ $(VENV)/.installed-test: $(VENV)/.installed
 LAB_ARGS ?=
 ROOT_ARGS = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
+# The project's own Jupyter setup, in jupyter/ (Binder's binder/start uses it too): a notebook is saved
+# with a plain note where its live widgets were, and the app is served from the Voila server alone
+# (no CDN) and shuts down the kernels of abandoned tabs.
+JUPYTER_SETUP = JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter JUPYTER_PATH=$(CURDIR)/jupyter
+WORKSHOP = notebooks/04_live_lab.ipynb
+
+# JupyterLab on the workshop notebook, with the notebooks folder as its file browser's root.
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARGS) $(LAB_ARGS)
+	$(JUPYTER_SETUP) $(VENV)/bin/jupyter lab $(WORKSHOP) $(ROOT_ARGS) $(LAB_ARGS)
+
+# The workshop notebook as an app (the dashboard, no code). Voila's flags: make app APP_ARGS="--no-browser".
+APP_ARGS ?=
+app: $(VENV)/.installed
+	$(JUPYTER_SETUP) $(VENV)/bin/voila $(WORKSHOP) $(APP_ARGS)
 
 test: $(VENV)/.installed-test
 	mkdir -p test-output && $(PY) -m benchmarks --quick --json test-output/bench-quick.json
@@ -43,7 +55,7 @@ test-unit: $(VENV)/.installed-test
 
 test-notebooks: $(VENV)/.installed-test
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
-		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks; \
+		$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks; \
 	else echo "no notebooks yet"; fi
 
 # The README's pictures (docs/dashboard.png, docs/network.png), taken by the browser tests. Tests

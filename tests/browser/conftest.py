@@ -24,6 +24,8 @@ OUTPUT = ROOT / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# The project's own Jupyter setup, as `make lab`, `make app` and Binder load it (jupyter/).
+PROJECT_SETUP = {"JUPYTER_CONFIG_PATH": str(ROOT / "jupyter"), "JUPYTER_PATH": str(ROOT / "jupyter")}
 # Console messages from these sources are ours to answer for ("blob:": anywidget runs each widget's
 # script, and ours runs plotly.js, from a blob URL).
 OUR_SOURCES = ("trainlab", "plotly", "anywidget", "widget", "jupyter-widgets", "blob:")
@@ -56,7 +58,7 @@ class Server:
         self.port, self.token, self.log_path = port, token, log
         self.url = f"http://127.0.0.1:{port}"
         self._log = open(log, "w")
-        env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1", **PROJECT_SETUP)
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._wait_ready(status_path)
 

@@ -40,6 +40,38 @@ _LAYOUT_PROBLEMS_JS = """(minTrack) => {
 }"""
 
 
+# Every dashboard plot's right edge (its legend, last tick, toolbar) in the viewport, or reached by scrolling the
+# boxes that hold it as far right as they go (as a thumb would); then the point just inside that edge
+# must show the plot itself, not whatever clipped it.
+_HIDDEN_PLOT_EDGES_JS = """async () => {
+  const problems = [];
+  const right = document.documentElement.clientWidth;
+  for (const gd of document.querySelectorAll('.trainlab-dashboard .js-plotly-plot')) {
+    gd.scrollIntoView({block: 'center'});
+    // A figure out of sight draws nothing: in sight now, give it a moment to draw.
+    for (let waited = 0; !gd.querySelector('svg.main-svg') && waited < 10000; waited += 100) {
+      await new Promise(resolve => setTimeout(resolve, 100));
+    }
+    const title = ((gd.layout || {}).title || {}).text || 'a plot';
+    if (!gd.querySelector('svg.main-svg')) { problems.push(`${title}: never drawn`); continue; }
+    for (let box = gd.parentElement; box; box = box.parentElement) {
+      // Only what a person can scroll: a box that hides its overflow scrolls from code alone.
+      if (['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box.scrollLeft = box.scrollWidth;
+    }
+    const edge = gd.querySelector('svg.main-svg').getBoundingClientRect();
+    const seen = document.elementFromPoint(edge.right - 3, edge.top + edge.height / 2);
+    if (edge.right > right + 1) problems.push(`${title}: its right edge stays at ${Math.round(edge.right)}px, past the screen's ${right}px`);
+    else if (!seen || !gd.contains(seen)) problems.push(`${title}: its right edge is hidden`);
+  }
+  return problems;
+}"""
+
+
+def hidden_plot_edges(page) -> list[str]:
+    """The dashboard's plots whose right edge cannot be brought on screen (empty: all can be read to the edge)."""
+    return page.evaluate(_HIDDEN_PLOT_EDGES_JS)
+
+
 def layout_problems(page) -> list[str]:
     """What is clipped, too narrow or off screen in the dashboard (empty: every control is usable)."""
     return page.evaluate(_LAYOUT_PROBLEMS_JS, MIN_TRACK_PX)
@@ -133,4 +165,7 @@ def test_on_a_phone_the_app_wraps_and_every_control_is_usable(phone, voila_serve
     page.screenshot(path=str(output_dir / "phone-390.png"))
     screenshot_whole(page, page.locator(".trainlab-dashboard").first, output_dir / "phone-390-dashboard.png")
     assert not layout_problems(page), layout_problems(page)
+    hidden = hidden_plot_edges(page)  # scrolls each plot's box to its right end
+    page.screenshot(path=str(output_dir / "phone-390-plot-scrolled.png"))
+    assert not hidden, hidden
     assert_no_console_errors(page)

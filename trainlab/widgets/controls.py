@@ -58,6 +58,12 @@ _TOOLTIPS = {
     "Rewind": "Undo the last update",
     "Reset": "Back to the initial weights, step 0 (the run so far stays as a ghost curve)",
 }
+# A label without a tooltip shows one reading "null" (ipywidgets 8 sets the label's title from it).
+_SETTING_TIPS = {
+    "lr": "How big a step each update takes (log scale); applies from the next update",
+    "batch_size": "How many training samples each step uses; applies from the next batch",
+    "weight_decay": "How much each update also shrinks the weights towards 0; applies from the next update",
+}
 _ICONS = {"Step": "step-forward", "Epoch": "forward", "Play": "play", "Rewind": "undo", "Reset": "refresh"}
 _LR_RANGE = (-5, 1)  # exponents: 1e-5 ... 10
 # The slider moves in steps of 10**0.01 (2.3%), and what it gives is rounded to two significant
@@ -84,17 +90,19 @@ class Controls:
         self.lr_slider = widgets.FloatLogSlider(
             value=_clamp(loop.lr, 10.0 ** _LR_RANGE[0], 10.0 ** _LR_RANGE[1]), base=10,
             min=_LR_RANGE[0], max=_LR_RANGE[1], step=_LR_STEP, description="learning rate",
-            readout_format=".2", continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
+            tooltip=_SETTING_TIPS["lr"], readout_format=".2", continuous_update=False, style=_WIDE,
+            layout=widgets.Layout(**_SLIDER_LAYOUT))
         self.batch_size_slider = widgets.IntSlider(
             value=_clamp(loop.batch_size, 1, loop.n_train), min=1, max=loop.n_train, description="batch size",
-            continuous_update=False, style=_WIDE, layout=widgets.Layout(**_SLIDER_LAYOUT))
+            tooltip=_SETTING_TIPS["batch_size"], continuous_update=False, style=_WIDE,
+            layout=widgets.Layout(**_SLIDER_LAYOUT))
         self.optimizer_dropdown = widgets.Dropdown(
             options=_optimizer_options(loop), value=loop.optimizer_name, description="optimizer",
             disabled=loop.scheduler is not None, style=_WIDE, layout=widgets.Layout(width="180px", flex="0 0 auto"),
             tooltip="a scheduler drives this loop's optimizer" if loop.scheduler is not None else "")
         self.weight_decay = widgets.FloatText(
-            value=loop.weight_decay, step=1e-4, description="weight decay", style=_WIDE,
-            layout=widgets.Layout(width="200px", flex="0 0 auto"))
+            value=loop.weight_decay, step=1e-4, description="weight decay", tooltip=_SETTING_TIPS["weight_decay"],
+            style=_WIDE, layout=widgets.Layout(width="200px", flex="0 0 auto"))
         self.speed_dropdown = widgets.Dropdown(
             options=[(_speed_label(speed), speed) for speed in SPEEDS], value=0, description="speed",
             style=_WIDE, layout=widgets.Layout(width="170px", flex="0 0 auto"), tooltip="how fast Play trains")

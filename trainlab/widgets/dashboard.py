@@ -484,8 +484,11 @@ class Dashboard(widgets.VBox):
         data = [self._data_plot.figure] if self._data_plot is not None else []
         figures = data + [getattr(plot, "widget", plot.figure) for plot in self._plots]  # the network view: with its menu
         # One wrapping row: as many plots side by side as the screen holds, the rest below. A plot
-        # wider than a phone scrolls in its own box, never the whole dashboard sideways.
-        boxes = [widgets.Box([figure], layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
+        # wider than a phone scrolls in its own box, never the whole dashboard sideways. The inner box
+        # keeps the plot's full width: a shrunk plot would be clipped (a widget hides its overflow),
+        # leaving its box nothing to scroll to.
+        boxes = [widgets.Box([widgets.Box([figure], layout=widgets.Layout(flex="0 0 auto"))],
+                             layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
         return [self._heartbeat, self.controls.widget, self.lr_finder.widget,
                 widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
 

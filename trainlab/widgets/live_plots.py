@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LOG_AXIS, MODEBAR, TRAIN_COLOR,
-                                         VAL_COLOR, change_marks)
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LEGEND, LINEAR_AXIS, LOG_AXIS,
+                                         MODEBAR, RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks)
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
@@ -43,9 +44,13 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
         title=dict(text=title, font=dict(size=14)), width=width, height=height,
         margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", modebar=MODEBAR,
         xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
-        yaxis=dict(title=dict(text=y_title, standoff=4), **(LOG_AXIS if log_y else dict(type="linear"))),
-        legend=dict(font=dict(size=10), bgcolor="rgba(255,255,255,0.6)", x=1, xanchor="right", y=1),
+        yaxis=y_axis(y_title, log_y), legend=LEGEND,
     ))
+
+
+def y_axis(title: str, log: bool) -> dict[str, Any]:
+    """A y axis titled ``title``, on a log or a linear scale."""
+    return dict(title=dict(text=title, standoff=4), **(LOG_AXIS if log else LINEAR_AXIS))
 
 
 def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np.ndarray | None = None) -> np.ndarray:
@@ -82,7 +87,11 @@ class _TimePlot:
 
 
 class LossPlot(_TimePlot):
-    """Loss per step (raw, faint; smoothed, named "loss"), per-epoch train/validation loss, ghost runs."""
+    """Loss per step (raw, faint; smoothed, named "loss"), per-epoch train/validation loss, ghost runs.
+
+    A "log scale" box under it: after a blow-up (a loss in the hundreds), a linear axis flattens
+    everything that follows to 0, while a log one shows the spike and the recovery alike.
+    """
 
     name = "loss"
 
@@ -92,7 +101,7 @@ class LossPlot(_TimePlot):
         self.ghosts = ghosts
         self.smoothing = smoothing
         fig = self.figure
-        fig.add_scatter(name="loss per batch", mode="lines", line=dict(color=TRAIN_COLOR, width=1), opacity=0.25,
+        fig.add_scatter(name="loss per batch", mode="lines", line=dict(color=RAW_COLOR, width=1), opacity=RAW_OPACITY,
                         hoverinfo="skip")
         fig.add_scatter(name="loss", mode="lines", line=dict(color=TRAIN_COLOR, width=2))
         fig.add_scatter(name="train loss (epoch)", mode="lines+markers", line=dict(color=TRAIN_COLOR, dash="dot"))
@@ -102,6 +111,12 @@ class LossPlot(_TimePlot):
             fig.add_scatter(mode="lines", line=dict(color=GHOST_COLOR, width=1.5), opacity=GHOST_OPACITY,
                             showlegend=False)
         self._ghost_cache: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}
+        self.log_scale = widgets.Checkbox(value=False, description="log scale", indent=False,
+                                          tooltip="Show the loss on a log axis: spikes and small losses both readable",
+                                          layout=widgets.Layout(width="auto"))
+        self.log_scale.observe(lambda change: self.figure.send_layout(yaxis=y_axis("loss", change["new"])),
+                               names="value")
+        self.widget = widgets.VBox([self.figure, self.log_scale])  # what the dashboard shows
         self.reset()
 
     @property

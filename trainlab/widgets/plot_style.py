@@ -9,23 +9,34 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-__all__ = ["TEMPLATE", "TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "CHANGE_COLOR",
-           "MAX_CHANGE_MARKS", "LOG_AXIS", "EPOCH_AXIS", "MODEBAR", "change_marks"]
+__all__ = ["TEMPLATE", "TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "RAW_COLOR", "RAW_OPACITY",
+           "CHANGE_COLOR", "MAX_CHANGE_MARKS", "LOG_AXIS", "LINEAR_AXIS", "EPOCH_AXIS", "LEGEND", "MODEBAR",
+           "change_marks"]
 
 TEMPLATE = "plotly_white"
 TRAIN_COLOR = "#1f77b4"  # plotly's first colour: training curves
 VAL_COLOR = "#ff7f0e"  # its second: validation curves
 GHOST_COLOR = "#969696"  # runs left behind by a rewind/restore, where one colour is enough (the live loss plot)
 GHOST_OPACITY = 0.4  # ghosts stay faint: the current run is the one to read
+# Each batch's own loss, under its smoothed curve: faint on a white plot (contrast 1.7), yet readable
+# on a dark one (3.4; the first colour at a quarter opacity was 1.3 there: nearly invisible).
+RAW_COLOR = "#5fa8e0"
+RAW_OPACITY = 0.6
 CHANGE_COLOR = "#7f7f7f"
 MAX_CHANGE_MARKS = 20  # only the latest steps that had a change are marked: more would hide the curves
 
 # Plotly's default log axis labels the 2s and 5s of each decade in small digits ("2 5 2 5"),
-# unreadable at this size: fewer ticks, each labelled in full ("0.02", "1e-5").
-LOG_AXIS = dict(type="log", nticks=6, tickformat="~g", minor=dict(ticks="outside", ticklen=3))
+# unreadable at this size: fewer ticks, each labelled in full ("0.02", "1e-5"). At most 3 ticks'
+# worth: over one or two decades plotly then labels 1, 2 and 5 of each (more, and it labels every
+# digit: "0.05 0.06 0.07 0.08 0.09" pile up at the top of a decade); over more, whole decades.
+LOG_AXIS = dict(type="log", nticks=3, tickformat="~g", minor=dict(ticks="outside", ticklen=3))
+LINEAR_AXIS = dict(type="linear")
 # Epochs are whole numbers: never "1.2, 1.4" on a short run (the range spans at least 0..5, so
 # the ticks are whole; the format drops any fraction left).
 EPOCH_AXIS = dict(tickformat="d", autorangeoptions=dict(include=[0, 5]))
+# The legend stands outside the plotting area, on its right, where neither the curves nor the
+# change marks' labels can cover it (plotly widens the right margin to hold it).
+LEGEND = dict(font=dict(size=10), x=1.02, xanchor="left", y=1, yanchor="top")
 # The toolbar shows on hover at the top right, over a long title: keep only zoom, pan, reset
 # and download, which leaves the title clear.
 MODEBAR = dict(remove=["lasso2d", "select2d", "zoomIn2d", "zoomOut2d", "autoScale2d"])

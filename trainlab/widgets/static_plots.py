@@ -21,8 +21,8 @@ from plotly.subplots import make_subplots
 from trainlab.history import Branch, History
 from trainlab.lr_finder import LRFinderResult
 from trainlab.options import is_whole_number
-from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LOG_AXIS, TEMPLATE, TRAIN_COLOR, VAL_COLOR,
-                                         change_marks)
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LEGEND, LOG_AXIS, TEMPLATE, TRAIN_COLOR,
+                                         VAL_COLOR, change_marks)
 from trainlab.widgets.series import Downsampler
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def plot_lr_finder(result: LRFinderResult) -> go.FigureWidget:
     fig = go.FigureWidget(layout=go.Layout(
         title=dict(text="Learning-rate finder", font=dict(size=14)), width=460, height=300, template=TEMPLATE,
         margin=dict(l=50, r=10, t=36, b=36), xaxis=dict(title="learning rate", type="log"),
-        yaxis=dict(title="loss"), legend=dict(font=dict(size=10), x=0, xanchor="left", y=1)))
+        yaxis=dict(title="loss"), legend=LEGEND))
     fig.add_scatter(x=result.lrs, y=result.raw_losses, mode="lines", name="loss per batch",
                     line=dict(color=TRAIN_COLOR, width=1), opacity=0.3)
     fig.add_scatter(x=result.lrs, y=result.losses, mode="lines", name="smoothed loss",
@@ -140,9 +140,13 @@ def plot_lr_finder(result: LRFinderResult) -> go.FigureWidget:
                         name=f"suggestion: {result.suggestion:.3g} ({result.rule})",
                         marker=dict(color=VAL_COLOR, size=12, symbol="diamond"))
         fig.add_vline(x=result.suggestion, line=dict(color=VAL_COLOR, dash="dot"))
-    if len(result.losses):  # the blow-up at the end would squash the interesting part flat
-        low, start = float(np.min(result.losses)), float(result.losses[0])
-        fig.update_yaxes(range=[low - 0.1 * abs(start - low), start + 0.5 * abs(start - low) + 1e-12])
+    losses = result.losses[np.isfinite(result.losses)]
+    if len(losses):  # the blow-up at the end would squash the interesting part flat: leave it off the top
+        # Up from the start, or from where 90% of the curve stays below if higher: the start alone is
+        # no guide on a trained model, where the first batch may be the lowest of all.
+        low, top = float(np.min(losses)), max(float(losses[0]), float(np.quantile(losses, 0.9)))
+        spread = max(top - low, 1e-12)
+        fig.update_yaxes(range=[low - 0.1 * spread, top + 0.5 * spread])  # room above for the rise to show
     return fig
 
 
