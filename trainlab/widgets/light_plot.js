@@ -199,7 +199,10 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
     ...(bars ? { range: [-0.5, Math.max(0.5, categories.length - 0.5)] } : {}), time: false,
   });
   const bars = categories.length > 0;
+  // A legend beside the plot takes its room from the plot, as plotly's does.
+  const legendRoom = legendOutside(layout) ? legendWidth(legendEntries(series)) : 0;
   return {
+    padding: [null, legendRoom ? legendRoom + 2 * LEGEND_PAD : null, null, null],
     width: layout.width || 460,
     height: (layout.height || 280) - (title ? TITLE_HEIGHT : 0),
     title,
@@ -363,30 +366,55 @@ function drawAnnotations(u, { figure, x, y, dark }) {
   ctx.restore();
 }
 
-// The legend, drawn in the plot's top right corner as plotly draws it (a line sample and a name).
-function drawLegend(u, { series, dark }) {
+// The traces the legend names (plotly shows one only for two traces or more, unless asked).
+function legendEntries(series) {
   const entries = series.filter(({ trace }) => trace.showlegend !== false && trace.name);
-  if (entries.length < 2 && !(entries.length === 1 && entries[0].trace.showlegend === true)) return;
+  return entries.length >= 2 || (entries.length === 1 && entries[0].trace.showlegend === true) ? entries : [];
+}
+
+// Whether the layout puts the legend outside the plot, on its right (plot_style.LEGEND), as plotly does.
+const legendOutside = (layout) => ((layout.legend || {}).x ?? 1) >= 1 && (layout.legend || {}).xanchor !== "right";
+
+const LEGEND_SAMPLE = 18, LEGEND_PAD = 4, LEGEND_ROW = 14, LEGEND_FONT = "10px 'Open Sans', verdana, arial, sans-serif";
+
+// The legend's width in CSS pixels: a line sample and the longest name.
+function legendWidth(entries) {
+  if (!entries.length) return 0;
+  const ctx = document.createElement("canvas").getContext("2d");
+  ctx.font = LEGEND_FONT;
+  return Math.max(...entries.map(({ trace }) => ctx.measureText(trace.name).width)) + LEGEND_SAMPLE + 3 * LEGEND_PAD;
+}
+
+// The legend, as plotly draws it: beside the plot on its right (the plot narrowed to make room), or
+// in its top right corner; a line sample and a name per trace.
+function drawLegend(u, { figure, series, dark }) {
+  const entries = legendEntries(series);
+  if (!entries.length) return;
   const ctx = u.ctx, ratio = devicePixelRatio || 1;
-  const size = 10 * ratio, row = 14 * ratio, sample = 18 * ratio, pad = 4 * ratio;
+  const row = LEGEND_ROW * ratio, sample = LEGEND_SAMPLE * ratio, pad = LEGEND_PAD * ratio;
+  const width = legendWidth(entries) * ratio;
+  const outside = legendOutside(figure.layout);
+  const left = outside ? u.bbox.left + u.bbox.width + 2 * pad : u.bbox.left + u.bbox.width - width;
+  const top = u.bbox.top;
   ctx.save();
-  ctx.font = `${size}px 'Open Sans', verdana, arial, sans-serif`;
-  const width = Math.max(...entries.map(({ trace }) => ctx.measureText(trace.name).width)) + sample + 3 * pad;
-  const right = u.bbox.left + u.bbox.width, top = u.bbox.top;
-  ctx.fillStyle = dark ? "rgba(17,17,17,0.7)" : "rgba(255,255,255,0.6)";
-  ctx.fillRect(right - width, top, width, entries.length * row + pad);
+  ctx.font = LEGEND_FONT.replace("10px", `${10 * ratio}px`);
+  if (!outside) {
+    ctx.fillStyle = dark ? "rgba(17,17,17,0.7)" : "rgba(255,255,255,0.6)";
+    ctx.fillRect(left, top, width, entries.length * row + pad);
+  }
   ctx.textBaseline = "middle";
+  ctx.textAlign = "left"; // uPlot leaves its axis labels' alignment behind
   entries.forEach(({ trace, color }, i) => {
     const middle = top + pad / 2 + (i + 0.5) * row;
     ctx.strokeStyle = withOpacity(color, trace.opacity);
     ctx.lineWidth = 2 * ratio;
     ctx.setLineDash([]);
     ctx.beginPath();
-    ctx.moveTo(right - width + pad, middle);
-    ctx.lineTo(right - width + pad + sample, middle);
+    ctx.moveTo(left + pad, middle);
+    ctx.lineTo(left + pad + sample, middle);
     ctx.stroke();
     ctx.fillStyle = dark ? "#f2f5fa" : "#444444";
-    ctx.fillText(trace.name, right - width + 2 * pad + sample, middle);
+    ctx.fillText(trace.name, left + 2 * pad + sample, middle);
   });
   ctx.restore();
 }

@@ -23,8 +23,8 @@ const CONFIG = { displaylogo: false, responsive: false };
 const ARRAYS = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array };
 const ACK_EVERY = 500; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
 // ms between the page's drawing frames: every figure due draws in the same one, so the browser
-// composites (copies each changed canvas, repaints) once for all of them, at most ~12 times a second.
-const FRAME_EVERY = 80;
+// composites (copies each changed canvas, repaints) once for all of them, at most ~15 times a second.
+const FRAME_EVERY = 66;
 // ms: frames this close together, the last this recent, and a figure no dashboard plays draws light too
 // (a fit in a cell, a neuron view beside a playing dashboard)
 const STREAMING = 1500;
