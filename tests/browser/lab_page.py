@@ -7,10 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-# Every live figure in the page: its element carries the frame on screen (data-frame), its title
-# (data-title), which renderer drew it (data-renderer: "light" while playing, "plotly" paused) and
-# the figure it holds (trainlabFigure: {data, layout}, as plotly JSON).
-FIGURES = "Array.from(document.querySelectorAll('.trainlab-live-figure'))"
+from benchmarks.live_page import FIGURES, REFRESH_TIMES_JS
 
 # The texts of every annotation of every plot (hyperparameter changes are marked with one).
 ANNOTATIONS_JS = f"""() => {FIGURES}.flatMap(el =>
@@ -67,25 +64,6 @@ def set_slider(page: Any, label: str, value: str) -> None:
 # Each plot's frame on screen, by title (None until drawn).
 REVISIONS_JS = f"""() => Object.fromEntries({FIGURES}.map(el =>
     [el.dataset.title || '', el.dataset.frame === undefined ? null : Number(el.dataset.frame)]))"""
-
-# When each figure changed on screen over `seconds`: {title: [ms, ...]}. Heard from the figures
-# themselves (they set data-frame as they draw), not polled at every animation frame, which would
-# keep the page rendering 60 frames a second and cost the very CPU being measured.
-REFRESH_TIMES_JS = f"""async (seconds) => {{
-  const times = {{}}, start = performance.now();
-  const watch = new MutationObserver((records) => {{
-    const now = performance.now() - start;
-    for (const record of records) times[record.target.dataset.title || ''].push(now);
-  }});
-  for (const el of {FIGURES}) {{
-    times[el.dataset.title || ''] = [];
-    watch.observe(el, {{ attributes: true, attributeFilter: ['data-frame'] }});
-  }}
-  await new Promise(resolve => setTimeout(resolve, 1000 * seconds));
-  watch.disconnect();
-  return times;
-}}"""
-
 
 # The titles of the plots in sight (a plot out of sight is not drawn: it waits until it is seen).
 IN_SIGHT_JS = f"""() => {FIGURES}.filter(el => {{

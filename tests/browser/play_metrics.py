@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from jupyter_client import BlockingKernelClient
 
-from lab_page import FIGURES, refresh_times
+from benchmarks.live_page import bare_steps_per_second, kernel_client, kernel_value, playing_window
+from lab_page import FIGURES
 
 WINDOW = 10.0  # seconds of playing measured
 # What the test asserts (the issue's figures).
@@ -46,48 +46,6 @@ _FIRST_UPDATE_JS = f"""async () => {{
   return (performance.now() - start) / 1000;
 }}"""
 
-# Playing the same loop with no dashboard (the runner alone, as Play runs it): steps per second.
-_BARE_CODE = """
-import time as _time
-import trainlab as _tl
-from trainlab.widgets.runner import Runner as _Runner
-_bare = _tl.Loop(_tl.models.mlp(2, [32, 32], 2, activation="tanh", seed=0), (X, y), loss_fn="cross_entropy",
-                 optimizer="sgd", lr=0.3, batch_size=16, validation_split=0.2, seed=0)
-_runner = _Runner(_bare)
-_runner.play(); _time.sleep(1.0)  # warm up
-_start, _steps = _time.perf_counter(), _bare.state.step
-_time.sleep(4.0)
-_bare_rate = (_bare.state.step - _steps) / (_time.perf_counter() - _start)
-_runner.pause()
-del _bare, _runner
-"""
-
-
-def kernel_client(kernel: psutil.Process) -> BlockingKernelClient:
-    """A second client of a running kernel (its connection file is on its command line)."""
-    arguments = kernel.cmdline()
-    client = BlockingKernelClient(connection_file=arguments[arguments.index("-f") + 1])
-    client.load_connection_file()
-    client.start_channels()
-    client.wait_for_ready(timeout=30)
-    return client
-
-
-def kernel_value(client: BlockingKernelClient, code: str, expression: str, timeout: float = 60) -> Any:
-    """Run ``code`` in the kernel, then evaluate ``expression`` there; its value (a Python literal)."""
-    msg_id = client.execute(code, silent=True, store_history=False, user_expressions={"value": expression})
-    deadline = time.monotonic() + timeout
-    while True:
-        reply = client.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if reply["parent_header"].get("msg_id") == msg_id:
-            break
-    content = reply["content"]
-    assert content["status"] == "ok", f"the kernel failed: {content}"
-    result = content["user_expressions"]["value"]
-    assert result["status"] == "ok", f"could not evaluate {expression}: {result}"
-    return eval(result["data"]["text/plain"])  # a number or a tuple the kernel printed
-
-
 def show_whole_dashboard(page: Any) -> None:
     """Make the window tall enough for the whole dashboard and scroll it into view: every plot is seen (and drawn)."""
     page.set_viewport_size({"width": 1400, "height": 2000})
@@ -95,21 +53,18 @@ def show_whole_dashboard(page: Any) -> None:
     time.sleep(0.5)
 
 
-def measure_play(page: Any, client: BlockingKernelClient, kernel: psutil.Process) -> dict[str, float]:
+def measure_play(page: Any, client: Any, kernel: psutil.Process) -> dict[str, float]:
     """Press Play at full speed and measure for WINDOW seconds, the whole dashboard in view; it is left playing."""
     show_whole_dashboard(page)
-    bare = kernel_value(client, _BARE_CODE, "_bare_rate", timeout=60)
+    bare = bare_steps_per_second(client)
     assert kernel_value(client, "", "dash.speed") is None, "the dashboard must play at full speed"
     first_update = page.evaluate(_FIRST_UPDATE_JS)
     assert first_update is not None, "the loss plot did not change within 15 s of Play"
     time.sleep(1.0)  # past Play's first frames
-    steps_before, bytes_before = kernel_value(client, "", "loop.state.step"), page.traffic.websocket_bytes
-    cpu = _CpuMeter(kernel)
-    start = time.perf_counter()
-    times = refresh_times(page, WINDOW)
+    bytes_before, cpu, start = page.traffic.websocket_bytes, _CpuMeter(kernel), time.perf_counter()
+    steps_per_second, times = playing_window(page, client, WINDOW)
     seconds = time.perf_counter() - start
     cores = cpu.cores(seconds)
-    steps = kernel_value(client, "", "loop.state.step") - steps_before
     received = page.traffic.websocket_bytes - bytes_before
     rates = {title: len(changes) / WINDOW for title, changes in times.items()}
     others = [rate for title, rate in rates.items() if title.startswith(_TIME_PLOTS[1:])]
@@ -122,8 +77,8 @@ def measure_play(page: Any, client: BlockingKernelClient, kernel: psutil.Process
         "loss_gap_p90_ms": round(_percentile(gaps, 90), 1),
         "loss_gap_max_ms": round(max(gaps), 1),
         "first_update_s": round(first_update, 3),
-        "training_share": round(steps / seconds / bare, 3),
-        "steps_per_s_playing": round(steps / seconds, 1),
+        "training_share": round(steps_per_second / bare, 3),
+        "steps_per_s_playing": round(steps_per_second, 1),
         "steps_per_s_bare": round(bare, 1),
         "play_kb_per_s": round(received / seconds / 1024, 1),
         "cores_while_playing": cores,
