@@ -32,6 +32,8 @@ class SerializingComm(BaseComm):
         content = data.get("content") if isinstance(data, dict) and data.get("method") == "custom" else None
         if isinstance(content, dict) and content.get("kind") == "frame":  # drawn at once
             _say(self, {"kind": "drawn", "frame": content["frame"]})
+        if isinstance(content, dict) and content.get("kind") == "frames":  # several figures' frames, drawn at once
+            _say(self, {"kind": "drawn", "frames": {part["figure"]: part["frame"] for part in content["frames"]}})
 
 
 def _say(comm: BaseComm, content: dict) -> None:

@@ -112,20 +112,32 @@ class Page:
     It talks through the figure's comm, the way a real page's messages arrive.
     """
 
+    shown: dict[str, list["Page"]] = {}  # figure id -> the pages showing it (a message may carry others' frames)
+
     def __init__(self, figure) -> None:
         self.figure = figure
         self.frames: list[tuple[dict, list]] = []
+        Page.shown.setdefault(figure.figure_id, []).append(self)
         self.data: list[dict] = []
         self.layout: dict = {}
         send = figure.send
 
         def record(content, buffers=None):
-            self.frames.append((content, list(buffers or [])))
-            self._apply(content, list(buffers or []))
+            if content.get("kind") == "frames":  # several figures' frames: each to its pages, as the page does
+                for part in content["frames"]:
+                    for page in Page.shown.get(part["figure"], []):
+                        page.receive(dict(part, kind="frame"), list(buffers or [])[part["offset"]:])
+            else:
+                self.receive(content, list(buffers or []))
             send(content, buffers)
 
         figure.send = record
         self.say({"kind": "hello", "view": "page"})
+
+    def receive(self, content: dict, buffers: list) -> None:
+        """A frame for this page's figure."""
+        self.frames.append((content, buffers))
+        self._apply(content, buffers)
 
     def say(self, content: dict) -> None:
         """Send ``content`` to the kernel as the page's custom message."""

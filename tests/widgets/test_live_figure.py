@@ -234,3 +234,20 @@ def test_a_figure_in_sight_in_any_view_is_sent_frames(page):
     assert not figure.out_of_sight  # the second still shows it
     first.say({"kind": "seen", "view": "second", "visible": False})
     assert figure.out_of_sight
+
+
+def test_a_dashboard_frame_goes_to_the_page_as_one_message_for_all_its_figures(loop, dashboards, page):
+    dash = dashboards(loop)
+    pages = {name: page(figure) for name, figure in dash.figures.items()}
+    for shown in pages.values():
+        shown.draw()
+    carried = []
+    for figure in dash.figures.values():
+        send = figure.send
+        figure.send = lambda content, buffers=None, send=send: carried.append(content) or send(content, buffers)
+    dash.buttons["Step"].click()
+    (message,) = carried  # every figure that changed, in one message
+    assert message["kind"] == "frames" and len(message["frames"]) >= 4
+    assert {part["figure"] for part in message["frames"]} <= {f.figure_id for f in dash.figures.values()}
+    # Each page got its own figure's part: the loss plot shows the step.
+    assert len(pages["loss"].data[1]["y"]) == 1 and pages["loss"].frames[-1][0]["kind"] == "frame"

@@ -30,7 +30,7 @@ from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.cells import on_cells
 from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
 from trainlab.widgets.data_view import data_plot_for, data_view_name
-from trainlab.widgets.live_figure import LiveFigure
+from trainlab.widgets.live_figure import LiveFigure, frames_together
 from trainlab.widgets.heartbeat import Heartbeat
 from trainlab.widgets.landscape_plot import StepLandscapePlot
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
@@ -306,19 +306,20 @@ class Dashboard(widgets.VBox):
             self._thinnings = loop.history.thinnings
             for plot in self._plots:
                 plot.reset()
-        with self._budget.spending():
-            playing = self._runner.playing and not self._stopping
-            if text:
-                self.controls.refresh(loop, playing)
-                self.stage_view.redraw(loop, playing)
-            for plot in plots:
-                with plot.figure.batch():  # one frame per plot and redraw
-                    plot.redraw(loop)
-            if text:
-                self._show_status(playing)
-        if data and self._data_plot is not None:
-            with self._data_budget.spending(), self._data_plot.figure.batch():
-                self._data_plot.redraw(loop)
+        with frames_together():  # every figure's frame in one message
+            with self._budget.spending():
+                playing = self._runner.playing and not self._stopping
+                if text:
+                    self.controls.refresh(loop, playing)
+                    self.stage_view.redraw(loop, playing)
+                for plot in plots:
+                    with plot.figure.batch():  # one frame per plot and redraw
+                        plot.redraw(loop)
+                if text:
+                    self._show_status(playing)
+            if data and self._data_plot is not None:
+                with self._data_budget.spending(), self._data_plot.figure.batch():
+                    self._data_plot.redraw(loop)
 
     def _show_status(self, playing: bool) -> None:
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed

@@ -5,7 +5,9 @@
 //
 // Kernel -> page: {kind: "frame", frame, whole, traces: [{index, set}], layout}, numpy arrays
 //   as binary buffers ({"$buffer": i, dtype, shape} in the JSON; with "keep": k, the first k
-//   values the trace has, then these).
+//   values the trace has, then these); or {kind: "frames", frames: [frame + {figure, offset}]}:
+//   several figures' frames in one message, each part for the figure it names (its buffers
+//   from `offset` on).
 // Page -> kernel: "hello" ({view}: a new view, send me everything), "seen" ({view, visible}: the
 //   view scrolled into or out of sight; out of sight, it draws nothing and the kernel sends it
 //   nothing). For all the figures of one kernel at once (through any one of them, so each costs
@@ -19,6 +21,7 @@ const LIGHT = Symbol.for("trainlab.light.js"); // page-global: version -> Promis
 const TICKER = Symbol.for("trainlab.heartbeat");
 const KERNELS = Symbol.for("trainlab.kernels"); // page-global: widget manager -> its figures' outbox
 const CLOCK = Symbol.for("trainlab.clock"); // page-global: the draws due at the next shared frame
+const VIEWS = Symbol.for("trainlab.views"); // page-global: figure id -> its views' message handlers
 const CONFIG = { displaylogo: false, responsive: false };
 const ARRAYS = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array };
 const ACK_EVERY = 500; // ms: "drawn" goes out at most this often per kernel (each message costs it a busy/idle pair)
@@ -126,6 +129,14 @@ function everyTwoSeconds(fn) {
   return () => globalThis[TICKER].delete(fn);
 }
 
+// Several figures' frames in one message: each part to the views of the figure it names.
+function handOut(message, buffers) {
+  const views = globalThis[VIEWS] || new Map();
+  for (const part of message.frames) {
+    for (const view of views.get(part.figure) || []) view({ ...part, kind: "frame" }, buffers.slice(part.offset));
+  }
+}
+
 // Run `draw` at the page's next drawing frame, with every other figure's due draw.
 function atNextFrame(draw) {
   const clock = (globalThis[CLOCK] ??= { due: new Set(), requested: false, last: -Infinity });
@@ -228,7 +239,9 @@ function render({ model, el }) {
 
   // Apply every frame at once (cheap); draw only the newest, at the page's next drawing frame.
   const onMessage = (message, buffers) => {
+    if (message && message.kind === "frames") return handOut(message, buffers);
     if (!message || message.kind !== "frame" || (!message.whole && !received)) return;
+    if (message.frame <= received) return; // had it already (a frame handed out by two views of its carrier)
     if (message.whole) figure.data = [];
     for (const { index, set } of message.traces) {
       const trace = { ...(figure.data[index] || {}) };
@@ -304,6 +317,9 @@ function render({ model, el }) {
     if (received !== frame) schedule();
   };
 
+  const views = (globalThis[VIEWS] ??= new Map());
+  if (!views.has(id)) views.set(id, new Set());
+  views.get(id).add(onMessage);
   model.on("msg:custom", onMessage);
   model.on("change:watched", schedule); // Play and Pause change the renderer
   outbox.add(id, { send: say, watched: () => model.get("watched") });
@@ -327,6 +343,7 @@ function render({ model, el }) {
     clearTimeout(settle);
     model.off("msg:custom", onMessage);
     model.off("change:watched", schedule);
+    views.get(id).delete(onMessage);
     outbox.remove(id);
     themeWatch.disconnect();
     sight.disconnect();

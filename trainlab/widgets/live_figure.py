@@ -36,6 +36,8 @@ How a frame reaches the page:
   canvas renderer (uPlot, vendored in ``vendor/uplot``, ~50 KB, sent once per page beside
   plotly.js; see ``light_plot.js``), which costs it well under a millisecond a frame where
   plotly.js costs 40-60 ms; paused, plotly.js draws again, with hover, zoom and the toolbar.
+- **One message for many figures.** Inside ``frames_together()`` (a dashboard's frame), the
+  figures' frames go as one message, through the first figure; the page hands each its part.
 - **Late views.** A view says hello when it starts (Voila's page, a reloaded tab, a second
   display) and gets the whole figure as it is now.
 - **Out of sight.** A view scrolled out of sight says so (an IntersectionObserver in the page)
@@ -71,7 +73,8 @@ import traitlets
 from ipywidgets import widget_serialization
 from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
-__all__ = ["LiveFigure", "PlotlyLibrary", "Quantized", "plotly_library", "LIGHT_TEMPLATE", "DARK_TEMPLATE"]
+__all__ = ["LiveFigure", "PlotlyLibrary", "Quantized", "frames_together", "plotly_library", "LIGHT_TEMPLATE",
+           "DARK_TEMPLATE"]
 
 LIGHT_TEMPLATE = "plotly_white"
 DARK_TEMPLATE = "plotly_dark"
@@ -312,7 +315,11 @@ class LiveFigure(anywidget.AnyWidget):
         message = {"kind": "frame", "frame": self._frame, "whole": self._whole, "traces": traces, "layout": layout}
         self._whole, self._changed_traces, self._changed_layout = False, {}, False
         self._sent_at = time.monotonic()
-        self.send(message, buffers)
+        gathered = getattr(_TOGETHER, "frames", None)
+        if gathered is None:
+            self.send(message, buffers)
+        else:  # frames_together(): sent with the others when it ends
+            gathered.append((self, message, buffers))
 
     def _encode_property(self, index: int, name: str, value: Any, buffers: list[memoryview]) -> Any:
         """A trace property for the page: a 1-D array as only what follows the part the page already has."""
@@ -360,6 +367,37 @@ def _heard_from(figure_id: Any, drawn: Any = None) -> None:
     figure = _FIGURES.get(figure_id) if isinstance(figure_id, str) else None
     if figure is not None:
         figure._heard(drawn)
+
+
+_TOGETHER = threading.local()  # .frames: the frames gathered on this thread by frames_together()
+
+
+@contextlib.contextmanager
+def frames_together() -> Iterator[None]:
+    """Frames the figures send inside go to the page as one message, at the end.
+
+    For figures shown together (a dashboard's): a message costs the kernel, the server and the
+    page the same whatever it holds, and the page draws what one message brings in one frame.
+    It travels through the first figure's connection; the page hands each figure its part.
+    """
+    _TOGETHER.frames = gathered = []
+    try:
+        yield
+    finally:
+        _TOGETHER.frames = None
+        _send_together(gathered)
+
+
+def _send_together(gathered: list[tuple[LiveFigure, dict[str, Any], list[memoryview]]]) -> None:
+    if len(gathered) == 1:
+        figure, message, buffers = gathered[0]
+        figure.send(message, buffers)
+    elif gathered:
+        parts, buffers = [], []
+        for figure, message, own in gathered:  # each part's buffers follow the ones before it
+            parts.append(dict(message, figure=figure.figure_id, offset=len(buffers)))
+            buffers += own
+        gathered[0][0].send({"kind": "frames", "frames": parts}, buffers)
 
 
 def _layout_json(figure: go.Figure) -> dict[str, Any]:
