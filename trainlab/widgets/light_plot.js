@@ -210,7 +210,8 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
     cursor: { show: false },
     select: { show: false },
     scales: { x: scaleOf(x, bars), y: scaleOf(y, false) },
-    axes: [axis(x.title, x.visible, bars ? (u, splits) => splits.map((v) => categories[v] ?? "") : null),
+    axes: [bars ? { ...axis(x.title, x.visible, (u, splits) => splits.map((v) => categories[v] ?? "")), rotate: -30, size: 64 }
+      : axis(x.title, x.visible, null),
       axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null)],
     series: [{}, ...series.map((item) => uPlotSeries(uPlot, item))],
     hooks: {
