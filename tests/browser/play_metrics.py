@@ -9,7 +9,7 @@ The figures (issue 23's "done when"), written to ``test-output/browser/play-metr
   included: a freeze at its start or end counts);
 - ``first_update_s``: from the Play click to the loss plot's first change on screen;
 - ``training_share``: steps/s while playing over the same kernel's steps/s playing the same loop
-  with no dashboard, measured just before (the runner alone, as Play runs it);
+  with no dashboard, measured just before and just after (the runner alone, as Play runs it);
 - ``page_mb``: what the page received to show the dashboard; ``play_kb_per_s``: while playing.
 """
 
@@ -66,6 +66,10 @@ def measure_play(page: Any, client: Any, kernel: psutil.Process) -> dict[str, fl
     seconds = time.perf_counter() - start
     cores = cpu.cores(seconds)
     received = page.traffic.websocket_bytes - bytes_before
+    # The bare speed again, after: the mean of before and after holds whatever else the machine did meanwhile.
+    kernel_value(client, "dash.pause()", "dash.playing")
+    bare = (bare + bare_steps_per_second(client)) / 2
+    kernel_value(client, "dash.play()", "dash.playing")
     rates = {title: len(changes) / WINDOW for title, changes in times.items()}
     others = [rate for title, rate in rates.items() if title.startswith(_TIME_PLOTS[1:])]
     gaps = _gaps(times.get("Loss", []))

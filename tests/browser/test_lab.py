@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.live_page import FIGURES
 from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, in_sight, one_cell_notebook, revisions,
                       screenshot_whole, set_slider, status_text, step_count, wait_until)
 from play_metrics import assert_live, kernel_client, measure_play, record, show_whole_dashboard
@@ -105,7 +106,7 @@ def test_the_workshop_notebook_in_jupyterlab(page, lab_server, output_dir):
 
     # Play at full speed: the plots move at the speed of the eye, and training keeps its core.
     steps_before = step_count(page)
-    kernel = kernel_of(lab_server)
+    kernel = notebook_kernel(page, lab_server)
     client = kernel_client(kernel)
     try:
         metrics = measure_play(page, client, kernel)
@@ -198,6 +199,7 @@ def test_the_dashboard_follows_jupyterlabs_dark_theme(page, lab_server, output_d
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
         wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'false'"), 30, "the dark theme")
         wait_idle(page, lab_server)
+        show_whole_dashboard(page)
         wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
         wait_until(lambda: set(page.evaluate(PLOT_BACKGROUNDS_JS)) == {"rgb(17, 17, 17)"}, 15, "dark plots")
         button(page, "Step").click()
@@ -213,8 +215,11 @@ def test_the_dashboard_follows_jupyterlabs_dark_theme(page, lab_server, output_d
         wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'true'"), 30, "the light theme")
 
 
-PLOT_BACKGROUNDS_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot .main-svg:first-of-type'),
-    svg => getComputedStyle(svg).backgroundColor)"""
+# The background of every plot in sight (plotly.js draws them paused; a plot out of sight waits).
+PLOT_BACKGROUNDS_JS = f"""() => {FIGURES}.filter(el => {{
+    const r = el.getBoundingClientRect();
+    return r.top < window.innerHeight && r.bottom > 0;
+}}).map(el => getComputedStyle(el.querySelector('.js-plotly-plot .main-svg') || el).backgroundColor)"""
 
 # The WCAG contrast ratio between an element's text colour and the background it is drawn on.
 CONTRAST_JS = """(selector) => {
@@ -260,12 +265,18 @@ def test_a_huge_learning_rate_pauses_with_the_non_finite_message(page, lab_serve
     assert_no_console_errors(page)
 
 
-def kernel_of(server) -> psutil.Process:
-    """The one kernel process the server started."""
+def kernel_of(server, kernel_id: str | None = None) -> psutil.Process:
+    """The kernel process the server started (the one with this id, when the server runs several)."""
     kernels = [p for p in psutil.Process(server.process.pid).children(recursive=True)
-               if "ipykernel" in " ".join(p.cmdline())]
+               if "ipykernel" in " ".join(p.cmdline()) and (kernel_id is None or kernel_id in " ".join(p.cmdline()))]
     assert len(kernels) == 1, f"expected one kernel under the server, found {len(kernels)}"
     return kernels[0]
+
+
+def notebook_kernel(page, server) -> psutil.Process:
+    """The kernel of the notebook open in JupyterLab."""
+    kernel_id = page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.id")
+    return kernel_of(server, kernel_id)
 
 
 def cpu_share(process: psutil.Process, seconds: float = 2.0) -> float:
