@@ -458,3 +458,21 @@ def test_numpy_numbers_in_optimizer_options_still_give_a_loadable_checkpoint(tmp
     loop.save(tmp_path / "numpy.pt")
     loop.load(tmp_path / "numpy.pt")
     assert loop.optimizer.param_groups[0]["betas"] == (0.9, pytest.approx(0.99))
+
+
+def test_a_checkpoint_saved_by_older_code_still_loads_and_continues_the_same():
+    # tests/data/checkpoint_v1.pt was written by trainlab before the checkpoint got its type and
+    # upgrade function (see tests/data/make_checkpoint_v1.py); the run it holds must go on unchanged.
+    import json
+    import importlib.util
+    data = ROOT / "tests" / "data"
+    spec = importlib.util.spec_from_file_location("make_checkpoint_v1", data / "make_checkpoint_v1.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    expected = json.loads((data / "checkpoint_v1.json").read_text())
+    loop = maker.make_loop()
+    loop.load(data / "checkpoint_v1.pt")
+    assert (loop.state.step, loop.state.epoch, loop.lr) == (expected["step"], expected["epoch"], expected["lr"])
+    assert loop.history.history["loss"] == expected["history_loss"]
+    assert loop.history.history["val_loss"] == expected["val_loss"]
+    assert [loop.step()["loss"] for _ in range(4)] == expected["following_losses"]
