@@ -282,18 +282,18 @@ def test_a_real_ctrl_c_while_a_step_commits_finishes_the_step_first(call):
     X, y = tl.datasets.moons(n=40, seed=0)
     loop = tl.Loop(tl.models.mlp(2, [4], 2, seed=0), (X, y), "cross_entropy", batch_size=8)
     loop.step()
-    note_update = loop._keyframes.note_update
+    note_update = loop._time.keyframes.note_update
 
     def interrupted_note(skipped):
         signal.raise_signal(signal.SIGINT)  # Ctrl-C lands inside the commit
         note_update(skipped)
 
-    loop._keyframes.note_update = interrupted_note
+    loop._time.keyframes.note_update = interrupted_note
     if call == "update":
         loop.forward(); loop.loss(); loop.backward()
     with pytest.raises(KeyboardInterrupt, match="the step was finished first"):
         getattr(loop, call)()
-    loop._keyframes.note_update = note_update
+    loop._time.keyframes.note_update = note_update
     assert loop.state.step == 2 and len(loop.history) == 2 and loop.next_stage == "forward"
     assert loop.rewind_depth == 2 and loop.last_log["status"] == "updated"
     loop.step()  # and the loop goes on

@@ -352,7 +352,7 @@ def test_rewind_memory_stays_within_budget_over_10000_steps():
     torch.manual_seed(0)
     loop = tl.Loop(nn.Linear(2, 1), (torch.randn(8, 2), torch.randn(8, 1)), "mse", "sgd", lr=0.01,
                    batch_size=3, rewind_memory_mb=0.05)
-    keyframes = loop._keyframes
+    keyframes = loop._time.keyframes
     budget = keyframes.budget_bytes
     assert budget == int(0.05 * 2**20)
     recent: dict[int, list[torch.Tensor]] = {}

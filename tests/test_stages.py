@@ -107,7 +107,7 @@ def test_a_subclass_that_redefines_a_stage_has_it_run_by_step_and_fit():
     loop.fit(epochs=1)
     loop.step()
     assert CountingLoop.calls == 4 and loop.state.step == 4  # 3 batches an epoch, then one more
-    assert tl.Loop._stage_methods[1] == "_loss"  # the plain Loop still skips the public checks
+    assert tl.Loop._stage_methods["loss"] == "_loss"  # the plain Loop still skips the public checks
 
 
 def test_backward_zeroes_gradients_first_so_they_never_accumulate():

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from trainlab.events import Handle
 from trainlab.options import is_whole_number, real_number
 
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
+
 __all__ = ["EarlyStopping", "StopAtTarget", "attach_all"]
 
 
-def attach_all(callbacks: Any, loop: Any) -> list[Handle]:
+def attach_all(callbacks: Any, loop: Loop) -> list[Handle]:
     """Attach every callback to ``loop``; returns their handles. One refused leaves none attached."""
     if hasattr(callbacks, "attach"):
         raise ValueError("callbacks is a list: callbacks=[tl.EarlyStopping()]")
@@ -44,7 +47,7 @@ def _mode_for(monitor: str, mode: str) -> str:
     return "max" if "acc" in monitor else "min"  # accuracy should rise, losses fall
 
 
-def _check_monitor(loop: Any, monitor: str, who: str) -> None:
+def _check_monitor(loop: Loop, monitor: str, who: str) -> None:
     keys = loop.history.epoch_keys
     if monitor not in keys:
         hint = " (build the loop with validation_split=0.2 or val_data)" if monitor.startswith("val_") else ""
@@ -86,7 +89,7 @@ class EarlyStopping:
         self.wait = 0
         self._best_weights: dict[str, Tensor] | None = None
 
-    def attach(self, loop: Any) -> list[Handle]:
+    def attach(self, loop: Loop) -> list[Handle]:
         """Listen to the loop's epochs; returns the handles (``fit(callbacks=...)`` removes them)."""
         _check_monitor(loop, self.monitor, "EarlyStopping")
         return [loop.on("before_fit", lambda _: self._reset()), loop.on("after_epoch", self._after_epoch)]
@@ -96,7 +99,7 @@ class EarlyStopping:
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def _after_epoch(self, loop: Any) -> None:
+    def _after_epoch(self, loop: Loop) -> None:
         log = loop.last_epoch_log
         value = log.get(self.monitor, math.nan)
         if self._improved(value):
@@ -131,12 +134,12 @@ class StopAtTarget:
         self.mode = _mode_for(monitor, mode)
         self.reached_epoch: int | None = None
 
-    def attach(self, loop: Any) -> list[Handle]:
+    def attach(self, loop: Loop) -> list[Handle]:
         """Listen to the loop's epochs; returns the handles."""
         _check_monitor(loop, self.monitor, "StopAtTarget")
         return [loop.on("after_epoch", self._after_epoch)]
 
-    def _after_epoch(self, loop: Any) -> None:
+    def _after_epoch(self, loop: Loop) -> None:
         log = loop.last_epoch_log
         value = log.get(self.monitor, math.nan)
         reached = value <= self.target if self.mode == "min" else value >= self.target

@@ -12,13 +12,17 @@ One training step is always the same fixed sequence::
 ``loop.lr`` can change at any moment and take effect at the next batch / next update.
 
 What lives elsewhere: the data and its checks (``data.py``, ``batching.py``), build-time checks
-(``checks.py``), schedulers (``schedules.py``), moving in time (``time_travel.py``), the open batch
-and counters (``state.py``), what is measured (``metrics.py``), threads and Ctrl-C (``guard.py``).
+(``checks.py``), schedulers (``schedules.py``), moving in time (``time_travel.py``: the loop holds
+one ``TimeTravel`` and its snapshot, restore, rewind, reset, save, load and excursion delegate to
+it), the run's state and the open batch (``state.py``), what is measured (``metrics.py``), threads
+and Ctrl-C (``guard.py``).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Sequence
 
 import torch
@@ -38,8 +42,8 @@ from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finit
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
 from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
                               check_weight_decay, make_loss, make_optimizer)
-from trainlab.keyframes import Keyframes
-from trainlab.state import Batch, State
+from trainlab.snapshot import Snapshot
+from trainlab.state import Batch, OpenBatch, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -47,7 +51,7 @@ __all__ = ["Loop", "State", "STAGES"]
 _STEP_DONE = "interrupted: the step was finished first (a step is all or nothing)"
 
 
-class Loop(TimeTravel):
+class Loop:
     """A training loop you can run stage by stage, batch by batch, epoch by epoch, or live.
 
     Example::
@@ -109,7 +113,7 @@ class Loop(TimeTravel):
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
         loader_batch, loader_shuffle = loader_settings(data)
-        self._batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
+        batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
         self._part = outputs
         self._data = LoopData(data, self.model, self.loss_fn, self.loss_name, accuracy, outputs, self.device, shuffle,
                              validation_split, val_data, seed)
@@ -127,16 +131,17 @@ class Loop(TimeTravel):
         self.history = History(self.param_names, ["loss"] + (["accuracy"] if self.accuracy_kind else []),
                                validation=self._data.val is not None)
         self.events = Events()
-        self.state = State()
-        self._sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._with_loop_rng)
-        self._sampler.check_batch_size(self._batch_size)
+        self._start_run(seed, batch_size, shuffle, loader_shuffle)
+        self._time = TimeTravel(self, rewind_budget)
+        self._time.mark_initial()
+
+    def _start_run(self, seed: int, batch_size: int, shuffle: bool | None, loader_shuffle: bool | None) -> None:
+        """The run's state at step 0, and what the steps keep between them."""
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
-        self._rng_state = torch.Generator().manual_seed(seed).get_state()
-        self._keyframes = Keyframes(rewind_budget)
-        self._replaying = False  # a rewind (or an undone update) is running steps again: record nothing
-        self._still: tuple | None = None  # the loop as the last step left it (see revision)
-        self._changed = False  # a live change since the last keyframe (see _keyframe_due)
+        self._run = RunState(torch.Generator().manual_seed(seed).get_state(), batch_size)
+        self._run.sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._run.with_rng)
+        self._run.sampler.check_batch_size(batch_size)
         self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
         self._want_ratios = False  # measure the next update's ratios (a plot asked)
         self._guard = Guard()
@@ -145,11 +150,8 @@ class Loop(TimeTravel):
         self.stop_reason = ""
         self._batch: Batch | None = None  # the open batch
         self._last_batch: Batch | None = None  # the last batch that updated the weights
-        self._epoch_sums = [0.0, 0, 0.0]  # loss * samples, samples, correct predictions
         self.last_log: dict[str, Any] = {}
         self.last_epoch_log: dict[str, float] = {}
-        self._initial = self.snapshot("initial")
-        self._initial_hyper = (self.lr, self._batch_size)
 
     def _watch_model(self) -> None:
         """The parameters whose gradients are measured (in module order), and the buffers."""
@@ -176,14 +178,24 @@ class Loop(TimeTravel):
     # --- what a learner looks at ---------------------------------------------------
 
     @property
+    def state(self) -> State:
+        """The counters: ``epoch`` (completed epochs), ``step`` (completed updates), ``skipped`` batches."""
+        return self._run.counters
+
+    @property
     def next_stage(self) -> str:
         """The stage that is due: "forward", "loss", "backward" or "update"."""
-        return STAGES[self._batch.due] if self._batch is not None else "forward"
+        return self._batch.due if self._batch is not None else "forward"
 
     @property
     def batch(self) -> tuple[Any, Tensor] | None:
         """The open batch's ``(inputs, targets)``, or None between batches."""
         return (self._batch.inputs, self._batch.targets) if self._batch is not None else None
+
+    @property
+    def open_batch(self) -> OpenBatch | None:
+        """A read-only look at the open batch: inputs, targets, what its stages filled in, its random state."""
+        return OpenBatch.of(self._batch) if self._batch is not None else None
 
     @property
     def last_outputs(self) -> Any:
@@ -217,14 +229,15 @@ class Loop(TimeTravel):
     @property
     def n_train(self) -> int:
         """The number of training samples (one epoch)."""
-        return self._sampler.n
+        return self._run.sampler.n
 
     @property
     def epoch_progress(self) -> tuple[int, int]:
         """(samples of this epoch already trained on, samples per epoch)."""
+        sampler = self._run.sampler
         if self._batch is not None:
-            return self._batch.start, self._sampler.n
-        return (0 if self._sampler.epoch_done else self._sampler.position), self._sampler.n
+            return self._batch.start, sampler.n
+        return (0 if sampler.epoch_done else sampler.position), sampler.n
 
     @property
     def has_validation(self) -> bool:
@@ -246,9 +259,15 @@ class Loop(TimeTravel):
         """The validation data ``(X, y)``, or None."""
         return self._data.val
 
+    def first_train_samples(self, n: int) -> tuple[Any, Tensor]:
+        """The first ``n`` training samples ``(X, y)``; from a DataLoader only those are fetched, leaving
+        no trace on any random stream. Example: ``X, _ = loop.first_train_samples(256)``."""
+        with self._guard:  # fetching draws random numbers (augmentation): not while another thread trains
+            return self._data.first_train(n)
+
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
-                f"lr={self.lr:g}, batch_size={self._batch_size}, loss={self.loss_name})")
+                f"lr={self.lr:g}, batch_size={self._run.batch_size}, loss={self.loss_name})")
 
     # --- live hyperparameters ----------------------------------------------------------
 
@@ -274,12 +293,12 @@ class Loop(TimeTravel):
     @property
     def batch_size(self) -> int:
         """Samples per batch; setting it applies from the next batch, never mid-batch."""
-        return self._batch_size
+        return self._run.batch_size
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = self._sampler.check_batch_size(check_batch_size(value))
-        self._record_change("batch_size", self._batch_size)
+        self._run.batch_size = self._run.sampler.check_batch_size(check_batch_size(value))
+        self._record_change("batch_size", self._run.batch_size)
 
     @property
     def weight_decay(self) -> float:
@@ -343,27 +362,16 @@ class Loop(TimeTravel):
                 return {}
             step = last.opened.step + 1
             if self._ratios is None or self._ratios[0] != step:
-                before = self._weights_before(last)
+                before = self._time.weights_before(last)
                 if before is None:
                     return {}
                 self._measure_ratios(step, before)
             return self._ratios[1]
 
-    def _weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
-        """The parameters as ``batch`` found them (before its update), by replay; the loop is left as it was."""
-        now = self._hold_still()
-        try:
-            self._go_to(batch.opened)
-            return self._copy_params()
-        except LookupError:
-            return None
-        finally:
-            self._put_still(now)
-
     def _record_change(self, name: str, value: Any, replayable: bool = False) -> None:
         """Note a live change for the history and the widgets. ``replayable``: a replay makes it too (a scheduler)."""
         if not replayable:  # the next batch starts from a keyframe: a replay never crosses the change
-            self._changed = True
+            self._time.changed = True
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
 
@@ -391,12 +399,12 @@ class Loop(TimeTravel):
     # Each public stage checks that it is due, then runs its body (``_forward`` ...);
     # ``step`` runs the bodies directly, in order, so a batch pays for one check, not four.
     # A subclass that redefines a stage has its own version run by step/fit/run_epoch too.
-    _stage_methods: tuple[str, ...] = ("_forward", "_loss", "_backward", "_update")
+    _stage_methods: dict[str, str] = {stage: f"_{stage}" for stage in STAGES}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if any(getattr(cls, stage) is not getattr(Loop, stage) for stage in STAGES):
-            cls._stage_methods = STAGES
+            cls._stage_methods = {stage: stage for stage in STAGES}
 
     def forward(self) -> Any:
         """Run the model on the current batch (starting the next batch if none is open)."""
@@ -422,18 +430,21 @@ class Loop(TimeTravel):
             self._expect("update")
             return self._update()
 
+    # Every stage body has the same shape: before_<stage>, the work, after_<stage>. Whatever fails
+    # midway is undone by the time travel (``undo_batch``, ``undo_update``), so a retry starts clean.
+
     def _forward(self) -> Any:
         batch = self._batch or self._open_batch()
         self._fire_before("before_forward")
         if not self.model.training:
             self.model.train()
         if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
-            batch.forward_rng = self._rng_state
+            batch.forward_rng = self._run.rng
         try:
-            outputs = (self._with_loop_rng(call_model, self.model, batch.inputs) if self._random_model
+            outputs = (self._run.with_rng(call_model, self.model, batch.inputs) if self._random_model
                        else call_model(self.model, batch.inputs))
         except BaseException:
-            self._put_back(batch, retry=True)  # BatchNorm may have moved its statistics already
+            self._time.undo_batch(batch, retry=True)  # BatchNorm may have moved its statistics already
             raise
         batch.outputs = outputs
         self.events.fire("after_forward", self)
@@ -460,7 +471,7 @@ class Loop(TimeTravel):
         try:
             batch.loss.backward()
         except BaseException:  # the graph may be half used up: the batch starts again from forward
-            self._put_back(batch, retry=True)
+            self._time.undo_batch(batch, retry=True)
             raise
         kind = self.accuracy_kind
         correct = count_correct(kind, pick(batch.outputs, self._part).detach(), batch.targets) if kind else None
@@ -486,23 +497,21 @@ class Loop(TimeTravel):
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
         except BaseException:
-            self._undo_update(batch)  # the batch stays open at update, its gradients still there
+            self._time.undo_update(batch)  # the batch stays open at update, its gradients still there
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         if before is not None:
             self._measure_ratios(self.state.step, before)
-        epoch_ended = self._sampler.epoch_done
-        try:  # the step has committed: whatever the epoch's end raises (validation), the events still fire
-            if epoch_ended:
-                self._finish_epoch()
-            self._note_still()
-        finally:
-            try:
-                self.events.fire("after_update", self)
-            finally:  # an ended epoch is always announced, even if an after_update handler raised
-                if epoch_ended:
-                    self.events.fire("after_epoch", self)
+        if self._run.sampler.epoch_done:
+            self._end_epoch(then=self._updated)
+        else:
+            self._updated()
         return log
+
+    def _updated(self) -> None:
+        """The step has committed: note the loop as it left it, and tell the handlers."""
+        self._time.note_still()
+        self.events.fire("after_update", self)
 
     # --- bigger strides ------------------------------------------------------------------
 
@@ -514,9 +523,9 @@ class Loop(TimeTravel):
     def _step(self) -> dict[str, Any]:
         while True:
             batch = self._batch
-            stage = batch.due if batch is not None else 0  # read each time: a handler may have run a stage
+            stage = batch.due if batch is not None else "forward"  # read each time: a handler may have run a stage
             getattr(self, self._stage_methods[stage])()
-            if stage == 3 or self._batch is None:  # updated, skipped (non-finite) or moved in time
+            if stage == "update" or self._batch is None:  # updated, skipped (non-finite) or moved in time
                 return self.last_log
 
     def run_epoch(self) -> dict[str, float]:
@@ -580,6 +589,45 @@ class Loop(TimeTravel):
         """
         return find_lr(self, start, end, steps, **options)
 
+    # --- moving in time (time_travel.py) ----------------------------------------------------
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
+        return self._time.snapshot(name)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
+        self._time.restore(snapshot)
+
+    def rewind(self, steps: int = 1) -> int:
+        """Undo the last ``steps`` updates (an open batch is dropped too); returns the step now reached."""
+        return self._time.rewind(steps)
+
+    @property
+    def rewind_depth(self) -> int:
+        """How many updates ``rewind`` can undo right now."""
+        return self._time.rewind_depth
+
+    def reset(self) -> None:
+        """Back to the initial weights and step 0, keeping the current lr and batch size."""
+        self._time.reset()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
+        self._time.save(path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint from ``save``; a bad file raises CheckpointError and changes nothing."""
+        self._time.load(path)
+
+    def excursion(self) -> AbstractContextManager[None]:
+        """Steps that are not part of the run: inside, nothing is recorded, no handler runs and the scheduler
+        is not stepped; afterwards the loop is exactly as it was (weights, optimizer, position, history...).
+
+        Example: ``with loop.excursion(): loop.lr = 1.0; loop.step()`` (the lr finder's way to try lrs).
+        """
+        return self._time.excursion()
+
     # --- evaluation ------------------------------------------------------------------------
 
     def evaluate(self, data: Any = None) -> dict[str, float]:
@@ -607,44 +655,33 @@ class Loop(TimeTravel):
             raise StageError(f"{stage}() is not due: the next stage is {due}(); {hint}")
 
     def _open_batch(self) -> Batch:
-        if not self._replaying and self._keyframe_due():
-            self._keyframes.add(self._capture(None))
-            self._changed = False
-        opened = self._batch_start()
+        self._time.before_batch()  # a keyframe for rewind, when one is due
+        opened = self._time.batch_start()
+        run = self._run
+        sampler = run.sampler
         try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
-            if self._sampler.short_of(self._batch_size):  # drop_last, and the batch size grew past what is left
-                self._end_epoch_early()
-            if self._sampler.epoch_done:
-                self._sampler.start_epoch()
-                self._epoch_sums = [0.0, 0, 0.0]
+            if sampler.short_of(run.batch_size):  # drop_last, and the batch size grew past what is left
+                sampler.position = sampler.n  # the epoch's tail, too short for a batch, is dropped
+                self._end_epoch()
+            if sampler.epoch_done:
+                run.start_epoch()
                 self._fire_before("before_epoch")
-            start, stop = self._sampler.take(self._batch_size)
+            start, stop = sampler.take(run.batch_size)
             if self._data.fetch is None:
-                inputs, targets = self._sampler.rows(*self._data.train, start, stop)
+                inputs, targets = sampler.rows(*self._data.train, start, stop)
             else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
-                inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
+                inputs, targets = run.with_rng(self._data.fetched, sampler.indices(start, stop))
         except BaseException:
-            self._go_to_place(opened.place)
+            run.go_to(opened.place)
             raise
         self._batch = Batch(inputs, targets, start, opened)
         return self._batch
-
-    def _keyframe_due(self) -> bool:
-        """Whether the batch opening now starts from a full copy (see ``keyframes.py``)."""
-        return (self._keyframes.due(self.state.step)
-                or self._changed  # a live change (lr, batch size...), maybe in the middle of the last step
-                or self.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
-                or self._still != self.revision)  # changed outside a step (a cell, a handler, a jump)
 
     @property
     def revision(self) -> tuple:
         """Changes whenever the weights, buffers, optimizer or its lrs change: a step, a jump in time,
         an edit in a cell (from the tensors' version counters). Views redraw only when it moves."""
         return self._slots.versions(), id(self.optimizer), [group["lr"] for group in self.optimizer.param_groups]
-
-    def _note_still(self) -> None:
-        """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
-        self._still = self.revision
 
     def _copy_params(self) -> dict[str, Tensor]:
         """The parameters now, by name (copies)."""
@@ -654,22 +691,6 @@ class Loop(TimeTravel):
         """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
         self._ratios = (step, update_ratios(self.param_names, self._params, before))
         self._want_ratios = False
-
-    def _end_epoch_early(self) -> None:
-        """Drop the epoch's tail (too short for a batch, with drop_last) and close the epoch."""
-        self._sampler.position = self._sampler.n
-        self._finish_epoch()
-        self.events.fire("after_epoch", self)
-
-    def _with_loop_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
-        outside = torch.get_rng_state()
-        torch.set_rng_state(self._rng_state)
-        try:
-            return fn(*args)
-        finally:
-            self._rng_state = torch.get_rng_state()
-            torch.set_rng_state(outside)
 
     def _clip_gradients(self, batch: Batch, grad_norm: float) -> float:
         """Scale the gradients so their total norm is at most clip_grad_norm; returns the norm after.
@@ -687,17 +708,16 @@ class Loop(TimeTravel):
     def _non_finite(self, batch: Batch, loss: Tensor, stage: str, where: str, message: str) -> Tensor:
         """Stop a batch whose loss or gradients are NaN/inf: raise, or skip it (on_nonfinite)."""
         if self.on_nonfinite == "skip_batch":
-            self._put_back(batch, retry=False)  # its samples count as used; no update happens
+            self._time.undo_batch(batch, retry=False)  # its samples count as used; no update happens
             self.state.skipped += 1
             self.last_log = {"step": self.state.step, "epoch": self.state.epoch, "status": "skipped", "skipped": True}
-            if self._sampler.epoch_done:
-                self._finish_epoch()
-                self.events.fire("after_epoch", self)
+            if self._run.sampler.epoch_done:
+                self._end_epoch()
             return loss
         advice = non_finite_advice(batch.inputs, batch.targets)
         # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
         # with the same random numbers (dropout): a retry gives what a first try would have.
-        self._put_back(batch, retry=True)
+        self._time.undo_batch(batch, retry=True)
         raise NonFiniteError(f"{message}: the parameters were not updated. {advice}", stage=stage, where=where)
 
     def _commit(self, batch: Batch, lr: float, grad_norm: float, clipped: float) -> dict[str, Any]:
@@ -710,21 +730,35 @@ class Loop(TimeTravel):
         if self.accuracy_kind:
             log["accuracy"] = batch.correct / size
         self.history.record_step(log, batch.grad_norms.values())
-        sums = self._epoch_sums
+        sums = self._run.epoch_sums
         sums[0] += batch.loss_value * size
         sums[1] += size
         sums[2] += batch.correct
         self.state.step += 1
-        if not self._replaying:
-            self._keyframes.note_update(batch.opened.skipped)
+        self._time.note_update(batch)
         self._last_batch = batch
         self._batch = None
         self.last_log = log
         return log
 
+    def _end_epoch(self, then: Callable[[], None] | None = None) -> None:
+        """The epoch's last batch has closed: record the epoch (and validate), ``then()``, and announce it.
+
+        The batch has committed: whatever the epoch's end raises (validation), ``then`` (the update's
+        own after-events) runs, and the ended epoch is always announced, even if a handler raised.
+        """
+        try:
+            self._finish_epoch()
+        finally:
+            try:
+                if then is not None:
+                    then()
+            finally:
+                self.events.fire("after_epoch", self)
+
     def _finish_epoch(self) -> dict[str, float]:
         """Close the epoch whose last batch just ended: its mean loss, validation, the history."""
-        loss_sum, samples, correct = self._epoch_sums
+        loss_sum, samples, correct = self._run.epoch_sums
         log = {"loss": loss_sum / samples if samples else float("nan")}
         if self.accuracy_kind:
             log["accuracy"] = correct / samples if samples else float("nan")

@@ -1,20 +1,28 @@
-"""A loop's progress: its counters (``State``) and the batch it is in the middle of (``Batch``).
+"""A loop's progress: its counters (``State``), its place in the run (``RunState``) and its open batch.
 
 Which stage is due follows from what the open batch has filled in: no outputs yet ->
 forward; outputs but no loss -> loss; a loss but no gradient norms -> backward; all three
 -> update. With no batch open, forward is due.
+
+``RunState`` is everything that moves in time besides the weights and the optimizer (Ignite's
+``State``): the loop's random stream, the data's position, the counters, the epoch's running sums
+and the batch size. ``capture()`` gives it as a ``Place`` (a checkpoint's layout), ``apply()``
+puts one back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
+from trainlab.batching import EpochSampler
+from trainlab.checkpoint import Place
 from trainlab.history import HistoryMark
 
-__all__ = ["State", "Batch", "BatchStart"]
+__all__ = ["State", "RunState", "Batch", "BatchStart", "OpenBatch"]
 
 
 @dataclass
@@ -27,6 +35,54 @@ class State:
 
 
 @dataclass(eq=False)
+class RunState:
+    """What moves in time besides the weights: random stream, data position, counters, epoch sums, batch size."""
+
+    rng: Tensor  # the loop's own random stream (dropout, augmentation); replaced, never written in place
+    batch_size: int
+    sampler: EpochSampler = None  # type: ignore[assignment]  # set once the data's sampler is made
+    counters: State = field(default_factory=State)
+    epoch_sums: list = field(default_factory=lambda: [0.0, 0, 0.0])  # loss * samples, samples, correct
+
+    def capture(self) -> Place:
+        """Where the run is now, as a checkpoint records it (the rng is shared: it is never written in place)."""
+        counters = self.counters
+        return {"rng": self.rng, "sampler": self.sampler.state(),
+                "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
+                             "epoch_sums": list(self.epoch_sums)},
+                "batch_size": self.batch_size}
+
+    def apply(self, place: Place) -> None:
+        """Go back to ``place``: its position, sums and random stream, its counters and batch size."""
+        self.go_to(place)
+        counters = place["counters"]
+        self.counters = State(int(counters["epoch"]), int(counters["step"]), int(counters["skipped"]))
+        self.batch_size = int(place["batch_size"])
+
+    def go_to(self, place: Place) -> None:
+        """Only the data's position, the epoch's sums and the random stream of ``place`` (a batch put back)."""
+        self.sampler.load_state({**place["sampler"], "position": int(place["sampler"]["position"])})
+        sums = place["counters"]["epoch_sums"]
+        self.epoch_sums = [float(sums[0]), int(sums[1]), float(sums[2])]
+        self.rng = place["rng"].clone()
+
+    def start_epoch(self) -> None:
+        """Draw the next epoch's order and start its sums afresh."""
+        self.sampler.start_epoch()
+        self.epoch_sums = [0.0, 0, 0.0]
+
+    def with_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
+        outside = torch.get_rng_state()
+        torch.set_rng_state(self.rng)
+        try:
+            return fn(*args)
+        finally:
+            self.rng = torch.get_rng_state()
+            torch.set_rng_state(outside)
+
+
+@dataclass(eq=False)
 class BatchStart:
     """The loop as a batch found it, minus what only an update changes (weights, optimizer state).
 
@@ -34,7 +90,7 @@ class BatchStart:
     mid-batch records, and where a replay to this batch stops.
     """
 
-    place: dict[str, Any]  # "rng", "sampler", "counters", "batch_size", in a checkpoint's layout
+    place: Place
     buffers: dict[str, Tensor]  # copies of the model's buffers: BatchNorm's statistics move in forward
     history: HistoryMark
 
@@ -66,15 +122,37 @@ class Batch:
     clipped_norm: float | None = None  # update(): the gradients' total norm after clipping
 
     @property
-    def due(self) -> int:
-        """The index in STAGES of the stage that is due."""
+    def due(self) -> str:
+        """The stage that is due: "forward", "loss", "backward" or "update"."""
         if self.outputs is None:
-            return 0
+            return "forward"
         if self.loss is None:
-            return 1
-        return 2 if self.grad_norms is None else 3
+            return "loss"
+        return "backward" if self.grad_norms is None else "update"
 
     @property
     def size(self) -> int:
         """The number of samples in the batch."""
         return len(self.targets)
+
+
+@dataclass(frozen=True)
+class OpenBatch:
+    """A read-only look at the open batch (``loop.open_batch``): what its stages have filled in so far.
+
+    Example: after ``loop.forward()``, ``loop.open_batch.outputs`` is what the model returned.
+    """
+
+    inputs: Any  # what the model is called with
+    targets: Tensor
+    next_stage: str  # the stage that is due
+    outputs: Any  # forward()'s result, or None
+    loss: Tensor | None  # loss()'s result, or None
+    grad_norms: dict[str, float] | None  # backward()'s result (a copy), or None
+    forward_rng: Tensor | None  # the random state forward drew from (dropout's masks); None for a model without randomness
+
+    @classmethod
+    def of(cls, batch: Batch) -> "OpenBatch":
+        """The view of ``batch`` as it is now."""
+        norms = dict(batch.grad_norms) if batch.grad_norms is not None else None
+        return cls(batch.inputs, batch.targets, batch.due, batch.outputs, batch.loss, norms, batch.forward_rng)
