@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from trainlab.batching import call_model, loader_settings
-from trainlab.callbacks import attach_all
+from trainlab.callbacks import attached
 from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, non_finite_advice, not_one_number,
                              pick_device, predict_batch, rewind_bytes)
 from trainlab.data import LoopData
@@ -40,8 +40,8 @@ from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
 from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick, update_ratios
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
-from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
-                              check_weight_decay, make_loss, make_optimizer)
+from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed, make_loss,
+                              make_optimizer, set_lr, set_weight_decay)
 from trainlab.snapshot import Snapshot
 from trainlab.state import Batch, OpenBatch, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
@@ -77,32 +77,14 @@ class Loop:
     a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        data: Any,
-        loss_fn: Any,
-        optimizer: Any = "sgd",
-        lr: float | None = None,
-        batch_size: int | None = None,
-        shuffle: bool | None = None,
-        seed: int = 0,
-        validation_split: float = 0.0,
-        val_data: Any = None,
-        *,
-        momentum: float | None = None,
-        weight_decay: float | None = None,
-        optimizer_options: dict[str, Any] | None = None,
-        scheduler: Any = None,
-        scheduler_interval: str = "epoch",
-        clip_grad_norm: float | None = None,
-        outputs: int | str | None = None,
-        accuracy: bool | None = None,
-        device: str | torch.device = "cpu",
-        on_nonfinite: str = "raise",
-        rewind_memory_mb: float = 16,
-        threads: int | None = 1,
-    ) -> None:
+    def __init__(self, model: nn.Module, data: Any, loss_fn: Any, optimizer: Any = "sgd", lr: float | None = None,
+                 batch_size: int | None = None, shuffle: bool | None = None, seed: int = 0,
+                 validation_split: float = 0.0, val_data: Any = None, *,
+                 momentum: float | None = None, weight_decay: float | None = None,
+                 optimizer_options: dict[str, Any] | None = None, scheduler: Any = None,
+                 scheduler_interval: str = "epoch", clip_grad_norm: float | None = None,
+                 outputs: int | str | None = None, accuracy: bool | None = None, device: str | torch.device = "cpu",
+                 on_nonfinite: str = "raise", rewind_memory_mb: float = 16, threads: int | None = 1) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training."""
         check_flags(model, on_nonfinite, scheduler_interval, threads, shuffle, accuracy)
         check_seed(seed)
@@ -281,14 +263,7 @@ class Loop:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        value = check_lr(value)
-        groups = self.optimizer.param_groups
-        first = groups[0]["lr"]
-        for group in groups[1:]:
-            if first:  # at 0 (annealed, or a frozen first group) there is no ratio: the others stay
-                group["lr"] *= value / first
-        groups[0]["lr"] = value
-        self._record_change("lr", value)
+        self._record_change("lr", set_lr(self.optimizer, value))
 
     @property
     def batch_size(self) -> int:
@@ -307,12 +282,7 @@ class Loop:
 
     @weight_decay.setter
     def weight_decay(self, value: float) -> None:
-        value = check_weight_decay(value)
-        if "weight_decay" not in self.optimizer.param_groups[0]:
-            raise ValueError(f"{type(self.optimizer).__name__} has no weight_decay setting")
-        for group in self.optimizer.param_groups:
-            group["weight_decay"] = value
-        self._record_change("weight_decay", value)
+        self._record_change("weight_decay", set_weight_decay(self.optimizer, value))
 
     @property
     def clip_grad_norm(self) -> float | None:
@@ -354,19 +324,7 @@ class Loop:
         measured so far, at no cost, and the next update is measured.
         """
         with self._guard:
-            if recent:
-                self._want_ratios = True
-                return self._ratios[1] if self._ratios is not None else {}
-            last = self._last_batch
-            if last is None:
-                return {}
-            step = last.opened.step + 1
-            if self._ratios is None or self._ratios[0] != step:
-                before = self._time.weights_before(last)
-                if before is None:
-                    return {}
-                self._measure_ratios(step, before)
-            return self._ratios[1]
+            return self._time.update_ratios(recent)
 
     def _record_change(self, name: str, value: Any, replayable: bool = False) -> None:
         """Note a live change for the history and the widgets. ``replayable``: a replay makes it too (a scheduler)."""
@@ -491,7 +449,7 @@ class Loop:
         grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
         before = self._copy_params() if self._want_ratios else None
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
-            clipped = self._clip_gradients(batch, grad_norm)
+            clipped = batch.clip_gradients(self._params, self._clip, grad_norm)
             self.optimizer.step()
             lr = self.lr
             if self.scheduler is not None and self.scheduler_interval == "step":
@@ -543,18 +501,13 @@ class Loop:
         ``callbacks`` (e.g. ``EarlyStopping``) are attached for this call only.
         """
         epochs = check_count(epochs, "epochs")
-        with self._guard, interrupts_deferred(self._request_stop):
-            handles = attach_all(callbacks, self)
-            try:
-                self.clear_stop()
-                target = self.state.epoch + epochs
-                self.events.fire("before_fit", self)
-                while self.state.epoch < target and not self._stop_requested:
-                    self._step()
-                self.events.fire("after_fit", self)
-            finally:
-                for handle in handles:
-                    handle.remove()
+        with self._guard, interrupts_deferred(self._request_stop), attached(callbacks, self):
+            self.clear_stop()
+            target = self.state.epoch + epochs
+            self.events.fire("before_fit", self)
+            while self.state.epoch < target and not self._stop_requested:
+                self._step()
+            self.events.fire("after_fit", self)
             return self.history
 
     def stop(self, reason: str = "stop requested") -> None:
@@ -666,11 +619,7 @@ class Loop:
             if sampler.epoch_done:
                 run.start_epoch()
                 self._fire_before("before_epoch")
-            start, stop = sampler.take(run.batch_size)
-            if self._data.fetch is None:
-                inputs, targets = sampler.rows(*self._data.train, start, stop)
-            else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
-                inputs, targets = run.with_rng(self._data.fetched, sampler.indices(start, stop))
+            start, inputs, targets = run.take_batch(self._data)
         except BaseException:
             run.go_to(opened.place)
             raise
@@ -691,19 +640,6 @@ class Loop:
         """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
         self._ratios = (step, update_ratios(self.param_names, self._params, before))
         self._want_ratios = False
-
-    def _clip_gradients(self, batch: Batch, grad_norm: float) -> float:
-        """Scale the gradients so their total norm is at most clip_grad_norm; returns the norm after.
-
-        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
-        batch: an update that failed and is called again must not scale them twice.
-        """
-        if batch.clipped_norm is None:
-            batch.clipped_norm = grad_norm
-            if self._clip is not None:
-                nn.utils.clip_grad_norm_(self._params, self._clip)
-                batch.clipped_norm = min(grad_norm, self._clip)
-        return batch.clipped_norm
 
     def _non_finite(self, batch: Batch, loss: Tensor, stage: str, where: str, message: str) -> Tensor:
         """Stop a batch whose loss or gradients are NaN/inf: raise, or skip it (on_nonfinite)."""
@@ -730,11 +666,7 @@ class Loop:
         if self.accuracy_kind:
             log["accuracy"] = batch.correct / size
         self.history.record_step(log, batch.grad_norms.values())
-        sums = self._run.epoch_sums
-        sums[0] += batch.loss_value * size
-        sums[1] += size
-        sums[2] += batch.correct
-        self.state.step += 1
+        self._run.count_update(batch)
         self._time.note_update(batch)
         self._last_batch = batch
         self._batch = None
@@ -758,12 +690,7 @@ class Loop:
 
     def _finish_epoch(self) -> dict[str, float]:
         """Close the epoch whose last batch just ended: its mean loss, validation, the history."""
-        loss_sum, samples, correct = self._run.epoch_sums
-        log = {"loss": loss_sum / samples if samples else float("nan")}
-        if self.accuracy_kind:
-            log["accuracy"] = correct / samples if samples else float("nan")
-        index = self.state.epoch
-        self.state.epoch += 1
+        index, log = self._run.end_epoch(accuracy=self.accuracy_kind is not None)
         try:
             if self._data.val is not None:
                 scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._data.val, self._part)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
            "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
-           "check_targets", "real_number", "setting_numbers"]
+           "check_targets", "real_number", "setting_numbers", "set_lr", "set_weight_decay"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -153,6 +153,28 @@ def check_lr(value: Any) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {_short(value)}")
     return number
+
+
+def set_lr(optimizer: torch.optim.Optimizer, value: Any) -> float:
+    """Set every parameter group's lr, keeping their ratios (all scaled by the same factor); returns it."""
+    value = check_lr(value)
+    groups = optimizer.param_groups
+    first = groups[0]["lr"]
+    for group in groups[1:]:
+        if first:  # at 0 (annealed, or a frozen first group) there is no ratio: the others stay
+            group["lr"] *= value / first
+    groups[0]["lr"] = value
+    return value
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, value: Any) -> float:
+    """Set every parameter group's weight decay; returns it (ValueError for an optimizer without one)."""
+    value = check_weight_decay(value)
+    if "weight_decay" not in optimizer.param_groups[0]:
+        raise ValueError(f"{type(optimizer).__name__} has no weight_decay setting")
+    for group in optimizer.param_groups:
+        group["weight_decay"] = value
+    return value
 
 
 def positive_or_none(value: Any, meaning: str) -> float | None:

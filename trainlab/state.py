@@ -13,14 +13,17 @@ puts one back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from trainlab.batching import EpochSampler
 from trainlab.checkpoint import Place
 from trainlab.history import HistoryMark
+
+if TYPE_CHECKING:
+    from trainlab.data import LoopData
 
 __all__ = ["State", "RunState", "Batch", "BatchStart", "OpenBatch"]
 
@@ -70,6 +73,33 @@ class RunState:
         """Draw the next epoch's order and start its sums afresh."""
         self.sampler.start_epoch()
         self.epoch_sums = [0.0, 0, 0.0]
+
+    def take_batch(self, data: LoopData) -> tuple[int, Any, Tensor]:
+        """The next batch of this epoch: (its start in the epoch's order, inputs, targets)."""
+        sampler = self.sampler
+        start, stop = sampler.take(self.batch_size)
+        if data.fetch is None:
+            return (start, *sampler.rows(*data.train, start, stop))
+        # Fetched afresh, with the loop's random stream (augmentation is random, and replays exactly).
+        return (start, *self.with_rng(data.fetched, sampler.indices(start, stop)))
+
+    def count_update(self, batch: Batch) -> None:
+        """An update was made with ``batch``: it counts in the epoch's sums and the step counter."""
+        sums, size = self.epoch_sums, batch.size
+        sums[0] += batch.loss_value * size
+        sums[1] += size
+        sums[2] += batch.correct
+        self.counters.step += 1
+
+    def end_epoch(self, accuracy: bool) -> tuple[int, dict[str, float]]:
+        """Count the epoch as ended: returns its index and its sample-weighted mean loss (and accuracy)."""
+        loss_sum, samples, correct = self.epoch_sums
+        log = {"loss": loss_sum / samples if samples else float("nan")}
+        if accuracy:
+            log["accuracy"] = correct / samples if samples else float("nan")
+        index = self.counters.epoch
+        self.counters.epoch += 1
+        return index, log
 
     def with_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
@@ -134,6 +164,19 @@ class Batch:
     def size(self) -> int:
         """The number of samples in the batch."""
         return len(self.targets)
+
+    def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float) -> float:
+        """Scale the gradients so their total norm is at most ``clip``; returns the norm after.
+
+        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
+        batch: an update that failed and is called again must not scale them twice.
+        """
+        if self.clipped_norm is None:
+            self.clipped_norm = grad_norm
+            if clip is not None:
+                nn.utils.clip_grad_norm_(params, clip)
+                self.clipped_norm = min(grad_norm, clip)
+        return self.clipped_norm
 
 
 @dataclass(frozen=True)

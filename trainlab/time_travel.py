@@ -458,6 +458,23 @@ class TimeTravel:
         keyframe = self.keyframes.find(opened.step)
         self.replay(keyframe, opened.step, opened.skipped)
 
+    def update_ratios(self, recent: bool) -> dict[str, float]:
+        """The last update's ratios (see ``Loop.update_ratios``): measured by replaying it from a keyframe."""
+        loop = self.loop
+        if recent:
+            loop._want_ratios = True
+            return loop._ratios[1] if loop._ratios is not None else {}
+        last = loop._last_batch
+        if last is None:
+            return {}
+        step = last.opened.step + 1
+        if loop._ratios is None or loop._ratios[0] != step:
+            before = self.weights_before(last)
+            if before is None:
+                return {}
+            loop._measure_ratios(step, before)
+        return loop._ratios[1]
+
     def weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
         """The parameters as ``batch`` found them (before its update), by replay; the loop is left as it was."""
         with self.preserved():
