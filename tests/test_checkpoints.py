@@ -14,20 +14,14 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 from trees import assert_tree_equal, clone_tree
 import trainlab.checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_loop(optimizer="adam", out=1, n=20, batch_size=6, seed=0, **options) -> tl.Loop:
-    """A tiny regression loop on shuffled data; the same arguments always build the same loop."""
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, out, generator=g)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, out))
-    options.setdefault("lr", 0.01)
-    return tl.Loop(model, (X, y), "mse", optimizer=optimizer, batch_size=batch_size, seed=seed, **options)
+make_loop = regression_loop  # a tiny regression loop on shuffled data, with dropout (tests/loops.py)
 
 
 

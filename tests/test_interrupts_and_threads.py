@@ -8,17 +8,12 @@ import threading
 
 import pytest
 import torch
-from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 
 
-def make_loop(optimizer="adam", n=20, batch_size=6) -> tl.Loop:
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, 1, generator=g)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 1))
-    return tl.Loop(model, (X, y), "mse", optimizer=optimizer, lr=0.01, batch_size=batch_size, seed=0)
+make_loop = regression_loop  # a tiny regression loop on shuffled data, with dropout (tests/loops.py)
 
 
 def params(loop: tl.Loop) -> list[torch.Tensor]:

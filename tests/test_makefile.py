@@ -4,6 +4,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
+# Documentation and packaging checks: `pytest -m "not docs"` leaves them out (a quick unit run).
+pytestmark = pytest.mark.docs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -8,20 +8,16 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 from trees import assert_tree_equal, clone_tree
 
 N_TRAIN = 20  # with batch_size 6: batches of 6, 6, 6, 2, so an epoch ends every 4 steps
 
 
 def make_loop(optimizer="adam", n=N_TRAIN, batch_size=6, dropout=True, seed=0, **options) -> tl.Loop:
-    """A tiny regression loop on shuffled data; the same arguments always build the same loop."""
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, 1, generator=g)
-    torch.manual_seed(seed)  # the model's initialisation
-    layers = [nn.Linear(4, 8), nn.Tanh()] + ([nn.Dropout(0.3)] if dropout else []) + [nn.Linear(8, 1)]
-    options.setdefault("lr", 0.01)
-    return tl.Loop(nn.Sequential(*layers), (X, y), "mse", optimizer=optimizer, batch_size=batch_size,
-                   shuffle=True, seed=seed, **options)
+    """A tiny regression loop on shuffled data (tests/loops.py), with more dropout, or none."""
+    return regression_loop(optimizer, n=n, batch_size=batch_size, seed=seed, dropout=0.3 if dropout else 0,
+                           shuffle=True, **options)
 
 
 def params(loop: tl.Loop) -> list[torch.Tensor]:

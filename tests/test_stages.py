@@ -5,13 +5,11 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import moons_loop
 
 
 def make_loop(**options):
-    X, y = tl.datasets.moons(n=120, noise=0.2, seed=0)
-    model = tl.models.mlp(2, [8], 2, activation="tanh", seed=0)
-    options.setdefault("batch_size", 32)
-    return tl.Loop(model, (X, y), loss_fn="cross_entropy", lr=0.1, **options)
+    return moons_loop(n=120, hidden=[8], activation="tanh", **{"batch_size": 32, **options})
 
 
 def fingerprint(loop):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -127,13 +128,20 @@ class TimeTravel:
     """One loop's moves in time: snapshot, restore, rewind, reset, save, load; capture, apply, replay."""
 
     def __init__(self, loop: Loop, budget_bytes: int) -> None:
-        self.loop = loop
+        # A weak reference: the loop holds its TimeTravel, and without a cycle a loop dropped by its last
+        # name is freed at once (releasing torch's threads, see guard.use_threads), not at the next gc.
+        self._loop = weakref.ref(loop)
         self.keyframes = Keyframes(budget_bytes)
         self.replaying = False  # a rewind (or an undone update) is running steps again: record nothing
         self.still: tuple | None = None  # the loop's revision as the last step left it (see note_still)
         self.changed = False  # a live change since the last keyframe (see keyframe_due)
         self.initial: Snapshot | None = None  # where reset() goes back to (see mark_initial)
         self.initial_hyper: tuple[float, int] = (0.0, 0)
+
+    @property
+    def loop(self) -> Loop:
+        """The loop this time travel moves."""
+        return self._loop()  # type: ignore[return-value]  # alive: only the loop calls its TimeTravel
 
     def mark_initial(self) -> None:
         """Remember the loop as it is now (just built) for ``reset``."""
