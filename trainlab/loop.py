@@ -7,15 +7,12 @@ One training step is always the same fixed sequence::
     grads = loop.backward()     # d(loss)/d(parameter) for every parameter: {name: gradient norm}
     log = loop.update()         # the optimizer moves the parameters; the batch is done
 
-``step()`` runs what is left of a batch, ``run_epoch()`` what is left of an epoch and
-``fit(epochs)`` several epochs. The loop owns the batching, so ``loop.batch_size`` and
-``loop.lr`` can change at any moment and take effect at the next batch / next update.
+``step()`` runs what is left of a batch, ``run_epoch()`` what is left of an epoch and ``fit(epochs)``
+several epochs. The loop owns the batching, so ``loop.batch_size`` and ``loop.lr`` can change at any
+moment and take effect at the next batch / next update.
 
-What lives elsewhere: the data and its checks (``data.py``, ``batching.py``), build-time checks
-(``checks.py``), schedulers (``schedules.py``), moving in time (``time_travel.py``: the loop holds
-one ``TimeTravel`` and its snapshot, restore, rewind, reset, save, load and excursion delegate to
-it), the run's state and the open batch (``state.py``), what is measured (``metrics.py``), threads
-and Ctrl-C (``guard.py``).
+The loop holds its parts: the data (``data.py``), its run state and open batch (``state.py``), and
+its ``TimeTravel`` (``time_travel.py``: snapshot, restore, rewind, reset, save, load, excursion).
 """
 
 from __future__ import annotations
@@ -60,21 +57,19 @@ class Loop:
         loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
         loop.fit(epochs=10)
 
-    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and
-    ``shuffle`` to True (or a DataLoader's own settings). ``validation_split`` holds out a
-    seeded random fraction of the data (``loop.val_indices`` lists which samples).
-    ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
-    scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
-    (``"step"``). ``clip_grad_norm`` scales the gradients down before each update so their
-    total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
-    of what the model returns that holds its predictions, for accuracy and plots, when it returns
-    a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
-    caps the keyframes behind ``rewind``: a full copy every 16 steps (fewer for big models), the
-    steps between replayed exactly (16 MB: tens of thousands of steps of a small MLP, ~24 of a
-    1M-parameter one). ``threads`` sets
-    torch's intra-op threads for the whole process until the last such loop is gone (None:
-    leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
-    a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
+    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and ``shuffle`` to
+    True (or a DataLoader's own settings). ``validation_split`` holds out a seeded random fraction of
+    the data (``loop.val_indices`` lists which samples). ``scheduler`` is a ``torch.optim.lr_scheduler``
+    object or a function ``optimizer -> scheduler``, stepped after every epoch
+    (``scheduler_interval="epoch"``) or every update (``"step"``). ``clip_grad_norm`` scales the
+    gradients down before each update so their total norm is at most this (None: no clipping); live,
+    like ``lr``. ``outputs`` names the part of what the model returns that holds its predictions, for
+    accuracy and plots, when it returns a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss
+    always gets all of it. ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
+    16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
+    steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
+    whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
+    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower.
     """
 
     def __init__(self, model: nn.Module, data: Any, loss_fn: Any, optimizer: Any = "sgd", lr: float | None = None,
@@ -216,10 +211,7 @@ class Loop:
     @property
     def epoch_progress(self) -> tuple[int, int]:
         """(samples of this epoch already trained on, samples per epoch)."""
-        sampler = self._run.sampler
-        if self._batch is not None:
-            return self._batch.start, sampler.n
-        return (0 if sampler.epoch_done else sampler.position), sampler.n
+        return self._run.progress(self._batch)
 
     @property
     def has_validation(self) -> bool:
@@ -255,10 +247,7 @@ class Loop:
 
     @property
     def lr(self) -> float:
-        """The learning rate (the first parameter group's); setting it applies to the next update.
-
-        Several parameter groups keep their ratios: every group's lr is scaled by the same factor.
-        """
+        """The learning rate (the first group's); setting it scales every group's alike, from the next update."""
         return self.optimizer.param_groups[0]["lr"]
 
     @lr.setter
@@ -586,18 +575,12 @@ class Loop:
     def evaluate(self, data: Any = None) -> dict[str, float]:
         """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
         with self._guard:
-            if data is None and self._data.val is None:
-                raise ValueError("this loop has no validation data: build it with validation_split=0.2 "
-                                 "or val_data=(X, y), or pass data: loop.evaluate((X_test, y_test))")
-            inputs, targets = self._data.val if data is None else self._data.prepared(data, "evaluate's data")
-            return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, self._part)
+            return self._data.scores(data)
 
     def predict(self, inputs: Any) -> Tensor:
         """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
         with self._guard:
-            x = predict_batch(inputs, self._data.train[0], self.device)
-            with eval_mode(self.model), torch.no_grad():
-                return pick(call_model(self.model, x), self._part)
+            return self._data.predictions(inputs)
 
     # --- inside a batch ------------------------------------------------------------------------
 
@@ -676,9 +659,8 @@ class Loop:
     def _end_epoch(self, then: Callable[[], None] | None = None) -> None:
         """The epoch's last batch has closed: record the epoch (and validate), ``then()``, and announce it.
 
-        The batch has committed: whatever the epoch's end raises (validation), ``then`` (the update's
-        own after-events) runs, and the ended epoch is always announced, even if a handler raised.
-        """
+        Whatever the epoch's end raises (validation), ``then`` (the update's after-events) runs, and
+        the ended epoch is always announced."""
         try:
             self._finish_epoch()
         finally:
@@ -693,8 +675,7 @@ class Loop:
         index, log = self._run.end_epoch(accuracy=self.accuracy_kind is not None)
         try:
             if self._data.val is not None:
-                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._data.val, self._part)
-                log.update({f"val_{k}": v for k, v in scores.items()})
+                log.update({f"val_{k}": v for k, v in self._data.scores().items()})
         finally:  # even if validation fails, the epoch has ended: record what we have
             self.history.record_epoch(index, log)
             self.last_epoch_log = {"epoch": index, **log}

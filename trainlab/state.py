@@ -74,6 +74,13 @@ class RunState:
         self.sampler.start_epoch()
         self.epoch_sums = [0.0, 0, 0.0]
 
+    def progress(self, batch: Batch | None) -> tuple[int, int]:
+        """(samples of this epoch already trained on, samples per epoch); an open batch counts from its start."""
+        sampler = self.sampler
+        if batch is not None:
+            return batch.start, sampler.n
+        return (0 if sampler.epoch_done else sampler.position), sampler.n
+
     def take_batch(self, data: LoopData) -> tuple[int, Any, Tensor]:
         """The next batch of this epoch: (its start in the epoch's order, inputs, targets)."""
         sampler = self.sampler
