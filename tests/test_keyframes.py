@@ -257,7 +257,7 @@ def test_update_ratios_are_measured_on_demand_and_match_a_hand_computation():
     loop = moons_loop()
     loop.fit(epochs=2)
     last = loop.state.step
-    assert loop._ratios is None  # a plain fit measured nothing
+    assert loop._ratios.latest is None  # a plain fit measured nothing
     ratios = loop.update_ratios()
     loop.rewind(1)
     before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
@@ -269,7 +269,7 @@ def test_update_ratios_are_measured_on_demand_and_match_a_hand_computation():
     # While a dashboard plays it asks for recent ones: the next update measures them.
     assert loop.update_ratios() == loop.update_ratios(recent=True) == ratios
     loop.step()
-    assert loop._ratios[0] == loop.state.step
+    assert loop._ratios.latest[0] == loop.state.step
 
 
 def test_rewind_from_a_background_snapshot_and_update_ratios_leave_the_run_unchanged():

@@ -109,6 +109,12 @@ class LoopData:
             first = range(min(n, self.fetch.n)) if sampler is None else itertools.islice(iter(sampler), n)
             return self.fetched(torch.tensor(list(first), dtype=torch.int64))
 
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's input shape, like (2,) or (1, 8, 8); None for a model taking several inputs."""
+        inputs = self.train[0]
+        return tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+
     def scores(self, data: Any = None) -> dict[str, float]:
         """The model's loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
         if data is None and self.val is None:

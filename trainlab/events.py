@@ -101,6 +101,7 @@ class Events:
         # Handlers inside a step that may change it: while there are any, the loop keeps a full
         # copy before every step, since replaying steps (rewind) without them would differ.
         self.in_step_writers = 0
+        self.starting: str | None = None  # the before_* event whose handlers are running, if any
 
     def on(self, name: str | Event, fn: Handler, observer: bool = False) -> Handle:
         """Call ``fn(loop)`` whenever the event ``name`` fires (``observer``: fn only reads the loop)."""
@@ -119,6 +120,14 @@ class Events:
 
     def _writer_removed(self) -> None:
         self.in_step_writers -= 1
+
+    def fire_before(self, name: str, loop: Loop) -> None:
+        """Fire a before_* event; while its handlers run, ``starting`` names it (the loop refuses jumps in time)."""
+        self.starting = name
+        try:
+            self.fire(name, loop)
+        finally:
+            self.starting = None
 
     def fire(self, name: str, loop: Loop) -> None:
         """Call every handler of ``name`` with the loop (a copy of the list: handlers may remove themselves)."""

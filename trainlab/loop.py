@@ -28,17 +28,17 @@ from torch import Tensor, nn
 from trainlab.batching import call_model, loader_settings
 from trainlab.callbacks import attached
 from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, non_finite_advice, not_one_number,
-                             pick_device, predict_batch, rewind_bytes)
+                             pick_device, rewind_bytes, watched_parameters)
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
-from trainlab.events import STAGES, Events, Handle
+from trainlab.events import STAGES, Event, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
-from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick, update_ratios
+from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, pick
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
-from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed, make_loss,
-                              make_optimizer, set_lr, set_weight_decay)
+from trainlab.options import (check_batch_size, check_clip, check_seed, choose_optimizer, make_loss, set_lr,
+                              set_weight_decay, switched_optimizer)
 from trainlab.snapshot import Snapshot
 from trainlab.state import Batch, OpenBatch, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
@@ -96,15 +96,23 @@ class Loop:
                              validation_split, val_data, seed)
         self.accuracy_kind = self._data.accuracy_kind
         self.train_indices, self.val_indices = self._data.train_indices, self._data.val_indices
-        self._make_optimizer(optimizer, lr, momentum, weight_decay, optimizer_options)
+        # Facts fixed at build: the validation data (X, y) or None, whether it validates and records
+        # accuracy, and one sample's input shape, like (2,) or (1, 8, 8) (None: a model of several inputs).
+        self.val_data, self.has_validation = self._data.val, self._data.val is not None
+        self.classification = self.accuracy_kind is not None
+        self.input_shape = self._data.input_shape
+        self.optimizer, self._optimizer_name = choose_optimizer(optimizer, self.model, lr, momentum, weight_decay,
+                                                                optimizer_options)
+        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
+        self._given_optimizer = None if self._optimizer_name else self.optimizer
         self.scheduler = make_scheduler(scheduler, self.optimizer)
-        self.scheduler_interval = scheduler_interval
-        self.on_nonfinite = on_nonfinite
-        self.seed = seed
+        self.scheduler_interval, self.on_nonfinite, self.seed = scheduler_interval, on_nonfinite, seed
         if threads is not None:
             use_threads(self, threads)
-
-        self._watch_model()
+        self.param_names, self._params = watched_parameters(self.model)  # measured, in module order
+        self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
+        # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
+        self._random_model = may_draw_random_numbers(self.model)
         self.history = History(self.param_names, ["loss"] + (["accuracy"] if self.accuracy_kind else []),
                                validation=self._data.val is not None)
         self.events = Events()
@@ -119,38 +127,13 @@ class Loop:
         self._run = RunState(torch.Generator().manual_seed(seed).get_state(), batch_size)
         self._run.sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._run.with_rng)
         self._run.sampler.check_batch_size(batch_size)
-        self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
-        self._want_ratios = False  # measure the next update's ratios (a plot asked)
+        self._ratios = RatioMeter(self.param_names, self._params)  # how far updates move the weights
         self._guard = Guard()
-        self._starting: str | None = None  # the before_* event being fired, if any
-        self._stop_requested = False
-        self.stop_reason = ""
+        self.clear_stop()  # no stop asked for yet (stop_reason is "")
         self._batch: Batch | None = None  # the open batch
         self._last_batch: Batch | None = None  # the last batch that updated the weights
         self.last_log: dict[str, Any] = {}
         self.last_epoch_log: dict[str, float] = {}
-
-    def _watch_model(self) -> None:
-        """The parameters whose gradients are measured (in module order), and the buffers."""
-        # Every parameter, frozen ones too (their gradient norm is 0): a layer unfrozen later
-        # (fine-tuning) is measured, checked and has its gradients cleared like the others.
-        named = list(self.model.named_parameters())
-        if not any(p.requires_grad for _, p in named):
-            raise ValueError("the model has no trainable parameters (none has requires_grad=True): there is "
-                             "nothing to train; unfreeze some with layer.requires_grad_(True)")
-        self.param_names = [name for name, _ in named]
-        self._params = [p for _, p in named]
-        self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
-        # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
-        self._random_model = may_draw_random_numbers(self.model)
-
-    def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
-        options = check_optimizer_options(more)
-        options.update({k: v for k, v in (("momentum", momentum), ("weight_decay", weight_decay)) if v is not None})
-        self.optimizer = make_optimizer(optimizer, self.model, None if lr is None else check_lr(lr), options)
-        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
-        self._optimizer_name = optimizer.lower() if isinstance(optimizer, str) else None
-        self._given_optimizer = None if self._optimizer_name else self.optimizer
 
     # --- what a learner looks at ---------------------------------------------------
 
@@ -192,16 +175,8 @@ class Loop:
     @property
     def last_grad_norms(self) -> dict[str, float]:
         """{parameter name: gradient norm} from the last backward(), this batch's or the last update's."""
-        for batch in (self._batch, self._last_batch):
-            if batch is not None and batch.grad_norms is not None:
-                return batch.grad_norms
-        return {}
-
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """One sample's input shape, like (2,) or (1, 8, 8); None for a model taking several inputs."""
-        inputs = self._data.train[0]
-        return tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+        batch = self._batch if self._batch is not None and self._batch.grad_norms is not None else self._last_batch
+        return batch.grad_norms if batch is not None and batch.grad_norms is not None else {}
 
     @property
     def n_train(self) -> int:
@@ -214,28 +189,12 @@ class Loop:
         return self._run.progress(self._batch)
 
     @property
-    def has_validation(self) -> bool:
-        """Whether the loop validates after each epoch."""
-        return self._data.val is not None
-
-    @property
-    def classification(self) -> bool:
-        """Whether accuracy is recorded."""
-        return self.accuracy_kind is not None
-
-    @property
     def train_data(self) -> tuple[Any, Tensor]:
         """The training split ``(X, y)`` (from a DataLoader: all its batches, collected when first asked)."""
         return self._data.whole_train
 
-    @property
-    def val_data(self) -> tuple[Any, Tensor] | None:
-        """The validation data ``(X, y)``, or None."""
-        return self._data.val
-
     def first_train_samples(self, n: int) -> tuple[Any, Tensor]:
-        """The first ``n`` training samples ``(X, y)``; from a DataLoader only those are fetched, leaving
-        no trace on any random stream. Example: ``X, _ = loop.first_train_samples(256)``."""
+        """The first ``n`` training samples ``(X, y)`` (from a DataLoader, only those, moving no random stream)."""
         with self._guard:  # fetching draws random numbers (augmentation): not while another thread trains
             return self._data.first_train(n)
 
@@ -291,17 +250,9 @@ class Loop:
     def set_optimizer(self, name: str, **options: Any) -> None:
         """Switch to another optimizer by name (fresh state, same lr and weight decay) from the next update.
 
-        While the dashboard plays, use its optimizer menu (it switches between two batches).
-
-        Example: ``loop.set_optimizer("adam")`` or ``loop.set_optimizer("sgd", momentum=0.9)``
-        """
+        Example: ``loop.set_optimizer("sgd", momentum=0.9)``; while the dashboard plays, use its menu."""
         with self._guard:  # the optimizer must not change under a step running in another thread
-            if self.scheduler is not None:
-                raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
-            if not isinstance(name, str):
-                raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
-            options.setdefault("weight_decay", self.weight_decay)
-            self.optimizer = make_optimizer(name, self.model, self.lr, options)
+            self.optimizer = switched_optimizer(name, self.model, self.lr, self.weight_decay, self.scheduler, options)
             self._optimizer_name = name.lower()
             self._record_change("optimizer", self._optimizer_name)
 
@@ -310,8 +261,7 @@ class Loop:
 
         Measured when asked, by replaying the last update from a keyframe ({} when the keyframes
         no longer reach it). ``recent=True``, for plots redrawn while training: the latest update
-        measured so far, at no cost, and the next update is measured.
-        """
+        measured so far, at no cost, and the next update is measured."""
         with self._guard:
             return self._time.update_ratios(recent)
 
@@ -322,30 +272,17 @@ class Loop:
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
 
-    # --- events --------------------------------------------------------------------------
+    def on(self, event: str | Event, fn: Callable[[Loop], None], *, observer: bool = False) -> Handle:
+        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward", or ``tl.Event.AFTER_BACKWARD``); returns a handle.
 
-    def on(self, event: str, fn: Callable[["Loop"], None], *, observer: bool = False) -> Handle:
-        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward"); returns a handle with ``remove()``.
-
-        ``observer=True`` promises that ``fn`` only reads the loop (plots, logging). Steps run
-        while a handler inside the step might change it are each kept whole for ``rewind``,
-        which costs a copy of the weights per step; an observer costs nothing.
-        """
+        ``observer=True`` promises ``fn`` only reads the loop (plots, logging): a handler inside the
+        step that might change it costs rewind a copy of the weights per step; an observer costs nothing."""
         return self.events.on(event, fn, observer)
-
-    def _fire_before(self, event: str) -> None:
-        """Fire a before_* event; meanwhile a jump in time (restore, rewind, load) is refused."""
-        self._starting = event
-        try:
-            self.events.fire(event, self)
-        finally:
-            self._starting = None
 
     # --- the four stages ---------------------------------------------------------------
 
-    # Each public stage checks that it is due, then runs its body (``_forward`` ...);
-    # ``step`` runs the bodies directly, in order, so a batch pays for one check, not four.
-    # A subclass that redefines a stage has its own version run by step/fit/run_epoch too.
+    # Each public stage checks that it is due, then runs its body (``_forward`` ...); ``step`` runs the bodies
+    # directly, so a batch pays for one check, not four. A subclass's own stages are run by step/fit too.
     _stage_methods: dict[str, str] = {stage: f"_{stage}" for stage in STAGES}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -382,7 +319,7 @@ class Loop:
 
     def _forward(self) -> Any:
         batch = self._batch or self._open_batch()
-        self._fire_before("before_forward")
+        self.events.fire_before("before_forward", self)
         if not self.model.training:
             self.model.train()
         if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
@@ -399,7 +336,7 @@ class Loop:
 
     def _loss(self) -> Tensor:
         batch = self._batch
-        self._fire_before("before_loss")
+        self.events.fire_before("before_loss", self)
         loss = self.loss_fn(batch.outputs, batch.targets)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError(not_one_number(loss))
@@ -412,7 +349,7 @@ class Loop:
 
     def _backward(self) -> dict[str, float]:
         batch = self._batch
-        self._fire_before("before_backward")
+        self.events.fire_before("before_backward", self)
         for p in self._params:  # zeroed here, so after update() they can still be read
             p.grad = None
         try:
@@ -434,9 +371,9 @@ class Loop:
 
     def _update(self) -> dict[str, Any]:
         batch = self._batch
-        self._fire_before("before_update")
+        self.events.fire_before("before_update", self)
         grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
-        before = self._copy_params() if self._want_ratios else None
+        before = self._ratios.weights() if self._ratios.wanted else None
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
             clipped = batch.clip_gradients(self._params, self._clip, grad_norm)
             self.optimizer.step()
@@ -448,7 +385,7 @@ class Loop:
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         if before is not None:
-            self._measure_ratios(self.state.step, before)
+            self._ratios.measure(self.state.step, before)
         if self._run.sampler.epoch_done:
             self._end_epoch(then=self._updated)
         else:
@@ -486,9 +423,7 @@ class Loop:
 
     def fit(self, epochs: int = 1, callbacks: Sequence[Any] = ()) -> History:
         """Train until ``epochs`` more epochs have ended (a partly done one counts); returns the history.
-
-        ``callbacks`` (e.g. ``EarlyStopping``) are attached for this call only.
-        """
+        ``callbacks`` (e.g. ``EarlyStopping``) are attached for this call only."""
         epochs = check_count(epochs, "epochs")
         with self._guard, interrupts_deferred(self._request_stop), attached(callbacks, self):
             self.clear_stop()
@@ -518,17 +453,12 @@ class Loop:
         return self._stop_requested
 
     def hold(self) -> Guard:
-        """Own the loop from this thread until the block ends; other threads get LoopBusyError.
-
-        Example: ``with loop.hold(): ...`` (the dashboard's player holds it while playing).
-        """
+        """Own the loop from this thread for a ``with`` block (the dashboard's player does); others get LoopBusyError."""
         return self._guard
 
     def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, **options: Any) -> LRFinderResult:
         """The learning-rate range test from here; the loop is put back exactly afterwards (see ``lr_finder.py``).
-
-        Example: ``result = loop.find_lr(); loop.lr = result.suggestion``.
-        """
+        Example: ``result = loop.find_lr(); loop.lr = result.suggestion``."""
         return find_lr(self, start, end, steps, **options)
 
     # --- moving in time (time_travel.py) ----------------------------------------------------
@@ -565,12 +495,8 @@ class Loop:
     def excursion(self) -> AbstractContextManager[None]:
         """Steps that are not part of the run: inside, nothing is recorded, no handler runs and the scheduler
         is not stepped; afterwards the loop is exactly as it was (weights, optimizer, position, history...).
-
-        Example: ``with loop.excursion(): loop.lr = 1.0; loop.step()`` (the lr finder's way to try lrs).
-        """
+        Example: ``with loop.excursion(): loop.lr = 1.0; loop.step()`` (the lr finder's way to try lrs)."""
         return self._time.excursion()
-
-    # --- evaluation ------------------------------------------------------------------------
 
     def evaluate(self, data: Any = None) -> dict[str, float]:
         """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
@@ -593,15 +519,14 @@ class Loop:
     def _open_batch(self) -> Batch:
         self._time.before_batch()  # a keyframe for rewind, when one is due
         opened = self._time.batch_start()
-        run = self._run
-        sampler = run.sampler
+        run, sampler = self._run, self._run.sampler
         try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
             if sampler.short_of(run.batch_size):  # drop_last, and the batch size grew past what is left
                 sampler.position = sampler.n  # the epoch's tail, too short for a batch, is dropped
                 self._end_epoch()
             if sampler.epoch_done:
                 run.start_epoch()
-                self._fire_before("before_epoch")
+                self.events.fire_before("before_epoch", self)
             start, inputs, targets = run.take_batch(self._data)
         except BaseException:
             run.go_to(opened.place)
@@ -611,18 +536,8 @@ class Loop:
 
     @property
     def revision(self) -> tuple:
-        """Changes whenever the weights, buffers, optimizer or its lrs change: a step, a jump in time,
-        an edit in a cell (from the tensors' version counters). Views redraw only when it moves."""
+        """Moves when the weights, buffers, optimizer or lrs change (a step, a jump, a cell's edit): views redraw then."""
         return self._slots.versions(), id(self.optimizer), [group["lr"] for group in self.optimizer.param_groups]
-
-    def _copy_params(self) -> dict[str, Tensor]:
-        """The parameters now, by name (copies)."""
-        return {name: p.detach().clone() for name, p in zip(self.param_names, self._params)}
-
-    def _measure_ratios(self, step: int, before: dict[str, Tensor]) -> None:
-        """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
-        self._ratios = (step, update_ratios(self.param_names, self._params, before))
-        self._want_ratios = False
 
     def _non_finite(self, batch: Batch, loss: Tensor, stage: str, where: str, message: str) -> Tensor:
         """Stop a batch whose loss or gradients are NaN/inf: raise, or skip it (on_nonfinite)."""
@@ -634,20 +549,13 @@ class Loop:
                 self._end_epoch()
             return loss
         advice = non_finite_advice(batch.inputs, batch.targets)
-        # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
-        # with the same random numbers (dropout): a retry gives what a first try would have.
-        self._time.undo_batch(batch, retry=True)
+        self._time.undo_batch(batch, retry=True)  # a retry (smaller lr, a rewind) gets the same samples
         raise NonFiniteError(f"{message}: the parameters were not updated. {advice}", stage=stage, where=where)
 
     def _commit(self, batch: Batch, lr: float, grad_norm: float, clipped: float) -> dict[str, Any]:
         """Close a batch that updated the weights: its log, the history, the epoch's sums, the rewind buffer."""
-        size = batch.size
-        log: dict[str, Any] = {"step": self.state.step + 1, "epoch": self.state.epoch, "status": "updated",
-                               "loss": batch.loss_value, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
-        if self._clip is not None:
-            log["clipped_grad_norm"] = clipped
-        if self.accuracy_kind:
-            log["accuracy"] = batch.correct / size
+        log = batch.log(self.state, lr, grad_norm, clipped if self._clip is not None else None,
+                        accuracy=self.accuracy_kind is not None)
         self.history.record_step(log, batch.grad_norms.values())
         self._run.count_update(batch)
         self._time.note_update(batch)
@@ -657,10 +565,8 @@ class Loop:
         return log
 
     def _end_epoch(self, then: Callable[[], None] | None = None) -> None:
-        """The epoch's last batch has closed: record the epoch (and validate), ``then()``, and announce it.
-
-        Whatever the epoch's end raises (validation), ``then`` (the update's after-events) runs, and
-        the ended epoch is always announced."""
+        """The epoch's last batch closed: record the epoch (and validate), ``then()`` (the update's after-events)
+        and announce the epoch (after_epoch), these two whatever the recording raised."""
         try:
             self._finish_epoch()
         finally:
@@ -684,10 +590,8 @@ class Loop:
 
     def _step_scheduler_after_epoch(self, log: dict[str, float]) -> None:
         """Step an epoch scheduler; any scheduler's new lr is recorded as a change, for the plots and sliders."""
-        if self.scheduler is None:
-            return
-        used = self.last_log.get("lr", self.lr)
-        if self.scheduler_interval == "epoch":
-            step_after_epoch(self.scheduler, log)
-        if self.lr != used:
-            self._record_change("lr", self.lr, replayable=True)
+        if self.scheduler is not None:
+            used = self.last_log.get("lr", self.lr)
+            step_after_epoch(self.scheduler, self.scheduler_interval, log)
+            if self.lr != used:
+                self._record_change("lr", self.lr, replayable=True)

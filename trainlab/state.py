@@ -172,6 +172,17 @@ class Batch:
         """The number of samples in the batch."""
         return len(self.targets)
 
+    def log(self, counters: State, lr: float, grad_norm: float, clipped: float | None,
+            accuracy: bool) -> dict[str, Any]:
+        """The log of the update this batch makes (Keras-style: flat numbers); ``clipped``: None unless clipping."""
+        log: dict[str, Any] = {"step": counters.step + 1, "epoch": counters.epoch, "status": "updated",
+                               "loss": self.loss_value, "lr": lr, "batch_size": self.size, "grad_norm": grad_norm}
+        if clipped is not None:
+            log["clipped_grad_norm"] = clipped
+        if accuracy:
+            log["accuracy"] = self.correct / self.size
+        return log
+
     def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float) -> float:
         """Scale the gradients so their total norm is at most ``clip``; returns the norm after.
 

@@ -300,7 +300,7 @@ class TimeTravel:
 
     def refuse_mid_stage(self, call: str) -> None:
         """A jump from a before_* handler would pull the batch from under the stage that fired it."""
-        starting = self.loop._starting
+        starting = self.loop.events.starting
         if starting is not None:
             raise StageError(f"{call} cannot run from a {starting} handler: that stage has begun and "
                              f"would lose its batch; call it from an after_* handler, or between steps")
@@ -358,7 +358,7 @@ class TimeTravel:
             loop.scheduler.load_state_dict(clone_tree(state["scheduler"]))
         loop._run.apply(state)
         loop._batch = None
-        loop._ratios = None
+        loop._ratios.latest = None
         self.landed()
         self.note_still()  # the loop as a keyframe or snapshot left it: nothing moved outside a step
 
@@ -396,7 +396,7 @@ class TimeTravel:
         """Everything about the loop now, for ``put_back`` (``whole=False``: all but a full copy)."""
         loop = self.loop
         untouched = self.still == loop.revision  # nothing changed since the last step
-        return Held(self.capture(None) if whole else None, loop._batch, loop._last_batch, loop._ratios,
+        return Held(self.capture(None) if whole else None, loop._batch, loop._last_batch, loop._ratios.latest,
                     loop.last_log, loop.last_epoch_log, [p.grad for p in loop._params], untouched)
 
     def put_back(self, held: Held) -> None:
@@ -404,7 +404,7 @@ class TimeTravel:
         loop = self.loop
         if held.snapshot is not None:
             self.apply(held.snapshot.state)
-        loop._batch, loop._last_batch, loop._ratios = held.batch, held.last_batch, held.ratios
+        loop._batch, loop._last_batch, loop._ratios.latest = held.batch, held.last_batch, held.ratios
         loop.last_log, loop.last_epoch_log = held.last_log, held.last_epoch_log
         for p, grad in zip(loop._params, held.grads):
             p.grad = grad
@@ -468,20 +468,20 @@ class TimeTravel:
 
     def update_ratios(self, recent: bool) -> dict[str, float]:
         """The last update's ratios (see ``Loop.update_ratios``): measured by replaying it from a keyframe."""
-        loop = self.loop
+        loop, meter = self.loop, self.loop._ratios
         if recent:
-            loop._want_ratios = True
-            return loop._ratios[1] if loop._ratios is not None else {}
+            meter.wanted = True
+            return meter.latest[1] if meter.latest is not None else {}
         last = loop._last_batch
         if last is None:
             return {}
         step = last.opened.step + 1
-        if loop._ratios is None or loop._ratios[0] != step:
+        if meter.latest is None or meter.latest[0] != step:
             before = self.weights_before(last)
             if before is None:
                 return {}
-            loop._measure_ratios(step, before)
-        return loop._ratios[1]
+            meter.measure(step, before)
+        return meter.latest[1]
 
     def weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
         """The parameters as ``batch`` found them (before its update), by replay; the loop is left as it was."""
@@ -490,7 +490,7 @@ class TimeTravel:
                 self.go_to(batch.opened)
             except LookupError:
                 return None
-            return self.loop._copy_params()
+            return self.loop._ratios.weights()
 
     # --- a failed stage -------------------------------------------------------------------------
 
