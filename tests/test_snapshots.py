@@ -455,3 +455,34 @@ def test_the_optimizer_copy_follows_changed_groups_and_honours_custom_state_dict
         state["param_groups"][0]["marked"] = True
     optimizer.register_state_dict_post_hook(mark)
     assert tl.snapshot.copy_optimizer_state(optimizer)["param_groups"][0]["marked"] is True
+
+
+def test_an_excursion_leaves_the_loop_exactly_as_a_twin_that_never_made_it():
+    loop, twin = make_loop("adam"), make_loop("adam")
+    for each in (loop, twin):
+        for _ in range(5):  # mid-epoch: the data position and the random stream matter
+            each.step()
+    seen = []
+    loop.on("after_update", lambda lp: seen.append(lp.state.step))
+    history_rows, depth = len(loop.history), loop.rewind_depth
+    with loop.excursion():
+        loop.lr = 0.5
+        for _ in range(7):
+            loop.step()
+        assert loop.state.step == 12
+    assert seen == [] and loop.lr == twin.lr and loop.state == twin.state  # no handler saw its steps
+    assert len(loop.history) == history_rows and loop.rewind_depth == depth
+    assert_params_equal(params(loop), params(twin))
+    assert [loop.step()["loss"] for _ in range(6)] == [twin.step()["loss"] for _ in range(6)]
+
+
+def test_replacing_swaps_attributes_for_a_block_and_puts_them_back_even_after_an_error():
+    from trainlab.time_travel import replacing
+
+    loop = make_loop()
+    history = loop.history
+    with pytest.raises(RuntimeError):
+        with replacing(loop, history=None, seed=7):
+            assert loop.history is None and loop.seed == 7
+            raise RuntimeError("inside")
+    assert loop.history is history and loop.seed == 0

@@ -163,3 +163,19 @@ def test_unknown_event_and_bad_handler_are_refused():
         loop.on("after_lunch", print)
     with pytest.raises(ValueError, match="callable"):
         loop.on("after_update", 3)
+
+
+def test_open_batch_is_a_read_only_view_of_what_the_stages_filled_in():
+    loop = make_loop()
+    assert loop.open_batch is None
+    outputs = loop.forward()
+    view = loop.open_batch
+    assert view.next_stage == "loss" and view.outputs is outputs and view.loss is None
+    assert torch.equal(view.inputs, loop.batch[0]) and torch.equal(view.targets, loop.batch[1])
+    with pytest.raises(AttributeError):
+        view.outputs = None  # a view: the loop's batch is not changed through it
+    loop.loss(); norms = loop.backward()
+    view = loop.open_batch
+    assert view.next_stage == "update" and view.grad_norms == norms
+    view.grad_norms.clear()  # a copy: the loop's own norms stay
+    assert loop.last_grad_norms == norms

@@ -59,7 +59,7 @@ class Event(str, Enum):
 #: Every event's name, in ``Event``'s order.
 EVENTS: tuple[str, ...] = tuple(event.value for event in Event)
 
-Handler = Callable[[Any], None]
+Handler = Callable[["Loop"], None]
 
 #: Events fired inside a training step, while its batch is open: a handler here that changes the
 #: loop (its gradients, its weights) changes what the step computes. ``before_epoch`` fires when a

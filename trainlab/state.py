@@ -197,7 +197,7 @@ class Batch:
         return self.clipped_norm
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: tensors do not compare to one bool
 class OpenBatch:
     """A read-only look at the open batch (``loop.open_batch``): what its stages have filled in so far.
 
