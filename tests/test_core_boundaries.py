@@ -93,3 +93,15 @@ def test_no_module_but_the_loops_own_files_reads_the_loops_private_attributes():
 
 def test_loop_is_one_object_of_its_own():
     assert tl.Loop.__bases__ == (object,)  # no base class of the project's own: it holds its parts
+
+
+def test_the_loop_reads_in_one_sitting_and_no_function_runs_long():
+    import ast
+
+    assert len((PACKAGE / "loop.py").read_text().splitlines()) < 600
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert not long, "functions over 60 lines: " + ", ".join(long)

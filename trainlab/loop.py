@@ -388,8 +388,9 @@ class Loop:
             self._ratios.measure(self.state.step, before)
         if self._run.sampler.epoch_done:
             self._end_epoch(then=self._updated)
-        else:
-            self._updated()
+        else:  # the common case, without a call more
+            self._time.note_still()
+            self.events.fire("after_update", self)
         return log
 
     def _updated(self) -> None:
@@ -517,8 +518,7 @@ class Loop:
             raise StageError(f"{stage}() is not due: the next stage is {due}(); {hint}")
 
     def _open_batch(self) -> Batch:
-        self._time.before_batch()  # a keyframe for rewind, when one is due
-        opened = self._time.batch_start()
+        opened = self._time.batch_opening()  # (and a keyframe for rewind, when one is due)
         run, sampler = self._run, self._run.sampler
         try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
             if sampler.short_of(run.batch_size):  # drop_last, and the batch size grew past what is left
@@ -531,7 +531,7 @@ class Loop:
         except BaseException:
             run.go_to(opened.place)
             raise
-        self._batch = Batch(inputs, targets, start, opened)
+        self._batch = Batch(inputs, targets, start, opened, len(targets))
         return self._batch
 
     @property
@@ -554,7 +554,7 @@ class Loop:
 
     def _commit(self, batch: Batch, lr: float, grad_norm: float, clipped: float) -> dict[str, Any]:
         """Close a batch that updated the weights: its log, the history, the epoch's sums, the rewind buffer."""
-        log = batch.log(self.state, lr, grad_norm, clipped if self._clip is not None else None,
+        log = batch.log(self._run.counters, lr, grad_norm, clipped if self._clip is not None else None,
                         accuracy=self.accuracy_kind is not None)
         self.history.record_step(log, batch.grad_norms.values())
         self._run.count_update(batch)

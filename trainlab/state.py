@@ -150,6 +150,7 @@ class Batch:
     targets: Tensor
     start: int  # the position of its first sample in this epoch's order
     opened: BatchStart  # the loop as it was when the batch opened: what a failed stage puts back
+    size: int  # the number of samples, len(targets) (counted once: a tensor's len() is not free)
     outputs: Any = None  # forward(): what the model returned
     forward_rng: Tensor | None = None  # forward(): the loop's random state it drew from (dropout's masks)
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
@@ -167,20 +168,16 @@ class Batch:
             return "loss"
         return "backward" if self.grad_norms is None else "update"
 
-    @property
-    def size(self) -> int:
-        """The number of samples in the batch."""
-        return len(self.targets)
-
     def log(self, counters: State, lr: float, grad_norm: float, clipped: float | None,
             accuracy: bool) -> dict[str, Any]:
         """The log of the update this batch makes (Keras-style: flat numbers); ``clipped``: None unless clipping."""
+        size = self.size
         log: dict[str, Any] = {"step": counters.step + 1, "epoch": counters.epoch, "status": "updated",
-                               "loss": self.loss_value, "lr": lr, "batch_size": self.size, "grad_norm": grad_norm}
+                               "loss": self.loss_value, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
         if clipped is not None:
             log["clipped_grad_norm"] = clipped
         if accuracy:
-            log["accuracy"] = self.correct / self.size
+            log["accuracy"] = self.correct / size
         return log
 
     def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float) -> float:

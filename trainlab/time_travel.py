@@ -134,7 +134,7 @@ class TimeTravel:
         self.keyframes = Keyframes(budget_bytes)
         self.replaying = False  # a rewind (or an undone update) is running steps again: record nothing
         self.still: tuple | None = None  # the loop's revision as the last step left it (see note_still)
-        self.changed = False  # a live change since the last keyframe (see keyframe_due)
+        self.changed = False  # a live change since the last keyframe (see batch_opening)
         self.initial: Snapshot | None = None  # where reset() goes back to (see mark_initial)
         self.initial_hyper: tuple[float, int] = (0.0, 0)
 
@@ -273,19 +273,19 @@ class TimeTravel:
 
     # --- keyframes during a run -----------------------------------------------------------------
 
-    def before_batch(self) -> None:
-        """Keep a full copy (a keyframe) for rewind when one is due, as a batch opens."""
-        if not self.replaying and self.keyframe_due():
-            self.keyframes.add(self.capture(None))
-            self.changed = False
+    # These run at every step: the loop is read through ``self._loop()`` (no property call).
 
-    def keyframe_due(self) -> bool:
-        """Whether the batch opening now starts from a full copy (see ``keyframes.py``)."""
-        loop = self.loop
-        return (self.keyframes.due(loop.state.step)
+    def batch_opening(self) -> BatchStart:
+        """A batch opens: a keyframe for rewind if one is due (see ``keyframes.py``); returns what it goes back to."""
+        loop = self._loop()
+        if not self.replaying and (
+                self.keyframes.due(loop._run.counters.step)
                 or self.changed  # a live change (lr, batch size...), maybe in the middle of the last step
                 or loop.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
-                or self.still != loop.revision)  # changed outside a step (a cell, a handler, a jump)
+                or self.still != loop.revision):  # changed outside a step (a cell, a handler, a jump)
+            self.keyframes.add(self.capture(None))
+            self.changed = False
+        return BatchStart(loop._run.capture(), loop._slots.copy_buffers(), loop.history.mark())
 
     def note_update(self, batch: Batch) -> None:
         """An update was made: a replay from the last keyframe can now reach it."""
@@ -294,7 +294,7 @@ class TimeTravel:
 
     def note_still(self) -> None:
         """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
-        self.still = self.loop.revision
+        self.still = self._loop().revision
 
     # --- capture and apply ------------------------------------------------------------------
 
@@ -304,11 +304,6 @@ class TimeTravel:
         if starting is not None:
             raise StageError(f"{call} cannot run from a {starting} handler: that stage has begun and "
                              f"would lose its batch; call it from an after_* handler, or between steps")
-
-    def batch_start(self) -> BatchStart:
-        """What a batch opening now must be able to go back to (weights aside: only an update moves them)."""
-        loop = self.loop
-        return BatchStart(loop._run.capture(), loop._slots.copy_buffers(), loop.history.mark())
 
     def capture(self, name: str | None, opened: BatchStart | None = None) -> Snapshot:
         """A full copy of the loop; mid-batch (``opened``), as the batch found it."""
