@@ -30,10 +30,10 @@ def regression_loop(optimizer: str = "adam", n: int = 20, batch_size: int = 6, s
 
 
 def moons_loop(n: int = 400, hidden: Sequence[int] = (16, 16), noise: float = 0.2, activation: str | None = None,
-               **options: Any) -> tl.Loop:
-    """A moons classifier (an MLP, cross-entropy, SGD at lr 0.1 unless given); other options go to Loop."""
+               model: nn.Module | None = None, **options: Any) -> tl.Loop:
+    """A moons classifier (an MLP, or ``model``; cross-entropy, SGD at lr 0.1 unless given); options go to Loop."""
     X, y = tl.datasets.moons(n=n, noise=noise, seed=0)
     model_options = {"activation": activation} if activation else {}
-    model = tl.models.mlp(2, list(hidden), 2, seed=0, **model_options)
+    model = model if model is not None else tl.models.mlp(2, list(hidden), 2, seed=0, **model_options)
     options.setdefault("lr", 0.1)
     return tl.Loop(model, (X, y), "cross_entropy", **options)
