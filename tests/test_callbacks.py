@@ -89,3 +89,29 @@ def test_early_stopping_takes_keras_restore_best_weights_name():
     assert tl.EarlyStopping(restore_best_weights=True, restore_best=False).restore_best is True
     with pytest.raises(ValueError, match="restore_best_weights must be True or False"):
         tl.EarlyStopping(restore_best_weights="yes")
+
+
+def test_a_callback_of_ones_own_listens_to_the_events_it_has_methods_for():
+    class Recorder(tl.Callback):
+        def __init__(self):
+            self.calls = []
+
+        def before_fit(self, loop):
+            self.calls.append("fit")
+
+        def after_epoch(self, loop):
+            self.calls.append(loop.last_epoch_log["epoch"])
+
+    loop = overfitting_loop()
+    recorder = Recorder()
+    loop.fit(2, callbacks=[recorder])
+    loop.fit(1)  # attached for that fit only
+    assert recorder.calls == ["fit", 0, 1]
+    assert isinstance(tl.EarlyStopping(), tl.Callback)
+
+
+def test_something_without_attach_is_refused_as_a_callback():
+    loop = overfitting_loop()
+    with pytest.raises(ValueError, match="attach"):
+        loop.fit(1, callbacks=[print])
+    assert loop.state.step == 0

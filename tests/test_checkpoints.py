@@ -14,20 +14,14 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 from trees import assert_tree_equal, clone_tree
 import trainlab.checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_loop(optimizer="adam", out=1, n=20, batch_size=6, seed=0, **options) -> tl.Loop:
-    """A tiny regression loop on shuffled data; the same arguments always build the same loop."""
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, out, generator=g)
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, out))
-    options.setdefault("lr", 0.01)
-    return tl.Loop(model, (X, y), "mse", optimizer=optimizer, batch_size=batch_size, seed=seed, **options)
+make_loop = regression_loop  # a tiny regression loop on shuffled data, with dropout (tests/loops.py)
 
 
 
@@ -458,3 +452,21 @@ def test_numpy_numbers_in_optimizer_options_still_give_a_loadable_checkpoint(tmp
     loop.save(tmp_path / "numpy.pt")
     loop.load(tmp_path / "numpy.pt")
     assert loop.optimizer.param_groups[0]["betas"] == (0.9, pytest.approx(0.99))
+
+
+def test_a_checkpoint_saved_by_older_code_still_loads_and_continues_the_same():
+    # tests/data/checkpoint_v1.pt was written by trainlab before the checkpoint got its type and
+    # upgrade function (see tests/data/make_checkpoint_v1.py); the run it holds must go on unchanged.
+    import json
+    import importlib.util
+    data = ROOT / "tests" / "data"
+    spec = importlib.util.spec_from_file_location("make_checkpoint_v1", data / "make_checkpoint_v1.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    expected = json.loads((data / "checkpoint_v1.json").read_text())
+    loop = maker.make_loop()
+    loop.load(data / "checkpoint_v1.pt")
+    assert (loop.state.step, loop.state.epoch, loop.lr) == (expected["step"], expected["epoch"], expected["lr"])
+    assert loop.history.history["loss"] == expected["history_loss"]
+    assert loop.history.history["val_loss"] == expected["val_loss"]
+    assert [loop.step()["loss"] for _ in range(4)] == expected["following_losses"]

@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+import loops
 import trainlab as tl
 
 
 def moons_loop(seed=0, **options):
-    X, y = tl.datasets.moons(n=200, noise=0.2, seed=0)
-    model = tl.models.mlp(2, [16, 16], 2, activation="tanh", seed=0)
-    options.setdefault("batch_size", 32)
-    return tl.Loop(model, (X, y), "cross_entropy", lr=0.1, seed=seed, **options)
+    return loops.moons_loop(n=200, activation="tanh", seed=seed, **{"batch_size": 32, **options})
 
 
 def test_keras_style_history_after_fit_with_validation_split():

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import trainlab as tl
+from loops import moons_loop
 
 BAD_VALUES = [0, -1, -0.5, math.nan, math.inf, -math.inf, True, False, "0.1", None, [0.1], 1 + 2j]
 
 
 def make_loop(**options):
-    X, y = tl.datasets.moons(n=100, seed=0)
-    return tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy", lr=0.1, batch_size=10, **options)
+    return moons_loop(n=100, hidden=[8], noise=0.1, batch_size=10, **options)
 
 
 def test_lr_reaches_every_parameter_group_for_the_next_update():

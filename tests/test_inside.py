@@ -145,3 +145,13 @@ def test_activation_stats_refuse_a_bad_sample_count(max_samples):
     loop = _moons_loop(tl.models.mlp(2, [4], 2, seed=0))
     with pytest.raises(ValueError, match="max_samples is how many training samples"):
         tl.activation_stats(loop, max_samples=max_samples)
+
+
+def test_first_train_samples_are_the_training_splits_first_rows_and_move_no_random_stream():
+    X, y = tl.datasets.moons(n=100, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy", validation_split=0.2)
+    rng = torch.get_rng_state()
+    inputs, targets = loop.first_train_samples(10)
+    train_x, train_y = loop.train_data
+    assert torch.equal(inputs, train_x[:10]) and torch.equal(targets, train_y[:10])
+    assert torch.equal(rng, torch.get_rng_state())

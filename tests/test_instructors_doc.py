@@ -10,6 +10,9 @@ import pytest
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from voila.configuration import VoilaConfiguration
 
+# Documentation and packaging checks: `pytest -m "not docs"` leaves them out (a quick unit run).
+pytestmark = pytest.mark.docs
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "instructors.md"
 TEXT = DOC.read_text()

@@ -8,17 +8,12 @@ import threading
 
 import pytest
 import torch
-from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 
 
-def make_loop(optimizer="adam", n=20, batch_size=6) -> tl.Loop:
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, 1, generator=g)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 1))
-    return tl.Loop(model, (X, y), "mse", optimizer=optimizer, lr=0.01, batch_size=batch_size, seed=0)
+make_loop = regression_loop  # a tiny regression loop on shuffled data, with dropout (tests/loops.py)
 
 
 def params(loop: tl.Loop) -> list[torch.Tensor]:
@@ -261,6 +256,7 @@ def test_a_background_fit_refuses_cell_calls_until_it_is_done():
 def test_torch_threads_come_back_when_the_last_loop_that_set_them_is_gone():
     import gc
 
+    gc.collect()  # loops of earlier tests that only a collection frees (cycles through widgets) go first
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -282,18 +278,18 @@ def test_a_real_ctrl_c_while_a_step_commits_finishes_the_step_first(call):
     X, y = tl.datasets.moons(n=40, seed=0)
     loop = tl.Loop(tl.models.mlp(2, [4], 2, seed=0), (X, y), "cross_entropy", batch_size=8)
     loop.step()
-    note_update = loop._keyframes.note_update
+    note_update = loop._time.keyframes.note_update
 
     def interrupted_note(skipped):
         signal.raise_signal(signal.SIGINT)  # Ctrl-C lands inside the commit
         note_update(skipped)
 
-    loop._keyframes.note_update = interrupted_note
+    loop._time.keyframes.note_update = interrupted_note
     if call == "update":
         loop.forward(); loop.loss(); loop.backward()
     with pytest.raises(KeyboardInterrupt, match="the step was finished first"):
         getattr(loop, call)()
-    loop._keyframes.note_update = note_update
+    loop._time.keyframes.note_update = note_update
     assert loop.state.step == 2 and len(loop.history) == 2 and loop.next_stage == "forward"
     assert loop.rewind_depth == 2 and loop.last_log["status"] == "updated"
     loop.step()  # and the loop goes on

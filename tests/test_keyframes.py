@@ -85,7 +85,7 @@ def test_the_loop_keeps_a_keyframe_every_16_steps_not_a_copy_per_step():
     loop = moons_loop()
     for _ in range(64):
         loop.step()
-    assert [frame.step for frame in loop._keyframes._frames] == [0, 16, 32, 48]
+    assert [frame.step for frame in loop._time.keyframes._frames] == [0, 16, 32, 48]
     assert loop.rewind_depth == 64
 
 
@@ -167,7 +167,7 @@ def test_a_weight_edited_between_steps_gets_a_keyframe_so_rewind_stays_exact():
             lp.model.net[0].weight[0, 0] = 3.0  # a teacher's demonstration, in a cell
 
     loop = check_every_rewind(moons_loop, 30, {20: edit}, amounts=(3, 9, 10, 11, 25))
-    assert 20 in [frame.step for frame in moons_loop_run(30, {20: edit})._keyframes._frames]
+    assert 20 in [frame.step for frame in moons_loop_run(30, {20: edit})._time.keyframes._frames]
 
 
 def test_a_handler_that_changes_the_step_gets_a_keyframe_every_step_an_observer_does_not():
@@ -180,12 +180,12 @@ def test_a_handler_that_changes_the_step_gets_a_keyframe_every_step_an_observer_
         return loop
 
     loop = check_every_rewind(make, 20, amounts=(1, 6))
-    assert [frame.step for frame in loop._keyframes._frames] == list(range(15))  # up to 20 - 6, one a step
+    assert [frame.step for frame in loop._time.keyframes._frames] == list(range(15))  # up to 20 - 6, one a step
     handles[-1].remove()
-    before = len(loop._keyframes)
+    before = len(loop._time.keyframes)
     for _ in range(5):
         loop.step()
-    assert len(loop._keyframes) == before  # only the observer is left: no copy per step
+    assert len(loop._time.keyframes) == before  # only the observer is left: no copy per step
     assert len(seen) > 20
 
 
@@ -257,7 +257,7 @@ def test_update_ratios_are_measured_on_demand_and_match_a_hand_computation():
     loop = moons_loop()
     loop.fit(epochs=2)
     last = loop.state.step
-    assert loop._ratios is None  # a plain fit measured nothing
+    assert loop._ratios.latest is None  # a plain fit measured nothing
     ratios = loop.update_ratios()
     loop.rewind(1)
     before = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
@@ -269,7 +269,7 @@ def test_update_ratios_are_measured_on_demand_and_match_a_hand_computation():
     # While a dashboard plays it asks for recent ones: the next update measures them.
     assert loop.update_ratios() == loop.update_ratios(recent=True) == ratios
     loop.step()
-    assert loop._ratios[0] == loop.state.step
+    assert loop._ratios.latest[0] == loop.state.step
 
 
 def test_rewind_from_a_background_snapshot_and_update_ratios_leave_the_run_unchanged():

@@ -8,13 +8,12 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import moons_loop
 from trainlab.landscape import proposed_update
 
 
 def _loop(optimizer="sgd", model=None, **options):
-    X, y = tl.datasets.moons(n=200, noise=0.2, seed=0)
-    model = model or tl.models.mlp(2, [16, 16], 2, seed=0)
-    return tl.Loop(model, (X, y), "cross_entropy", optimizer=optimizer, seed=0, **{"lr": 0.5, **options})
+    return moons_loop(n=200, model=model, optimizer=optimizer, seed=0, **{"lr": 0.5, **options})
 
 
 def _after_backward(loop, steps_before=3):

@@ -8,17 +8,14 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainlab as tl
+from loops import moons_loop
 from trainlab.lr_finder import _valley
 
 
 @pytest.fixture
 def make_loop():
     """``make_loop(**options)``: a fresh moons loop (a small MLP, SGD, lr 0.1, validation)."""
-    def make(**options):
-        X, y = tl.datasets.moons(n=400, noise=0.2, seed=0)
-        settings = {"lr": 0.1, "batch_size": 32, "validation_split": 0.2, "seed": 0, **options}
-        return tl.Loop(tl.models.mlp(2, [16, 16], 2, seed=0), (X, y), "cross_entropy", **settings)
-    return make
+    return lambda **options: moons_loop(**{"batch_size": 32, "validation_split": 0.2, "seed": 0, **options})
 
 
 def _twin_loops():

@@ -6,7 +6,11 @@ import subprocess
 from importlib.metadata import requires
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
+
+# Documentation and packaging checks: `pytest -m "not docs"` leaves them out (a quick unit run).
+pytestmark = pytest.mark.docs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+# Documentation and packaging checks: `pytest -m "not docs"` leaves them out (a quick unit run).
+pytestmark = pytest.mark.docs
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
 

@@ -4,6 +4,11 @@ import re
 import runpy
 from pathlib import Path
 
+import pytest
+
+# Documentation and packaging checks: `pytest -m "not docs"` leaves them out (a quick unit run).
+pytestmark = pytest.mark.docs
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

@@ -8,20 +8,16 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import regression_loop
 from trees import assert_tree_equal, clone_tree
 
 N_TRAIN = 20  # with batch_size 6: batches of 6, 6, 6, 2, so an epoch ends every 4 steps
 
 
 def make_loop(optimizer="adam", n=N_TRAIN, batch_size=6, dropout=True, seed=0, **options) -> tl.Loop:
-    """A tiny regression loop on shuffled data; the same arguments always build the same loop."""
-    g = torch.Generator().manual_seed(1234)
-    X, y = torch.randn(n, 4, generator=g), torch.randn(n, 1, generator=g)
-    torch.manual_seed(seed)  # the model's initialisation
-    layers = [nn.Linear(4, 8), nn.Tanh()] + ([nn.Dropout(0.3)] if dropout else []) + [nn.Linear(8, 1)]
-    options.setdefault("lr", 0.01)
-    return tl.Loop(nn.Sequential(*layers), (X, y), "mse", optimizer=optimizer, batch_size=batch_size,
-                   shuffle=True, seed=seed, **options)
+    """A tiny regression loop on shuffled data (tests/loops.py), with more dropout, or none."""
+    return regression_loop(optimizer, n=n, batch_size=batch_size, seed=seed, dropout=0.3 if dropout else 0,
+                           shuffle=True, **options)
 
 
 def params(loop: tl.Loop) -> list[torch.Tensor]:
@@ -352,7 +348,7 @@ def test_rewind_memory_stays_within_budget_over_10000_steps():
     torch.manual_seed(0)
     loop = tl.Loop(nn.Linear(2, 1), (torch.randn(8, 2), torch.randn(8, 1)), "mse", "sgd", lr=0.01,
                    batch_size=3, rewind_memory_mb=0.05)
-    keyframes = loop._keyframes
+    keyframes = loop._time.keyframes
     budget = keyframes.budget_bytes
     assert budget == int(0.05 * 2**20)
     recent: dict[int, list[torch.Tensor]] = {}
@@ -459,3 +455,34 @@ def test_the_optimizer_copy_follows_changed_groups_and_honours_custom_state_dict
         state["param_groups"][0]["marked"] = True
     optimizer.register_state_dict_post_hook(mark)
     assert tl.snapshot.copy_optimizer_state(optimizer)["param_groups"][0]["marked"] is True
+
+
+def test_an_excursion_leaves_the_loop_exactly_as_a_twin_that_never_made_it():
+    loop, twin = make_loop("adam"), make_loop("adam")
+    for each in (loop, twin):
+        for _ in range(5):  # mid-epoch: the data position and the random stream matter
+            each.step()
+    seen = []
+    loop.on("after_update", lambda lp: seen.append(lp.state.step))
+    history_rows, depth = len(loop.history), loop.rewind_depth
+    with loop.excursion():
+        loop.lr = 0.5
+        for _ in range(7):
+            loop.step()
+        assert loop.state.step == 12
+    assert seen == [] and loop.lr == twin.lr and loop.state == twin.state  # no handler saw its steps
+    assert len(loop.history) == history_rows and loop.rewind_depth == depth
+    assert_params_equal(params(loop), params(twin))
+    assert [loop.step()["loss"] for _ in range(6)] == [twin.step()["loss"] for _ in range(6)]
+
+
+def test_replacing_swaps_attributes_for_a_block_and_puts_them_back_even_after_an_error():
+    from trainlab.time_travel import replacing
+
+    loop = make_loop()
+    history = loop.history
+    with pytest.raises(RuntimeError):
+        with replacing(loop, history=None, seed=7):
+            assert loop.history is None and loop.seed == 7
+            raise RuntimeError("inside")
+    assert loop.history is history and loop.seed == 0

@@ -5,13 +5,11 @@ import torch
 from torch import nn
 
 import trainlab as tl
+from loops import moons_loop
 
 
 def make_loop(**options):
-    X, y = tl.datasets.moons(n=120, noise=0.2, seed=0)
-    model = tl.models.mlp(2, [8], 2, activation="tanh", seed=0)
-    options.setdefault("batch_size", 32)
-    return tl.Loop(model, (X, y), loss_fn="cross_entropy", lr=0.1, **options)
+    return moons_loop(n=120, hidden=[8], activation="tanh", **{"batch_size": 32, **options})
 
 
 def fingerprint(loop):
@@ -107,7 +105,7 @@ def test_a_subclass_that_redefines_a_stage_has_it_run_by_step_and_fit():
     loop.fit(epochs=1)
     loop.step()
     assert CountingLoop.calls == 4 and loop.state.step == 4  # 3 batches an epoch, then one more
-    assert tl.Loop._stage_methods[1] == "_loss"  # the plain Loop still skips the public checks
+    assert tl.Loop._stage_methods["loss"] == "_loss"  # the plain Loop still skips the public checks
 
 
 def test_backward_zeroes_gradients_first_so_they_never_accumulate():
@@ -165,3 +163,19 @@ def test_unknown_event_and_bad_handler_are_refused():
         loop.on("after_lunch", print)
     with pytest.raises(ValueError, match="callable"):
         loop.on("after_update", 3)
+
+
+def test_open_batch_is_a_read_only_view_of_what_the_stages_filled_in():
+    loop = make_loop()
+    assert loop.open_batch is None
+    outputs = loop.forward()
+    view = loop.open_batch
+    assert view.next_stage == "loss" and view.outputs is outputs and view.loss is None
+    assert torch.equal(view.inputs, loop.batch[0]) and torch.equal(view.targets, loop.batch[1])
+    with pytest.raises(AttributeError):
+        view.outputs = None  # a view: the loop's batch is not changed through it
+    loop.loss(); norms = loop.backward()
+    view = loop.open_batch
+    assert view.next_stage == "update" and view.grad_norms == norms
+    view.grad_norms.clear()  # a copy: the loop's own norms stay
+    assert loop.last_grad_norms == norms

@@ -11,9 +11,9 @@
 from typing import Any
 
 from trainlab import datasets, models
-from trainlab.callbacks import EarlyStopping, StopAtTarget
+from trainlab.callbacks import Callback, EarlyStopping, StopAtTarget
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
-from trainlab.events import EVENTS
+from trainlab.events import EVENTS, Event
 from trainlab.history import Branch, History
 from trainlab.inside import activation_stats, neuron_activations, neuron_layers
 from trainlab.landscape import StepLandscape, step_landscape
@@ -22,8 +22,8 @@ from trainlab.lr_finder import LRFinderResult
 from trainlab.snapshot import Snapshot
 
 __all__ = [
-    "Loop", "State", "STAGES", "EVENTS", "History", "Branch", "Snapshot",
-    "EarlyStopping", "StopAtTarget",
+    "Loop", "State", "STAGES", "EVENTS", "Event", "History", "Branch", "Snapshot",
+    "Callback", "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",

@@ -1,26 +1,64 @@
-"""Callbacks that attach to a loop through its events: early stopping and stop-at-target."""
+"""Callbacks: objects that attach to a loop through its events (early stopping, stop-at-target, your own).
+
+A callback is anything with ``attach(loop) -> list[Handle]`` (the ``Attachable`` protocol).
+Subclass ``Callback`` and name methods after events (``def after_epoch(self, loop)``): its
+``attach`` listens to each of them.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, runtime_checkable
 
 from torch import Tensor
 
-from trainlab.events import Handle
+from trainlab.events import EVENTS, Handle
 from trainlab.options import is_whole_number, real_number
 
-__all__ = ["EarlyStopping", "StopAtTarget", "attach_all"]
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
+
+__all__ = ["Attachable", "Callback", "EarlyStopping", "StopAtTarget", "attach_all", "attached"]
 
 
-def attach_all(callbacks: Any, loop: Any) -> list[Handle]:
+@runtime_checkable
+class Attachable(Protocol):
+    """What ``fit(callbacks=...)`` and the dashboard accept: an object that attaches itself to a loop."""
+
+    def attach(self, loop: Loop) -> list[Handle]:
+        """Start listening to ``loop``'s events; returns the handles that stop it."""
+
+
+class Callback:
+    """A base for callbacks: each method named after an event (``after_epoch``...) is called at that event.
+
+    Example::
+
+        class PrintLoss(tl.Callback):
+            def after_epoch(self, loop):
+                print(loop.last_epoch_log["loss"])
+
+        loop.fit(5, callbacks=[PrintLoss()])
+    """
+
+    #: True promises the methods only read the loop (plots, logging): rewind then costs nothing extra.
+    observer: bool = False
+
+    def attach(self, loop: Loop) -> list[Handle]:
+        """Listen to every event this callback has a method for; returns the handles."""
+        methods = [(name, getattr(self, name)) for name in EVENTS if callable(getattr(self, name, None))]
+        return [loop.on(name, method, observer=self.observer) for name, method in methods]
+
+
+def attach_all(callbacks: Any, loop: Loop) -> list[Handle]:
     """Attach every callback to ``loop``; returns their handles. One refused leaves none attached."""
-    if hasattr(callbacks, "attach"):
+    if isinstance(callbacks, Attachable):
         raise ValueError("callbacks is a list: callbacks=[tl.EarlyStopping()]")
     handles: list[Handle] = []
     try:
         for callback in callbacks:
-            if not hasattr(callback, "attach"):
+            if not isinstance(callback, Attachable):
                 raise ValueError(f"callbacks need an attach(loop) method (like tl.EarlyStopping); got {callback!r}")
             handles += callback.attach(loop)
     except BaseException:
@@ -28,6 +66,17 @@ def attach_all(callbacks: Any, loop: Any) -> list[Handle]:
             handle.remove()
         raise
     return handles
+
+
+@contextmanager
+def attached(callbacks: Any, loop: Loop) -> Iterator[list[Handle]]:
+    """``callbacks`` attached to ``loop`` for the block (all or none), removed when it ends."""
+    handles = attach_all(callbacks, loop)
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _monitor_name(monitor: Any, who: str) -> str:
@@ -44,7 +93,7 @@ def _mode_for(monitor: str, mode: str) -> str:
     return "max" if "acc" in monitor else "min"  # accuracy should rise, losses fall
 
 
-def _check_monitor(loop: Any, monitor: str, who: str) -> None:
+def _check_monitor(loop: Loop, monitor: str, who: str) -> None:
     keys = loop.history.epoch_keys
     if monitor not in keys:
         hint = " (build the loop with validation_split=0.2 or val_data)" if monitor.startswith("val_") else ""
@@ -52,7 +101,7 @@ def _check_monitor(loop: Any, monitor: str, who: str) -> None:
                          f"choose one of {keys}")
 
 
-class EarlyStopping:
+class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs in a row (as Keras does).
 
     With ``restore_best=True`` (Keras's name, ``restore_best_weights``, works too) the model's
@@ -86,17 +135,22 @@ class EarlyStopping:
         self.wait = 0
         self._best_weights: dict[str, Tensor] | None = None
 
-    def attach(self, loop: Any) -> list[Handle]:
+    def attach(self, loop: Loop) -> list[Handle]:
         """Listen to the loop's epochs; returns the handles (``fit(callbacks=...)`` removes them)."""
         _check_monitor(loop, self.monitor, "EarlyStopping")
-        return [loop.on("before_fit", lambda _: self._reset()), loop.on("after_epoch", self._after_epoch)]
+        return super().attach(loop)
+
+    def before_fit(self, loop: Loop) -> None:
+        """Each fit starts counting afresh."""
+        self._reset()
 
     def _improved(self, value: float) -> bool:
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def _after_epoch(self, loop: Any) -> None:
+    def after_epoch(self, loop: Loop) -> None:
+        """Note an improvement, or stop once there has been none for ``patience`` epochs."""
         log = loop.last_epoch_log
         value = log.get(self.monitor, math.nan)
         if self._improved(value):
@@ -116,7 +170,7 @@ class EarlyStopping:
             loop.stop(reason)
 
 
-class StopAtTarget:
+class StopAtTarget(Callback):
     """Stop as soon as ``monitor`` reaches ``target`` (e.g. val_accuracy 0.95): training has converged enough.
 
     Example: ``loop.fit(100, callbacks=[tl.StopAtTarget("val_accuracy", 0.95)])``
@@ -131,12 +185,13 @@ class StopAtTarget:
         self.mode = _mode_for(monitor, mode)
         self.reached_epoch: int | None = None
 
-    def attach(self, loop: Any) -> list[Handle]:
+    def attach(self, loop: Loop) -> list[Handle]:
         """Listen to the loop's epochs; returns the handles."""
         _check_monitor(loop, self.monitor, "StopAtTarget")
-        return [loop.on("after_epoch", self._after_epoch)]
+        return super().attach(loop)
 
-    def _after_epoch(self, loop: Any) -> None:
+    def after_epoch(self, loop: Loop) -> None:
+        """Stop once the monitored value reaches the target."""
         log = loop.last_epoch_log
         value = log.get(self.monitor, math.nan)
         reached = value <= self.target if self.mode == "min" else value >= self.target

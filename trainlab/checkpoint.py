@@ -1,4 +1,9 @@
-"""Checkpoints on disk: written atomically, read safely, checked before anything changes."""
+"""Checkpoints on disk: written atomically, read safely, checked before anything changes.
+
+``LoopState`` is the one description of a captured loop: what a snapshot holds in memory and
+a checkpoint on disk (plain dicts, lists and tensors, so ``torch.load(weights_only=True)`` reads
+it). A file of an older ``VERSION`` is brought to today's layout by ``upgrade``, in one place.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
@@ -14,15 +19,46 @@ from torch import Tensor
 from trainlab.errors import CheckpointError
 from trainlab.options import OPTIMIZERS, is_whole_number, real_number, setting_numbers
 
-__all__ = ["FORMAT", "write", "read", "check_model", "check_position", "check_optimizer_groups"]
+__all__ = ["FORMAT", "VERSION", "Counters", "Place", "LoopState", "write", "read", "upgrade", "check_model",
+           "check_position", "check_optimizer_groups"]
 
 FORMAT = "trainlab-checkpoint"
-VERSION = 1
+#: 2: every history holds its step numbers and clipped gradient norms (1 may lack them: ``upgrade``).
+VERSION = 2
+
+
+class Counters(TypedDict):
+    """A loop's counters, and the running sums of the epoch it is in."""
+
+    epoch: int  # completed epochs
+    step: int  # completed updates
+    skipped: int  # batches skipped as non-finite
+    epoch_sums: list[float]  # this epoch's loss * samples, samples, correct predictions
+
+
+class Place(TypedDict):
+    """Where a loop is in its run, without its weights: what a batch's start records."""
+
+    rng: torch.Tensor  # the loop's own random stream (dropout, augmentation); never written in place
+    sampler: dict[str, Any]  # EpochSampler.state(): its generator, this epoch's order, the position in it
+    counters: Counters
+    batch_size: int
+
+
+class LoopState(Place):
+    """A loop's whole state: a snapshot in memory, a checkpoint's ``"state"`` on disk."""
+
+    model: dict[str, Tensor]  # the model's state_dict: weights and persistent buffers
+    optimizer_type: str | None  # the optimizer's name, or None for an optimizer given as an object
+    optimizer: dict[str, Any]  # the optimizer's state_dict
+    scheduler: dict[str, Any] | None  # the scheduler's state_dict, if the loop has one
+
+
 _KEYS = {"format", "version", "state", "history"}
-_STATE_KEYS = {"model", "optimizer_type", "optimizer", "scheduler", "rng", "sampler", "counters", "batch_size"}
+_STATE_KEYS = set(LoopState.__required_keys__)
 
 
-def write(path: str | os.PathLike, state: dict[str, Any], history: dict[str, Any]) -> Path:
+def write(path: str | os.PathLike, state: LoopState, history: dict[str, Any]) -> Path:
     """Save atomically: a temp file in the same folder, flushed to disk, then renamed over ``path``."""
     target = Path(path)
     _check_writable(target)
@@ -65,12 +101,32 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
                               f"not made by loop.save): {error}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(target)!r} is not a trainlab checkpoint; make one with loop.save(path)")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in range(1, VERSION + 1):
         raise CheckpointError(f"{str(target)!r} has checkpoint version {payload.get('version')!r}; "
-                              f"this trainlab reads version {VERSION}")
+                              f"this trainlab reads versions 1 to {VERSION}")
     _expect_keys(payload, _KEYS, "the checkpoint")
     _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state")
+    return upgrade(payload)
+
+
+def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of any version this trainlab reads, in today's layout (version ``VERSION``)."""
+    if payload["version"] == 1:
+        payload = {**payload, "version": 2, "history": _history_v1_to_v2(payload["history"])}
     return payload
+
+
+def _history_v1_to_v2(history: Any) -> Any:
+    """Version 1 files may predate gradient clipping (no clipped norms) and thinning (no step numbers)."""
+    if not isinstance(history, dict) or not isinstance(history.get("scalars"), dict):
+        return history  # malformed: the history's own checks say what is wrong
+    scalars = dict(history["scalars"])
+    if "clipped_grad_norm" not in scalars and "grad_norm" in scalars:  # unclipped: the norms themselves
+        scalars["clipped_grad_norm"] = scalars["grad_norm"]
+    upgraded = {**history, "scalars": scalars}
+    if "step" not in upgraded and isinstance(upgraded.get("layers"), list):  # unthinned: every step
+        upgraded["step"] = list(range(1, len(upgraded["layers"]) + 1))
+    return upgraded
 
 
 def check_model(saved: Any, current: dict[str, Tensor]) -> None:

@@ -18,7 +18,8 @@ from trainlab.metrics import eval_mode, pick
 from trainlab.options import is_whole_number, real_number
 
 __all__ = ["check_flags", "check_count", "pick_device", "rewind_bytes", "probe", "in_model_dtype", "quiet_forward",
-           "not_one_number", "non_finite_data", "non_finite_advice", "may_draw_random_numbers", "predict_batch"]
+           "not_one_number", "non_finite_data", "non_finite_advice", "may_draw_random_numbers", "predict_batch",
+           "watched_parameters"]
 
 
 def check_flags(model: Any, on_nonfinite: str, scheduler_interval: str, threads: Any,
@@ -68,6 +69,17 @@ def rewind_bytes(megabytes: Any) -> int:
 
 
 _RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)
+
+
+def watched_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
+    """Every parameter's name and the parameter, in module order; ValueError if none can train."""
+    # Frozen ones too (their gradient norm is 0): a layer unfrozen later (fine-tuning) is measured,
+    # checked and has its gradients cleared like the others.
+    named = list(model.named_parameters())
+    if not any(p.requires_grad for _, p in named):
+        raise ValueError("the model has no trainable parameters (none has requires_grad=True): there is "
+                         "nothing to train; unfreeze some with layer.requires_grad_(True)")
+    return [name for name, _ in named], [p for _, p in named]
 
 
 def may_draw_random_numbers(model: nn.Module) -> bool:

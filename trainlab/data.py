@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from trainlab.batching import (EpochSampler, LoaderFetch, as_tensors, kept_generators, like, loader_generators, map_tensors, rows,
-                               split_validation)
-from trainlab.checks import in_model_dtype, probe
-from trainlab.metrics import accuracy_kind
+from trainlab.batching import (EpochSampler, LoaderFetch, as_tensors, call_model, kept_generators, like,
+                               loader_generators, map_tensors, rows, split_validation)
+from trainlab.checks import in_model_dtype, predict_batch, probe
+from trainlab.metrics import accuracy_kind, eval_mode, evaluate, pick
 from trainlab.options import check_targets
 
 __all__ = ["LoopData"]
@@ -108,6 +108,26 @@ class LoopData:
         with torch.random.fork_rng(devices=[]), kept_generators(loader_generators(self.fetch.loader)):
             first = range(min(n, self.fetch.n)) if sampler is None else itertools.islice(iter(sampler), n)
             return self.fetched(torch.tensor(list(first), dtype=torch.int64))
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One sample's input shape, like (2,) or (1, 8, 8); None for a model taking several inputs."""
+        inputs = self.train[0]
+        return tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+
+    def scores(self, data: Any = None) -> dict[str, float]:
+        """The model's loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
+        if data is None and self.val is None:
+            raise ValueError("this loop has no validation data: build it with validation_split=0.2 "
+                             "or val_data=(X, y), or pass data: loop.evaluate((X_test, y_test))")
+        inputs, targets = self.val if data is None else self.prepared(data, "evaluate's data")
+        return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, self.part)
+
+    def predictions(self, inputs: Any) -> Tensor:
+        """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
+        x = predict_batch(inputs, self.train[0], self.device)
+        with eval_mode(self.model), torch.no_grad():
+            return pick(call_model(self.model, x), self.part)
 
     def prepared(self, data: Any, what: str) -> tuple[Any, Tensor]:
         """Validation or test data as tensors like the training data's, checked like it."""

@@ -328,16 +328,14 @@ class History:
         while len(line.layers) < n:
             line.grow()
         line.layers[:n] = layers
-        scalars = dict(state["scalars"])
-        if "clipped_grad_norm" not in scalars and "grad_norm" in scalars:  # saved before clipping existed
-            scalars["clipped_grad_norm"] = scalars["grad_norm"]
+        scalars = dict(state["scalars"])  # older layouts are brought up to date by checkpoint.upgrade
         if set(scalars) != set(_SCALARS) or set(state["epochs"]) != set(self.epoch_keys):
             raise ValueError("the saved history has other columns than this loop records")
         for name, values in scalars.items():
             if len(values) != n:
                 raise ValueError(f"the saved history's {name!r} column has {len(values)} rows, not {n}")
             line.scalars[name][:n] = values
-        step = state.get("step", range(1, n + 1))  # saved before thinning existed: every step
+        step = state["step"]
         if len(step) != n or np.any(np.diff(np.asarray(step, np.int64)) <= 0):
             raise ValueError("the saved history's step numbers do not match its rows")
         line.step[:n] = step

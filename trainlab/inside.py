@@ -13,7 +13,7 @@ output 0 for every sample, so no gradient flows through them any more).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,9 @@ from torch import Tensor, nn
 from trainlab.batching import call_model, map_tensors
 from trainlab.metrics import eval_mode
 from trainlab.options import is_whole_number
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["NeuronLayer", "LayerStats", "neuron_layers", "neuron_activations", "neuron_details", "activation_stats"]
 
@@ -79,7 +82,7 @@ def _acts_per_neuron(module: nn.Module) -> bool:
     return activation or isinstance(module, _PER_NEURON)
 
 
-def neuron_activations(loop: Any, layers: list[NeuronLayer], grid: Tensor) -> list[Tensor]:
+def neuron_activations(loop: Loop, layers: list[NeuronLayer], grid: Tensor) -> list[Tensor]:
     """Every column's activations at the ``grid`` points ((n, 2) inputs): a (n, width) tensor per column.
 
     ``grid`` is a tensor, array or list of points, run in the model's dtype (float64 from numpy
@@ -142,7 +145,7 @@ def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
     }
 
 
-def activation_stats(loop: Any, max_samples: int = 256) -> list[LayerStats]:
+def activation_stats(loop: Loop, max_samples: int = 256) -> list[LayerStats]:
     """Mean, std and (ReLU) dead share of every layer's output, over the first ``max_samples`` training samples.
 
     From a DataLoader, only those samples are fetched (not the whole dataset), leaving no trace
@@ -162,7 +165,7 @@ def activation_stats(loop: Any, max_samples: int = 256) -> list[LayerStats]:
         return keep
 
     with loop.hold():  # fetching draws random numbers (augmentation): not while another thread trains
-        inputs = loop._data.first_train(max_samples)[0]
+        inputs = loop.first_train_samples(max_samples)[0]
         handles = [module.register_forward_hook(hook_for(name)) for name, module in leaves]
         try:
             with eval_mode(loop.model), torch.no_grad():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from torch.func import functional_call
 
 from trainlab.errors import StageError
 from trainlab.options import is_whole_number, real_number
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["StepLandscape", "step_landscape", "proposed_update"]
 
@@ -58,7 +61,7 @@ class StepLandscape:
         return float(self.losses[np.flatnonzero(self.t == 1)[0]])
 
 
-def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLandscape:
+def step_landscape(loop: Loop, t_max: float = 3.0, points: int = 25) -> StepLandscape:
     """The open batch's loss along the coming update, for ``points`` values of t from 0 to ``t_max``.
 
     Call it after ``backward()`` (before ``update()``). Example::
@@ -82,7 +85,7 @@ def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLands
         landed = proposed_update(loop)
         inputs, targets = loop.batch
         outside = torch.get_rng_state()
-        drawn = loop._batch.forward_rng  # the random state the batch's forward drew from (None: no dropout)
+        drawn = loop.open_batch.forward_rng  # the random state the batch's forward drew from (None: no dropout)
         rng = outside if drawn is None else drawn
         try:  # every t draws the forward's dropout masks; torch's random state is left as it was
             losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, rng) for value in t]
@@ -91,7 +94,7 @@ def step_landscape(loop: Any, t_max: float = 3.0, points: int = 25) -> StepLands
         return StepLandscape(t, np.asarray(losses, np.float64), loop.state.step + 1, loop.lr)
 
 
-def proposed_update(loop: Any) -> dict[str, Tensor]:
+def proposed_update(loop: Loop) -> dict[str, Tensor]:
     """The parameters as the coming update will leave them (by name), computed on scratch copies.
 
     The loop's own optimizer step, with its clipping, on copies of the parameters, their
@@ -122,7 +125,7 @@ def _along(start: dict[str, Tensor], landed: dict[str, Tensor], t: float) -> dic
     return {name: w + t * (landed[name] - w) for name, w in start.items()}
 
 
-def _batch_loss(loop: Any, weights: dict[str, Tensor], inputs: Any, targets: Tensor, rng: Tensor) -> float:
+def _batch_loss(loop: Loop, weights: dict[str, Tensor], inputs: Any, targets: Tensor, rng: Tensor) -> float:
     """The batch's loss with ``weights`` substituted; buffers are copies, dropout's mask the same every time."""
     buffers = {name: b.clone() for name, b in loop.model.named_buffers()}
     if isinstance(inputs, dict):  # as call_model calls the model: model(x), model(*inputs), model(**inputs)

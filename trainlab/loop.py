@@ -7,39 +7,40 @@ One training step is always the same fixed sequence::
     grads = loop.backward()     # d(loss)/d(parameter) for every parameter: {name: gradient norm}
     log = loop.update()         # the optimizer moves the parameters; the batch is done
 
-``step()`` runs what is left of a batch, ``run_epoch()`` what is left of an epoch and
-``fit(epochs)`` several epochs. The loop owns the batching, so ``loop.batch_size`` and
-``loop.lr`` can change at any moment and take effect at the next batch / next update.
+``step()`` runs what is left of a batch, ``run_epoch()`` what is left of an epoch and ``fit(epochs)``
+several epochs. The loop owns the batching, so ``loop.batch_size`` and ``loop.lr`` can change at any
+moment and take effect at the next batch / next update.
 
-What lives elsewhere: the data and its checks (``data.py``, ``batching.py``), build-time checks
-(``checks.py``), schedulers (``schedules.py``), moving in time (``time_travel.py``), the open batch
-and counters (``state.py``), what is measured (``metrics.py``), threads and Ctrl-C (``guard.py``).
+The loop holds its parts: the data (``data.py``), its run state and open batch (``state.py``), and
+its ``TimeTravel`` (``time_travel.py``: snapshot, restore, rewind, reset, save, load, excursion).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from contextlib import AbstractContextManager
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from trainlab.batching import call_model, loader_settings
-from trainlab.callbacks import attach_all
+from trainlab.callbacks import attached
 from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, non_finite_advice, not_one_number,
-                             pick_device, predict_batch, rewind_bytes)
+                             pick_device, rewind_bytes, watched_parameters)
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
-from trainlab.events import STAGES, Events, Handle
+from trainlab.events import STAGES, Event, Events, Handle
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
-from trainlab.metrics import count_correct, eval_mode, evaluate, first_non_finite, grad_norms, pick, update_ratios
+from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, pick
 from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
-from trainlab.options import (check_batch_size, check_clip, check_lr, check_optimizer_options, check_seed,
-                              check_weight_decay, make_loss, make_optimizer)
-from trainlab.keyframes import Keyframes
-from trainlab.state import Batch, State
+from trainlab.options import (check_batch_size, check_clip, check_seed, choose_optimizer, make_loss, set_lr,
+                              set_weight_decay, switched_optimizer)
+from trainlab.snapshot import Snapshot
+from trainlab.state import Batch, OpenBatch, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -47,7 +48,7 @@ __all__ = ["Loop", "State", "STAGES"]
 _STEP_DONE = "interrupted: the step was finished first (a step is all or nothing)"
 
 
-class Loop(TimeTravel):
+class Loop:
     """A training loop you can run stage by stage, batch by batch, epoch by epoch, or live.
 
     Example::
@@ -56,49 +57,29 @@ class Loop(TimeTravel):
         loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
         loop.fit(epochs=10)
 
-    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and
-    ``shuffle`` to True (or a DataLoader's own settings). ``validation_split`` holds out a
-    seeded random fraction of the data (``loop.val_indices`` lists which samples).
-    ``scheduler`` is a ``torch.optim.lr_scheduler`` object or a function ``optimizer ->
-    scheduler``, stepped after every epoch (``scheduler_interval="epoch"``) or every update
-    (``"step"``). ``clip_grad_norm`` scales the gradients down before each update so their
-    total norm is at most this (None: no clipping); live, like ``lr``. ``outputs`` names the part
-    of what the model returns that holds its predictions, for accuracy and plots, when it returns
-    a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss always gets all of it. ``rewind_memory_mb``
-    caps the keyframes behind ``rewind``: a full copy every 16 steps (fewer for big models), the
-    steps between replayed exactly (16 MB: tens of thousands of steps of a small MLP, ~24 of a
-    1M-parameter one). ``threads`` sets
-    torch's intra-op threads for the whole process until the last such loop is gone (None:
-    leave them): one thread runs a lab's small models fastest, and on a shared CPU (Binder,
-    a dashboard playing next to the kernel) more threads make tiny operations 10-100x slower.
+    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and ``shuffle`` to
+    True (or a DataLoader's own settings). ``validation_split`` holds out a seeded random fraction of
+    the data (``loop.val_indices`` lists which samples). ``scheduler`` is a ``torch.optim.lr_scheduler``
+    object or a function ``optimizer -> scheduler``, stepped after every epoch
+    (``scheduler_interval="epoch"``) or every update (``"step"``). ``clip_grad_norm`` scales the
+    gradients down before each update so their total norm is at most this (None: no clipping); live,
+    like ``lr``. ``outputs`` names the part of what the model returns that holds its predictions, for
+    accuracy and plots, when it returns a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss
+    always gets all of it. ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
+    16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
+    steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
+    whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
+    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        data: Any,
-        loss_fn: Any,
-        optimizer: Any = "sgd",
-        lr: float | None = None,
-        batch_size: int | None = None,
-        shuffle: bool | None = None,
-        seed: int = 0,
-        validation_split: float = 0.0,
-        val_data: Any = None,
-        *,
-        momentum: float | None = None,
-        weight_decay: float | None = None,
-        optimizer_options: dict[str, Any] | None = None,
-        scheduler: Any = None,
-        scheduler_interval: str = "epoch",
-        clip_grad_norm: float | None = None,
-        outputs: int | str | None = None,
-        accuracy: bool | None = None,
-        device: str | torch.device = "cpu",
-        on_nonfinite: str = "raise",
-        rewind_memory_mb: float = 16,
-        threads: int | None = 1,
-    ) -> None:
+    def __init__(self, model: nn.Module, data: Any, loss_fn: Any, optimizer: Any = "sgd", lr: float | None = None,
+                 batch_size: int | None = None, shuffle: bool | None = None, seed: int = 0,
+                 validation_split: float = 0.0, val_data: Any = None, *,
+                 momentum: float | None = None, weight_decay: float | None = None,
+                 optimizer_options: dict[str, Any] | None = None, scheduler: Any = None,
+                 scheduler_interval: str = "epoch", clip_grad_norm: float | None = None,
+                 outputs: int | str | None = None, accuracy: bool | None = None, device: str | torch.device = "cpu",
+                 on_nonfinite: str = "raise", rewind_memory_mb: float = 16, threads: int | None = 1) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training."""
         check_flags(model, on_nonfinite, scheduler_interval, threads, shuffle, accuracy)
         check_seed(seed)
@@ -109,81 +90,72 @@ class Loop(TimeTravel):
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
         loader_batch, loader_shuffle = loader_settings(data)
-        self._batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
+        batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
         self._part = outputs
         self._data = LoopData(data, self.model, self.loss_fn, self.loss_name, accuracy, outputs, self.device, shuffle,
                              validation_split, val_data, seed)
         self.accuracy_kind = self._data.accuracy_kind
         self.train_indices, self.val_indices = self._data.train_indices, self._data.val_indices
-        self._make_optimizer(optimizer, lr, momentum, weight_decay, optimizer_options)
+        # Facts fixed at build: the validation data (X, y) or None, whether it validates and records
+        # accuracy, and one sample's input shape, like (2,) or (1, 8, 8) (None: a model of several inputs).
+        self.val_data, self.has_validation = self._data.val, self._data.val is not None
+        self.classification = self.accuracy_kind is not None
+        self.input_shape = self._data.input_shape
+        self.optimizer, self._optimizer_name = choose_optimizer(optimizer, self.model, lr, momentum, weight_decay,
+                                                                optimizer_options)
+        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
+        self._given_optimizer = None if self._optimizer_name else self.optimizer
         self.scheduler = make_scheduler(scheduler, self.optimizer)
-        self.scheduler_interval = scheduler_interval
-        self.on_nonfinite = on_nonfinite
-        self.seed = seed
+        self.scheduler_interval, self.on_nonfinite, self.seed = scheduler_interval, on_nonfinite, seed
         if threads is not None:
             use_threads(self, threads)
-
-        self._watch_model()
-        self.history = History(self.param_names, ["loss"] + (["accuracy"] if self.accuracy_kind else []),
-                               validation=self._data.val is not None)
-        self.events = Events()
-        self.state = State()
-        self._sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._with_loop_rng)
-        self._sampler.check_batch_size(self._batch_size)
-        # The loop's own random stream (dropout, augmentation): swapped in around forward and
-        # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
-        self._rng_state = torch.Generator().manual_seed(seed).get_state()
-        self._keyframes = Keyframes(rewind_budget)
-        self._replaying = False  # a rewind (or an undone update) is running steps again: record nothing
-        self._still: tuple | None = None  # the loop as the last step left it (see revision)
-        self._changed = False  # a live change since the last keyframe (see _keyframe_due)
-        self._ratios: tuple[int, dict[str, float]] | None = None  # (step, update ratios) when measured
-        self._want_ratios = False  # measure the next update's ratios (a plot asked)
-        self._guard = Guard()
-        self._starting: str | None = None  # the before_* event being fired, if any
-        self._stop_requested = False
-        self.stop_reason = ""
-        self._batch: Batch | None = None  # the open batch
-        self._last_batch: Batch | None = None  # the last batch that updated the weights
-        self._epoch_sums = [0.0, 0, 0.0]  # loss * samples, samples, correct predictions
-        self.last_log: dict[str, Any] = {}
-        self.last_epoch_log: dict[str, float] = {}
-        self._initial = self.snapshot("initial")
-        self._initial_hyper = (self.lr, self._batch_size)
-
-    def _watch_model(self) -> None:
-        """The parameters whose gradients are measured (in module order), and the buffers."""
-        # Every parameter, frozen ones too (their gradient norm is 0): a layer unfrozen later
-        # (fine-tuning) is measured, checked and has its gradients cleared like the others.
-        named = list(self.model.named_parameters())
-        if not any(p.requires_grad for _, p in named):
-            raise ValueError("the model has no trainable parameters (none has requires_grad=True): there is "
-                             "nothing to train; unfreeze some with layer.requires_grad_(True)")
-        self.param_names = [name for name, _ in named]
-        self._params = [p for _, p in named]
+        self.param_names, self._params = watched_parameters(self.model)  # measured, in module order
         self._slots = ModelSlots(self.model)  # every weight and buffer, read by name at each capture
         # Models made only of deterministic torch.nn layers skip the random-stream swap (a few us).
         self._random_model = may_draw_random_numbers(self.model)
+        self.history = History(self.param_names, ["loss"] + (["accuracy"] if self.accuracy_kind else []),
+                               validation=self._data.val is not None)
+        self.events = Events()
+        self._start_run(seed, batch_size, shuffle, loader_shuffle)
+        self._time = TimeTravel(self, rewind_budget)
+        self._time.mark_initial()
 
-    def _make_optimizer(self, optimizer: Any, lr: Any, momentum: Any, weight_decay: Any, more: Any) -> None:
-        options = check_optimizer_options(more)
-        options.update({k: v for k, v in (("momentum", momentum), ("weight_decay", weight_decay)) if v is not None})
-        self.optimizer = make_optimizer(optimizer, self.model, None if lr is None else check_lr(lr), options)
-        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
-        self._optimizer_name = optimizer.lower() if isinstance(optimizer, str) else None
-        self._given_optimizer = None if self._optimizer_name else self.optimizer
+    def _start_run(self, seed: int, batch_size: int, shuffle: bool | None, loader_shuffle: bool | None) -> None:
+        """The run's state at step 0, and what the steps keep between them."""
+        # The loop's own random stream (dropout, augmentation): swapped in around forward and
+        # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
+        self._run = RunState(torch.Generator().manual_seed(seed).get_state(), batch_size)
+        self._run.sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._run.with_rng)
+        self._run.sampler.check_batch_size(batch_size)
+        self._ratios = RatioMeter(self.param_names, self._params)  # how far updates move the weights
+        self._guard = Guard()
+        self.clear_stop()  # no stop asked for yet (stop_reason is "")
+        self._batch: Batch | None = None  # the open batch
+        self._last_batch: Batch | None = None  # the last batch that updated the weights
+        self.last_log: dict[str, Any] = {}
+        self.last_epoch_log: dict[str, float] = {}
 
     # --- what a learner looks at ---------------------------------------------------
 
     @property
+    def state(self) -> State:
+        """The counters: ``epoch`` (completed epochs), ``step`` (completed updates), ``skipped`` batches."""
+        return self._run.counters
+
+    @property
     def next_stage(self) -> str:
         """The stage that is due: "forward", "loss", "backward" or "update"."""
-        return STAGES[self._batch.due] if self._batch is not None else "forward"
+        return self._batch.due if self._batch is not None else "forward"
 
     @property
     def batch(self) -> tuple[Any, Tensor] | None:
         """The open batch's ``(inputs, targets)``, or None between batches."""
         return (self._batch.inputs, self._batch.targets) if self._batch is not None else None
+
+    @property
+    def open_batch(self) -> OpenBatch | None:
+        """A read-only look at the open batch: inputs, targets, what its stages filled in, its random state."""
+        return OpenBatch.of(self._batch) if self._batch is not None else None
 
     @property
     def last_outputs(self) -> Any:
@@ -203,83 +175,53 @@ class Loop(TimeTravel):
     @property
     def last_grad_norms(self) -> dict[str, float]:
         """{parameter name: gradient norm} from the last backward(), this batch's or the last update's."""
-        for batch in (self._batch, self._last_batch):
-            if batch is not None and batch.grad_norms is not None:
-                return batch.grad_norms
-        return {}
-
-    @property
-    def input_shape(self) -> tuple[int, ...] | None:
-        """One sample's input shape, like (2,) or (1, 8, 8); None for a model taking several inputs."""
-        inputs = self._data.train[0]
-        return tuple(inputs.shape[1:]) if isinstance(inputs, Tensor) else None
+        batch = self._batch if self._batch is not None and self._batch.grad_norms is not None else self._last_batch
+        return batch.grad_norms if batch is not None and batch.grad_norms is not None else {}
 
     @property
     def n_train(self) -> int:
         """The number of training samples (one epoch)."""
-        return self._sampler.n
+        return self._run.sampler.n
 
     @property
     def epoch_progress(self) -> tuple[int, int]:
         """(samples of this epoch already trained on, samples per epoch)."""
-        if self._batch is not None:
-            return self._batch.start, self._sampler.n
-        return (0 if self._sampler.epoch_done else self._sampler.position), self._sampler.n
-
-    @property
-    def has_validation(self) -> bool:
-        """Whether the loop validates after each epoch."""
-        return self._data.val is not None
-
-    @property
-    def classification(self) -> bool:
-        """Whether accuracy is recorded."""
-        return self.accuracy_kind is not None
+        return self._run.progress(self._batch)
 
     @property
     def train_data(self) -> tuple[Any, Tensor]:
         """The training split ``(X, y)`` (from a DataLoader: all its batches, collected when first asked)."""
         return self._data.whole_train
 
-    @property
-    def val_data(self) -> tuple[Any, Tensor] | None:
-        """The validation data ``(X, y)``, or None."""
-        return self._data.val
+    def first_train_samples(self, n: int) -> tuple[Any, Tensor]:
+        """The first ``n`` training samples ``(X, y)`` (from a DataLoader, only those, moving no random stream)."""
+        with self._guard:  # fetching draws random numbers (augmentation): not while another thread trains
+            return self._data.first_train(n)
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
-                f"lr={self.lr:g}, batch_size={self._batch_size}, loss={self.loss_name})")
+                f"lr={self.lr:g}, batch_size={self._run.batch_size}, loss={self.loss_name})")
 
     # --- live hyperparameters ----------------------------------------------------------
 
     @property
     def lr(self) -> float:
-        """The learning rate (the first parameter group's); setting it applies to the next update.
-
-        Several parameter groups keep their ratios: every group's lr is scaled by the same factor.
-        """
+        """The learning rate (the first group's); setting it scales every group's alike, from the next update."""
         return self.optimizer.param_groups[0]["lr"]
 
     @lr.setter
     def lr(self, value: float) -> None:
-        value = check_lr(value)
-        groups = self.optimizer.param_groups
-        first = groups[0]["lr"]
-        for group in groups[1:]:
-            if first:  # at 0 (annealed, or a frozen first group) there is no ratio: the others stay
-                group["lr"] *= value / first
-        groups[0]["lr"] = value
-        self._record_change("lr", value)
+        self._record_change("lr", set_lr(self.optimizer, value))
 
     @property
     def batch_size(self) -> int:
         """Samples per batch; setting it applies from the next batch, never mid-batch."""
-        return self._batch_size
+        return self._run.batch_size
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        self._batch_size = self._sampler.check_batch_size(check_batch_size(value))
-        self._record_change("batch_size", self._batch_size)
+        self._run.batch_size = self._run.sampler.check_batch_size(check_batch_size(value))
+        self._record_change("batch_size", self._run.batch_size)
 
     @property
     def weight_decay(self) -> float:
@@ -288,12 +230,7 @@ class Loop(TimeTravel):
 
     @weight_decay.setter
     def weight_decay(self, value: float) -> None:
-        value = check_weight_decay(value)
-        if "weight_decay" not in self.optimizer.param_groups[0]:
-            raise ValueError(f"{type(self.optimizer).__name__} has no weight_decay setting")
-        for group in self.optimizer.param_groups:
-            group["weight_decay"] = value
-        self._record_change("weight_decay", value)
+        self._record_change("weight_decay", set_weight_decay(self.optimizer, value))
 
     @property
     def clip_grad_norm(self) -> float | None:
@@ -313,17 +250,9 @@ class Loop(TimeTravel):
     def set_optimizer(self, name: str, **options: Any) -> None:
         """Switch to another optimizer by name (fresh state, same lr and weight decay) from the next update.
 
-        While the dashboard plays, use its optimizer menu (it switches between two batches).
-
-        Example: ``loop.set_optimizer("adam")`` or ``loop.set_optimizer("sgd", momentum=0.9)``
-        """
+        Example: ``loop.set_optimizer("sgd", momentum=0.9)``; while the dashboard plays, use its menu."""
         with self._guard:  # the optimizer must not change under a step running in another thread
-            if self.scheduler is not None:
-                raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
-            if not isinstance(name, str):
-                raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
-            options.setdefault("weight_decay", self.weight_decay)
-            self.optimizer = make_optimizer(name, self.model, self.lr, options)
+            self.optimizer = switched_optimizer(name, self.model, self.lr, self.weight_decay, self.scheduler, options)
             self._optimizer_name = name.lower()
             self._record_change("optimizer", self._optimizer_name)
 
@@ -332,71 +261,34 @@ class Loop(TimeTravel):
 
         Measured when asked, by replaying the last update from a keyframe ({} when the keyframes
         no longer reach it). ``recent=True``, for plots redrawn while training: the latest update
-        measured so far, at no cost, and the next update is measured.
-        """
+        measured so far, at no cost, and the next update is measured."""
         with self._guard:
-            if recent:
-                self._want_ratios = True
-                return self._ratios[1] if self._ratios is not None else {}
-            last = self._last_batch
-            if last is None:
-                return {}
-            step = last.opened.step + 1
-            if self._ratios is None or self._ratios[0] != step:
-                before = self._weights_before(last)
-                if before is None:
-                    return {}
-                self._measure_ratios(step, before)
-            return self._ratios[1]
-
-    def _weights_before(self, batch: Batch) -> dict[str, Tensor] | None:
-        """The parameters as ``batch`` found them (before its update), by replay; the loop is left as it was."""
-        now = self._hold_still()
-        try:
-            self._go_to(batch.opened)
-            return self._copy_params()
-        except LookupError:
-            return None
-        finally:
-            self._put_still(now)
+            return self._time.update_ratios(recent)
 
     def _record_change(self, name: str, value: Any, replayable: bool = False) -> None:
         """Note a live change for the history and the widgets. ``replayable``: a replay makes it too (a scheduler)."""
         if not replayable:  # the next batch starts from a keyframe: a replay never crosses the change
-            self._changed = True
+            self._time.changed = True
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
 
-    # --- events --------------------------------------------------------------------------
+    def on(self, event: str | Event, fn: Callable[[Loop], None], *, observer: bool = False) -> Handle:
+        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward", or ``tl.Event.AFTER_BACKWARD``); returns a handle.
 
-    def on(self, event: str, fn: Callable[["Loop"], None], *, observer: bool = False) -> Handle:
-        """Call ``fn(loop)`` at ``event`` (e.g. "after_backward"); returns a handle with ``remove()``.
-
-        ``observer=True`` promises that ``fn`` only reads the loop (plots, logging). Steps run
-        while a handler inside the step might change it are each kept whole for ``rewind``,
-        which costs a copy of the weights per step; an observer costs nothing.
-        """
+        ``observer=True`` promises ``fn`` only reads the loop (plots, logging): a handler inside the
+        step that might change it costs rewind a copy of the weights per step; an observer costs nothing."""
         return self.events.on(event, fn, observer)
-
-    def _fire_before(self, event: str) -> None:
-        """Fire a before_* event; meanwhile a jump in time (restore, rewind, load) is refused."""
-        self._starting = event
-        try:
-            self.events.fire(event, self)
-        finally:
-            self._starting = None
 
     # --- the four stages ---------------------------------------------------------------
 
-    # Each public stage checks that it is due, then runs its body (``_forward`` ...);
-    # ``step`` runs the bodies directly, in order, so a batch pays for one check, not four.
-    # A subclass that redefines a stage has its own version run by step/fit/run_epoch too.
-    _stage_methods: tuple[str, ...] = ("_forward", "_loss", "_backward", "_update")
+    # Each public stage checks that it is due, then runs its body (``_forward`` ...); ``step`` runs the bodies
+    # directly, so a batch pays for one check, not four. A subclass's own stages are run by step/fit too.
+    _stage_methods: dict[str, str] = {stage: f"_{stage}" for stage in STAGES}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if any(getattr(cls, stage) is not getattr(Loop, stage) for stage in STAGES):
-            cls._stage_methods = STAGES
+            cls._stage_methods = {stage: stage for stage in STAGES}
 
     def forward(self) -> Any:
         """Run the model on the current batch (starting the next batch if none is open)."""
@@ -422,18 +314,21 @@ class Loop(TimeTravel):
             self._expect("update")
             return self._update()
 
+    # Every stage body has the same shape: before_<stage>, the work, after_<stage>. Whatever fails
+    # midway is undone by the time travel (``undo_batch``, ``undo_update``), so a retry starts clean.
+
     def _forward(self) -> Any:
         batch = self._batch or self._open_batch()
-        self._fire_before("before_forward")
+        self.events.fire_before("before_forward", self)
         if not self.model.training:
             self.model.train()
         if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
-            batch.forward_rng = self._rng_state
+            batch.forward_rng = self._run.rng
         try:
-            outputs = (self._with_loop_rng(call_model, self.model, batch.inputs) if self._random_model
+            outputs = (self._run.with_rng(call_model, self.model, batch.inputs) if self._random_model
                        else call_model(self.model, batch.inputs))
         except BaseException:
-            self._put_back(batch, retry=True)  # BatchNorm may have moved its statistics already
+            self._time.undo_batch(batch, retry=True)  # BatchNorm may have moved its statistics already
             raise
         batch.outputs = outputs
         self.events.fire("after_forward", self)
@@ -441,7 +336,7 @@ class Loop(TimeTravel):
 
     def _loss(self) -> Tensor:
         batch = self._batch
-        self._fire_before("before_loss")
+        self.events.fire_before("before_loss", self)
         loss = self.loss_fn(batch.outputs, batch.targets)
         if not isinstance(loss, Tensor) or loss.dim() != 0:
             raise ValueError(not_one_number(loss))
@@ -454,13 +349,13 @@ class Loop(TimeTravel):
 
     def _backward(self) -> dict[str, float]:
         batch = self._batch
-        self._fire_before("before_backward")
+        self.events.fire_before("before_backward", self)
         for p in self._params:  # zeroed here, so after update() they can still be read
             p.grad = None
         try:
             batch.loss.backward()
         except BaseException:  # the graph may be half used up: the batch starts again from forward
-            self._put_back(batch, retry=True)
+            self._time.undo_batch(batch, retry=True)
             raise
         kind = self.accuracy_kind
         correct = count_correct(kind, pick(batch.outputs, self._part).detach(), batch.targets) if kind else None
@@ -476,33 +371,32 @@ class Loop(TimeTravel):
 
     def _update(self) -> dict[str, Any]:
         batch = self._batch
-        self._fire_before("before_update")
+        self.events.fire_before("before_update", self)
         grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
-        before = self._copy_params() if self._want_ratios else None
+        before = self._ratios.weights() if self._ratios.wanted else None
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
-            clipped = self._clip_gradients(batch, grad_norm)
+            clipped = batch.clip_gradients(self._params, self._clip, grad_norm)
             self.optimizer.step()
             lr = self.lr
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
         except BaseException:
-            self._undo_update(batch)  # the batch stays open at update, its gradients still there
+            self._time.undo_update(batch)  # the batch stays open at update, its gradients still there
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         if before is not None:
-            self._measure_ratios(self.state.step, before)
-        epoch_ended = self._sampler.epoch_done
-        try:  # the step has committed: whatever the epoch's end raises (validation), the events still fire
-            if epoch_ended:
-                self._finish_epoch()
-            self._note_still()
-        finally:
-            try:
-                self.events.fire("after_update", self)
-            finally:  # an ended epoch is always announced, even if an after_update handler raised
-                if epoch_ended:
-                    self.events.fire("after_epoch", self)
+            self._ratios.measure(self.state.step, before)
+        if self._run.sampler.epoch_done:
+            self._end_epoch(then=self._updated)
+        else:  # the common case, without a call more
+            self._time.note_still()
+            self.events.fire("after_update", self)
         return log
+
+    def _updated(self) -> None:
+        """The step has committed: note the loop as it left it, and tell the handlers."""
+        self._time.note_still()
+        self.events.fire("after_update", self)
 
     # --- bigger strides ------------------------------------------------------------------
 
@@ -514,9 +408,9 @@ class Loop(TimeTravel):
     def _step(self) -> dict[str, Any]:
         while True:
             batch = self._batch
-            stage = batch.due if batch is not None else 0  # read each time: a handler may have run a stage
+            stage = batch.due if batch is not None else "forward"  # read each time: a handler may have run a stage
             getattr(self, self._stage_methods[stage])()
-            if stage == 3 or self._batch is None:  # updated, skipped (non-finite) or moved in time
+            if stage == "update" or self._batch is None:  # updated, skipped (non-finite) or moved in time
                 return self.last_log
 
     def run_epoch(self) -> dict[str, float]:
@@ -530,22 +424,15 @@ class Loop(TimeTravel):
 
     def fit(self, epochs: int = 1, callbacks: Sequence[Any] = ()) -> History:
         """Train until ``epochs`` more epochs have ended (a partly done one counts); returns the history.
-
-        ``callbacks`` (e.g. ``EarlyStopping``) are attached for this call only.
-        """
+        ``callbacks`` (e.g. ``EarlyStopping``) are attached for this call only."""
         epochs = check_count(epochs, "epochs")
-        with self._guard, interrupts_deferred(self._request_stop):
-            handles = attach_all(callbacks, self)
-            try:
-                self.clear_stop()
-                target = self.state.epoch + epochs
-                self.events.fire("before_fit", self)
-                while self.state.epoch < target and not self._stop_requested:
-                    self._step()
-                self.events.fire("after_fit", self)
-            finally:
-                for handle in handles:
-                    handle.remove()
+        with self._guard, interrupts_deferred(self._request_stop), attached(callbacks, self):
+            self.clear_stop()
+            target = self.state.epoch + epochs
+            self.events.fire("before_fit", self)
+            while self.state.epoch < target and not self._stop_requested:
+                self._step()
+            self.events.fire("after_fit", self)
             return self.history
 
     def stop(self, reason: str = "stop requested") -> None:
@@ -567,36 +454,60 @@ class Loop(TimeTravel):
         return self._stop_requested
 
     def hold(self) -> Guard:
-        """Own the loop from this thread until the block ends; other threads get LoopBusyError.
-
-        Example: ``with loop.hold(): ...`` (the dashboard's player holds it while playing).
-        """
+        """Own the loop from this thread for a ``with`` block (the dashboard's player does); others get LoopBusyError."""
         return self._guard
 
     def find_lr(self, start: float = 1e-7, end: float = 10.0, steps: int = 100, **options: Any) -> LRFinderResult:
         """The learning-rate range test from here; the loop is put back exactly afterwards (see ``lr_finder.py``).
-
-        Example: ``result = loop.find_lr(); loop.lr = result.suggestion``.
-        """
+        Example: ``result = loop.find_lr(); loop.lr = result.suggestion``."""
         return find_lr(self, start, end, steps, **options)
 
-    # --- evaluation ------------------------------------------------------------------------
+    # --- moving in time (time_travel.py) ----------------------------------------------------
+
+    def snapshot(self, name: str | None = None) -> Snapshot:
+        """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
+        return self._time.snapshot(name)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
+        self._time.restore(snapshot)
+
+    def rewind(self, steps: int = 1) -> int:
+        """Undo the last ``steps`` updates (an open batch is dropped too); returns the step now reached."""
+        return self._time.rewind(steps)
+
+    @property
+    def rewind_depth(self) -> int:
+        """How many updates ``rewind`` can undo right now."""
+        return self._time.rewind_depth
+
+    def reset(self) -> None:
+        """Back to the initial weights and step 0, keeping the current lr and batch size."""
+        self._time.reset()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
+        self._time.save(path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Load a checkpoint from ``save``; a bad file raises CheckpointError and changes nothing."""
+        self._time.load(path)
+
+    def excursion(self) -> AbstractContextManager[None]:
+        """Steps that are not part of the run: inside, nothing is recorded, no handler runs and the scheduler
+        is not stepped; afterwards the loop is exactly as it was (weights, optimizer, position, history...).
+        Example: ``with loop.excursion(): loop.lr = 1.0; loop.step()`` (the lr finder's way to try lrs)."""
+        return self._time.excursion()
 
     def evaluate(self, data: Any = None) -> dict[str, float]:
         """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
         with self._guard:
-            if data is None and self._data.val is None:
-                raise ValueError("this loop has no validation data: build it with validation_split=0.2 "
-                                 "or val_data=(X, y), or pass data: loop.evaluate((X_test, y_test))")
-            inputs, targets = self._data.val if data is None else self._data.prepared(data, "evaluate's data")
-            return evaluate(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, self._part)
+            return self._data.scores(data)
 
     def predict(self, inputs: Any) -> Tensor:
         """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
         with self._guard:
-            x = predict_batch(inputs, self._data.train[0], self.device)
-            with eval_mode(self.model), torch.no_grad():
-                return pick(call_model(self.model, x), self._part)
+            return self._data.predictions(inputs)
 
     # --- inside a batch ------------------------------------------------------------------------
 
@@ -607,133 +518,70 @@ class Loop(TimeTravel):
             raise StageError(f"{stage}() is not due: the next stage is {due}(); {hint}")
 
     def _open_batch(self) -> Batch:
-        if not self._replaying and self._keyframe_due():
-            self._keyframes.add(self._capture(None))
-            self._changed = False
-        opened = self._batch_start()
+        opened = self._time.batch_opening()  # (and a keyframe for rewind, when one is due)
+        run, sampler = self._run, self._run.sampler
         try:  # a failed fetch (a raising __getitem__, Ctrl-C) leaves its samples and random numbers unused
-            if self._sampler.short_of(self._batch_size):  # drop_last, and the batch size grew past what is left
-                self._end_epoch_early()
-            if self._sampler.epoch_done:
-                self._sampler.start_epoch()
-                self._epoch_sums = [0.0, 0, 0.0]
-                self._fire_before("before_epoch")
-            start, stop = self._sampler.take(self._batch_size)
-            if self._data.fetch is None:
-                inputs, targets = self._sampler.rows(*self._data.train, start, stop)
-            else:  # fetched afresh, with the loop's random stream (augmentation is random, and replays exactly)
-                inputs, targets = self._with_loop_rng(self._data.fetched, self._sampler.indices(start, stop))
+            if sampler.short_of(run.batch_size):  # drop_last, and the batch size grew past what is left
+                sampler.position = sampler.n  # the epoch's tail, too short for a batch, is dropped
+                self._end_epoch()
+            if sampler.epoch_done:
+                run.start_epoch()
+                self.events.fire_before("before_epoch", self)
+            start, inputs, targets = run.take_batch(self._data)
         except BaseException:
-            self._go_to_place(opened.place)
+            run.go_to(opened.place)
             raise
-        self._batch = Batch(inputs, targets, start, opened)
+        self._batch = Batch(inputs, targets, start, opened, len(targets))
         return self._batch
-
-    def _keyframe_due(self) -> bool:
-        """Whether the batch opening now starts from a full copy (see ``keyframes.py``)."""
-        return (self._keyframes.due(self.state.step)
-                or self._changed  # a live change (lr, batch size...), maybe in the middle of the last step
-                or self.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
-                or self._still != self.revision)  # changed outside a step (a cell, a handler, a jump)
 
     @property
     def revision(self) -> tuple:
-        """Changes whenever the weights, buffers, optimizer or its lrs change: a step, a jump in time,
-        an edit in a cell (from the tensors' version counters). Views redraw only when it moves."""
+        """Moves when the weights, buffers, optimizer or lrs change (a step, a jump, a cell's edit): views redraw then."""
         return self._slots.versions(), id(self.optimizer), [group["lr"] for group in self.optimizer.param_groups]
-
-    def _note_still(self) -> None:
-        """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
-        self._still = self.revision
-
-    def _copy_params(self) -> dict[str, Tensor]:
-        """The parameters now, by name (copies)."""
-        return {name: p.detach().clone() for name, p in zip(self.param_names, self._params)}
-
-    def _measure_ratios(self, step: int, before: dict[str, Tensor]) -> None:
-        """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
-        self._ratios = (step, update_ratios(self.param_names, self._params, before))
-        self._want_ratios = False
-
-    def _end_epoch_early(self) -> None:
-        """Drop the epoch's tail (too short for a batch, with drop_last) and close the epoch."""
-        self._sampler.position = self._sampler.n
-        self._finish_epoch()
-        self.events.fire("after_epoch", self)
-
-    def _with_loop_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
-        outside = torch.get_rng_state()
-        torch.set_rng_state(self._rng_state)
-        try:
-            return fn(*args)
-        finally:
-            self._rng_state = torch.get_rng_state()
-            torch.set_rng_state(outside)
-
-    def _clip_gradients(self, batch: Batch, grad_norm: float) -> float:
-        """Scale the gradients so their total norm is at most clip_grad_norm; returns the norm after.
-
-        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
-        batch: an update that failed and is called again must not scale them twice.
-        """
-        if batch.clipped_norm is None:
-            batch.clipped_norm = grad_norm
-            if self._clip is not None:
-                nn.utils.clip_grad_norm_(self._params, self._clip)
-                batch.clipped_norm = min(grad_norm, self._clip)
-        return batch.clipped_norm
 
     def _non_finite(self, batch: Batch, loss: Tensor, stage: str, where: str, message: str) -> Tensor:
         """Stop a batch whose loss or gradients are NaN/inf: raise, or skip it (on_nonfinite)."""
         if self.on_nonfinite == "skip_batch":
-            self._put_back(batch, retry=False)  # its samples count as used; no update happens
+            self._time.undo_batch(batch, retry=False)  # its samples count as used; no update happens
             self.state.skipped += 1
             self.last_log = {"step": self.state.step, "epoch": self.state.epoch, "status": "skipped", "skipped": True}
-            if self._sampler.epoch_done:
-                self._finish_epoch()
-                self.events.fire("after_epoch", self)
+            if self._run.sampler.epoch_done:
+                self._end_epoch()
             return loss
         advice = non_finite_advice(batch.inputs, batch.targets)
-        # Put the batch back, so that after a rewind or a smaller lr the same samples come next,
-        # with the same random numbers (dropout): a retry gives what a first try would have.
-        self._put_back(batch, retry=True)
+        self._time.undo_batch(batch, retry=True)  # a retry (smaller lr, a rewind) gets the same samples
         raise NonFiniteError(f"{message}: the parameters were not updated. {advice}", stage=stage, where=where)
 
     def _commit(self, batch: Batch, lr: float, grad_norm: float, clipped: float) -> dict[str, Any]:
         """Close a batch that updated the weights: its log, the history, the epoch's sums, the rewind buffer."""
-        size = batch.size
-        log: dict[str, Any] = {"step": self.state.step + 1, "epoch": self.state.epoch, "status": "updated",
-                               "loss": batch.loss_value, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
-        if self._clip is not None:
-            log["clipped_grad_norm"] = clipped
-        if self.accuracy_kind:
-            log["accuracy"] = batch.correct / size
+        log = batch.log(self._run.counters, lr, grad_norm, clipped if self._clip is not None else None,
+                        accuracy=self.accuracy_kind is not None)
         self.history.record_step(log, batch.grad_norms.values())
-        sums = self._epoch_sums
-        sums[0] += batch.loss_value * size
-        sums[1] += size
-        sums[2] += batch.correct
-        self.state.step += 1
-        if not self._replaying:
-            self._keyframes.note_update(batch.opened.skipped)
+        self._run.count_update(batch)
+        self._time.note_update(batch)
         self._last_batch = batch
         self._batch = None
         self.last_log = log
         return log
 
+    def _end_epoch(self, then: Callable[[], None] | None = None) -> None:
+        """The epoch's last batch closed: record the epoch (and validate), ``then()`` (the update's after-events)
+        and announce the epoch (after_epoch), these two whatever the recording raised."""
+        try:
+            self._finish_epoch()
+        finally:
+            try:
+                if then is not None:
+                    then()
+            finally:
+                self.events.fire("after_epoch", self)
+
     def _finish_epoch(self) -> dict[str, float]:
         """Close the epoch whose last batch just ended: its mean loss, validation, the history."""
-        loss_sum, samples, correct = self._epoch_sums
-        log = {"loss": loss_sum / samples if samples else float("nan")}
-        if self.accuracy_kind:
-            log["accuracy"] = correct / samples if samples else float("nan")
-        index = self.state.epoch
-        self.state.epoch += 1
+        index, log = self._run.end_epoch(accuracy=self.accuracy_kind is not None)
         try:
             if self._data.val is not None:
-                scores = evaluate(self.model, self.loss_fn, self.accuracy_kind, *self._data.val, self._part)
-                log.update({f"val_{k}": v for k, v in scores.items()})
+                log.update({f"val_{k}": v for k, v in self._data.scores().items()})
         finally:  # even if validation fails, the epoch has ended: record what we have
             self.history.record_epoch(index, log)
             self.last_epoch_log = {"epoch": index, **log}
@@ -742,10 +590,8 @@ class Loop(TimeTravel):
 
     def _step_scheduler_after_epoch(self, log: dict[str, float]) -> None:
         """Step an epoch scheduler; any scheduler's new lr is recorded as a change, for the plots and sliders."""
-        if self.scheduler is None:
-            return
-        used = self.last_log.get("lr", self.lr)
-        if self.scheduler_interval == "epoch":
-            step_after_epoch(self.scheduler, log)
-        if self.lr != used:
-            self._record_change("lr", self.lr, replayable=True)
+        if self.scheduler is not None:
+            used = self.last_log.get("lr", self.lr)
+            step_after_epoch(self.scheduler, self.scheduler_interval, log)
+            if self.lr != used:
+                self._record_change("lr", self.lr, replayable=True)

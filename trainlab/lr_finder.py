@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.guard import interrupts_deferred
 from trainlab.options import is_whole_number, real_number
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["LRFinderResult", "find_lr", "SUGGESTION_RULES"]
 
@@ -57,7 +60,7 @@ class LRFinderResult:
         return f"LRFinderResult({len(self.lrs)} batches, lr {span}, suggestion {suggestion}; {self.stop_reason})"
 
 
-def find_lr(loop: Any, start: float = 1e-7, end: float = 10.0, steps: int = 100, *, rule: str = "valley",
+def find_lr(loop: Loop, start: float = 1e-7, end: float = 10.0, steps: int = 100, *, rule: str = "valley",
             smoothing: float = 0.98, diverge: float = 4.0) -> LRFinderResult:
     """Run the range test on ``loop`` and put it back exactly; returns the lrs, losses and a suggestion.
 
@@ -72,8 +75,10 @@ def find_lr(loop: Any, start: float = 1e-7, end: float = 10.0, steps: int = 100,
         interrupted: list[bool] = []  # Ctrl-C between batches: stop, put the loop back, then raise
         try:
             with interrupts_deferred(lambda: interrupted.append(True), _INTERRUPTED):
-                lrs, raw, smoothed, reason = _with_loop_put_back(
-                    loop, lambda: _range_test(loop, start, end, steps, smoothing, diverge, interrupted))
+                # The finder's batches are not part of the run: no handler (plots, callbacks) sees them,
+                # nothing is recorded, the scheduler is not stepped, and rewind still reaches behind them.
+                with loop.excursion():
+                    lrs, raw, smoothed, reason = _range_test(loop, start, end, steps, smoothing, diverge, interrupted)
         except KeyboardInterrupt:  # during a batch, the step's own message would say "finished first"
             raise KeyboardInterrupt(_INTERRUPTED) from None
     suggestion = _suggest(lrs, smoothed, rule) if len(lrs) >= _MIN_POINTS else None
@@ -104,24 +109,7 @@ def _checked(start: Any, end: Any, steps: Any, rule: Any, smoothing: Any,
     return lo, hi, int(steps), beta, times
 
 
-def _with_loop_put_back(loop: Any, test: Any) -> Any:
-    """Run ``test()`` and put the loop back exactly as it was, whatever happens (all or nothing).
-
-    The finder's batches are not part of the run: no event handler (plots, callbacks) sees
-    them, nothing is recorded, the scheduler is not stepped, and rewind still reaches behind them.
-    """
-    stop = (loop.stop_requested, loop.stop_reason)
-    try:
-        with loop._excursion():
-            return test()
-    finally:
-        if stop[0]:
-            loop.stop(stop[1])
-        else:
-            loop.clear_stop()
-
-
-def _range_test(loop: Any, start: float, end: float, steps: int, smoothing: float, diverge: float,
+def _range_test(loop: Loop, start: float, end: float, steps: int, smoothing: float, diverge: float,
                 interrupted: list) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Train batch by batch with an exponentially growing lr; returns (lrs, losses, smoothed losses, why it stopped)."""
     lrs: list[float] = []

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from trainlab.batching import call_model, map_tensors
 
-__all__ = ["accuracy_kind", "count_correct", "grad_norms", "update_ratios", "first_non_finite", "eval_mode", "evaluate", "pick"]
+__all__ = ["accuracy_kind", "count_correct", "grad_norms", "update_ratios", "RatioMeter", "first_non_finite", "eval_mode",
+           "evaluate", "pick"]
 
 EVAL_BATCH = 1024  # evaluation needs no gradients, so it can use big batches
 _ZERO = torch.zeros(())
@@ -67,6 +68,24 @@ def update_ratios(names: list[str], params: list[nn.Parameter], before: dict[str
     numbers = torch.stack(changes + sizes).tolist()
     k = len(names)
     return {name: numbers[i] / numbers[k + i] if numbers[k + i] else math.inf for i, name in enumerate(names)}
+
+
+class RatioMeter:
+    """The last measured update's ratios ||change|| / ||weights||, and whether to measure the next update."""
+
+    def __init__(self, names: list[str], params: list[nn.Parameter]) -> None:
+        self.names, self.params = names, params
+        self.latest: tuple[int, dict[str, float]] | None = None  # (step, ratios) of the last update measured
+        self.wanted = False  # measure the next update (a plot redrawn while training asked)
+
+    def weights(self) -> dict[str, Tensor]:
+        """The parameters now, by name (copies): what an update's ratios are measured against."""
+        return {name: p.detach().clone() for name, p in zip(self.names, self.params)}
+
+    def measure(self, step: int, before: dict[str, Tensor]) -> None:
+        """The ratios of update ``step`` (the last one), from the parameters as they were before it."""
+        self.latest = (step, update_ratios(self.names, self.params, before))
+        self.wanted = False
 
 
 def first_non_finite(names: list[str], params: list[nn.Parameter], norms: list[float]) -> str | None:

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
            "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
-           "check_targets", "real_number", "setting_numbers"]
+           "check_targets", "real_number", "setting_numbers", "set_lr", "set_weight_decay",
+           "choose_optimizer", "switched_optimizer"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "mse": nn.MSELoss,
@@ -100,6 +101,26 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
                          f"keyword arguments of torch.optim.{cls.__name__}") from None
 
 
+def choose_optimizer(optimizer: Any, model: nn.Module, lr: Any, momentum: Any, weight_decay: Any,
+                     more: Any) -> tuple[torch.optim.Optimizer, str | None]:
+    """The Loop's optimizer from its arguments, and its name (None for an optimizer given as an object)."""
+    options = check_optimizer_options(more)
+    options.update({k: v for k, v in (("momentum", momentum), ("weight_decay", weight_decay)) if v is not None})
+    chosen = make_optimizer(optimizer, model, None if lr is None else check_lr(lr), options)
+    return chosen, optimizer.lower() if isinstance(optimizer, str) else None
+
+
+def switched_optimizer(name: Any, model: nn.Module, lr: float, weight_decay: float, scheduler: Any,
+                       options: dict[str, Any]) -> torch.optim.Optimizer:
+    """A fresh optimizer by name for ``Loop.set_optimizer``, with the lr and weight decay in use."""
+    if scheduler is not None:
+        raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
+    if not isinstance(name, str):
+        raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
+    options.setdefault("weight_decay", weight_decay)
+    return make_optimizer(name, model, lr, options)
+
+
 def check_optimizer_options(options: Any) -> dict[str, Any]:
     """A copy of ``optimizer_options`` as a dict of keyword arguments (None: no options).
 
@@ -153,6 +174,28 @@ def check_lr(value: Any) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {_short(value)}")
     return number
+
+
+def set_lr(optimizer: torch.optim.Optimizer, value: Any) -> float:
+    """Set every parameter group's lr, keeping their ratios (all scaled by the same factor); returns it."""
+    value = check_lr(value)
+    groups = optimizer.param_groups
+    first = groups[0]["lr"]
+    for group in groups[1:]:
+        if first:  # at 0 (annealed, or a frozen first group) there is no ratio: the others stay
+            group["lr"] *= value / first
+    groups[0]["lr"] = value
+    return value
+
+
+def set_weight_decay(optimizer: torch.optim.Optimizer, value: Any) -> float:
+    """Set every parameter group's weight decay; returns it (ValueError for an optimizer without one)."""
+    value = check_weight_decay(value)
+    if "weight_decay" not in optimizer.param_groups[0]:
+        raise ValueError(f"{type(optimizer).__name__} has no weight_decay setting")
+    for group in optimizer.param_groups:
+        group["weight_decay"] = value
+    return value
 
 
 def positive_or_none(value: Any, meaning: str) -> float | None:

@@ -38,8 +38,11 @@ def make_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> Any:
     return scheduler
 
 
-def step_after_epoch(scheduler: Any, log: dict[str, float]) -> None:
-    """Step an epoch scheduler; one that raises (OneCycleLR past its end) is left as it was."""
+def step_after_epoch(scheduler: Any, interval: str, log: dict[str, float]) -> None:
+    """At an epoch's end, step a scheduler that runs by epoch; one that raises (OneCycleLR past its end)
+    is left as it was."""
+    if interval != "epoch":
+        return
     saved = scheduler.state_dict()
     try:
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):

@@ -1,8 +1,6 @@
 """Snapshots: exact copies of a loop's state in memory, for restore, reset and rewind's keyframes.
 
-A snapshot's ``state`` has the same layout as a checkpoint on disk (see
-``checkpoint.py``): the model's and optimizer's ``state_dict``, the scheduler's, the
-loop's random state, where it is in the epoch, its counters and its batch size.
+A snapshot's ``state`` is a ``LoopState``, as a checkpoint holds it on disk (see ``checkpoint.py``).
 Snapshots are always taken at a batch boundary; one taken in the middle of a batch
 records the start of that batch (the weights only change at ``update``).
 """
@@ -16,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trainlab.checkpoint import LoopState
 from trainlab.history import HistoryMark
 
 __all__ = ["Snapshot", "clone_tree", "clone_optimizer_state", "copy_optimizer_state"]
@@ -28,7 +27,7 @@ class Snapshot:
     name: str | None
     step: int
     epoch: int
-    state: dict[str, Any]
+    state: LoopState
     history: HistoryMark
     owner: int  # id() of the loop it came from: snapshots do not move between loops
 

@@ -1,20 +1,31 @@
-"""A loop's progress: its counters (``State``) and the batch it is in the middle of (``Batch``).
+"""A loop's progress: its counters (``State``), its place in the run (``RunState``) and its open batch.
 
 Which stage is due follows from what the open batch has filled in: no outputs yet ->
 forward; outputs but no loss -> loss; a loss but no gradient norms -> backward; all three
 -> update. With no batch open, forward is due.
+
+``RunState`` is everything that moves in time besides the weights and the optimizer (Ignite's
+``State``): the loop's random stream, the data's position, the counters, the epoch's running sums
+and the batch size. ``capture()`` gives it as a ``Place`` (a checkpoint's layout), ``apply()``
+puts one back.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
+from trainlab.batching import EpochSampler
+from trainlab.checkpoint import Place
 from trainlab.history import HistoryMark
 
-__all__ = ["State", "Batch", "BatchStart"]
+if TYPE_CHECKING:
+    from trainlab.data import LoopData
+
+__all__ = ["State", "RunState", "Batch", "BatchStart", "OpenBatch"]
 
 
 @dataclass
@@ -27,6 +38,88 @@ class State:
 
 
 @dataclass(eq=False)
+class RunState:
+    """What moves in time besides the weights: random stream, data position, counters, epoch sums, batch size."""
+
+    rng: Tensor  # the loop's own random stream (dropout, augmentation); replaced, never written in place
+    batch_size: int
+    sampler: EpochSampler = None  # type: ignore[assignment]  # set once the data's sampler is made
+    counters: State = field(default_factory=State)
+    epoch_sums: list = field(default_factory=lambda: [0.0, 0, 0.0])  # loss * samples, samples, correct
+
+    def capture(self) -> Place:
+        """Where the run is now, as a checkpoint records it (the rng is shared: it is never written in place)."""
+        counters = self.counters
+        return {"rng": self.rng, "sampler": self.sampler.state(),
+                "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
+                             "epoch_sums": list(self.epoch_sums)},
+                "batch_size": self.batch_size}
+
+    def apply(self, place: Place) -> None:
+        """Go back to ``place``: its position, sums and random stream, its counters and batch size."""
+        self.go_to(place)
+        counters = place["counters"]
+        self.counters = State(int(counters["epoch"]), int(counters["step"]), int(counters["skipped"]))
+        self.batch_size = int(place["batch_size"])
+
+    def go_to(self, place: Place) -> None:
+        """Only the data's position, the epoch's sums and the random stream of ``place`` (a batch put back)."""
+        self.sampler.load_state({**place["sampler"], "position": int(place["sampler"]["position"])})
+        sums = place["counters"]["epoch_sums"]
+        self.epoch_sums = [float(sums[0]), int(sums[1]), float(sums[2])]
+        self.rng = place["rng"].clone()
+
+    def start_epoch(self) -> None:
+        """Draw the next epoch's order and start its sums afresh."""
+        self.sampler.start_epoch()
+        self.epoch_sums = [0.0, 0, 0.0]
+
+    def progress(self, batch: Batch | None) -> tuple[int, int]:
+        """(samples of this epoch already trained on, samples per epoch); an open batch counts from its start."""
+        sampler = self.sampler
+        if batch is not None:
+            return batch.start, sampler.n
+        return (0 if sampler.epoch_done else sampler.position), sampler.n
+
+    def take_batch(self, data: LoopData) -> tuple[int, Any, Tensor]:
+        """The next batch of this epoch: (its start in the epoch's order, inputs, targets)."""
+        sampler = self.sampler
+        start, stop = sampler.take(self.batch_size)
+        if data.fetch is None:
+            return (start, *sampler.rows(*data.train, start, stop))
+        # Fetched afresh, with the loop's random stream (augmentation is random, and replays exactly).
+        return (start, *self.with_rng(data.fetched, sampler.indices(start, stop)))
+
+    def count_update(self, batch: Batch) -> None:
+        """An update was made with ``batch``: it counts in the epoch's sums and the step counter."""
+        sums, size = self.epoch_sums, batch.size
+        sums[0] += batch.loss_value * size
+        sums[1] += size
+        sums[2] += batch.correct
+        self.counters.step += 1
+
+    def end_epoch(self, accuracy: bool) -> tuple[int, dict[str, float]]:
+        """Count the epoch as ended: returns its index and its sample-weighted mean loss (and accuracy)."""
+        loss_sum, samples, correct = self.epoch_sums
+        log = {"loss": loss_sum / samples if samples else float("nan")}
+        if accuracy:
+            log["accuracy"] = correct / samples if samples else float("nan")
+        index = self.counters.epoch
+        self.counters.epoch += 1
+        return index, log
+
+    def with_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
+        outside = torch.get_rng_state()
+        torch.set_rng_state(self.rng)
+        try:
+            return fn(*args)
+        finally:
+            self.rng = torch.get_rng_state()
+            torch.set_rng_state(outside)
+
+
+@dataclass(eq=False)
 class BatchStart:
     """The loop as a batch found it, minus what only an update changes (weights, optimizer state).
 
@@ -34,7 +127,7 @@ class BatchStart:
     mid-batch records, and where a replay to this batch stops.
     """
 
-    place: dict[str, Any]  # "rng", "sampler", "counters", "batch_size", in a checkpoint's layout
+    place: Place
     buffers: dict[str, Tensor]  # copies of the model's buffers: BatchNorm's statistics move in forward
     history: HistoryMark
 
@@ -57,6 +150,7 @@ class Batch:
     targets: Tensor
     start: int  # the position of its first sample in this epoch's order
     opened: BatchStart  # the loop as it was when the batch opened: what a failed stage puts back
+    size: int  # the number of samples, len(targets) (counted once: a tensor's len() is not free)
     outputs: Any = None  # forward(): what the model returned
     forward_rng: Tensor | None = None  # forward(): the loop's random state it drew from (dropout's masks)
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
@@ -66,15 +160,57 @@ class Batch:
     clipped_norm: float | None = None  # update(): the gradients' total norm after clipping
 
     @property
-    def due(self) -> int:
-        """The index in STAGES of the stage that is due."""
+    def due(self) -> str:
+        """The stage that is due: "forward", "loss", "backward" or "update"."""
         if self.outputs is None:
-            return 0
+            return "forward"
         if self.loss is None:
-            return 1
-        return 2 if self.grad_norms is None else 3
+            return "loss"
+        return "backward" if self.grad_norms is None else "update"
 
-    @property
-    def size(self) -> int:
-        """The number of samples in the batch."""
-        return len(self.targets)
+    def log(self, counters: State, lr: float, grad_norm: float, clipped: float | None,
+            accuracy: bool) -> dict[str, Any]:
+        """The log of the update this batch makes (Keras-style: flat numbers); ``clipped``: None unless clipping."""
+        size = self.size
+        log: dict[str, Any] = {"step": counters.step + 1, "epoch": counters.epoch, "status": "updated",
+                               "loss": self.loss_value, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
+        if clipped is not None:
+            log["clipped_grad_norm"] = clipped
+        if accuracy:
+            log["accuracy"] = self.correct / size
+        return log
+
+    def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float) -> float:
+        """Scale the gradients so their total norm is at most ``clip``; returns the norm after.
+
+        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
+        batch: an update that failed and is called again must not scale them twice.
+        """
+        if self.clipped_norm is None:
+            self.clipped_norm = grad_norm
+            if clip is not None:
+                nn.utils.clip_grad_norm_(params, clip)
+                self.clipped_norm = min(grad_norm, clip)
+        return self.clipped_norm
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors do not compare to one bool
+class OpenBatch:
+    """A read-only look at the open batch (``loop.open_batch``): what its stages have filled in so far.
+
+    Example: after ``loop.forward()``, ``loop.open_batch.outputs`` is what the model returned.
+    """
+
+    inputs: Any  # what the model is called with
+    targets: Tensor
+    next_stage: str  # the stage that is due
+    outputs: Any  # forward()'s result, or None
+    loss: Tensor | None  # loss()'s result, or None
+    grad_norms: dict[str, float] | None  # backward()'s result (a copy), or None
+    forward_rng: Tensor | None  # the random state forward drew from (dropout's masks); None for a model without randomness
+
+    @classmethod
+    def of(cls, batch: Batch) -> "OpenBatch":
+        """The view of ``batch`` as it is now."""
+        norms = dict(batch.grad_norms) if batch.grad_norms is not None else None
+        return cls(batch.inputs, batch.targets, batch.due, batch.outputs, batch.loss, norms, batch.forward_rng)

@@ -164,6 +164,7 @@ def test_redraws_follow_code_that_drives_the_loop_from_a_cell(loop, dashboards, 
         assert "loss ✓ just ran" in dash.stage_view.value
         assert dash.buttons["Backward"].button_style == "primary"
     finally:
+        shell.reset()  # its namespace holds the loop, and the shell outlives clear_instance (its history thread)
         InteractiveShell.clear_instance()
 
 
