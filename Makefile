@@ -51,7 +51,7 @@ test: $(VENV)/.installed-test
 	$(MAKE) --no-print-directory test-notebooks
 
 test-unit: $(VENV)/.installed-test
-	$(PY) -m pytest -q -p no:cacheprovider tests -m "not browser"
+	$(PY) -m pytest -q -p no:cacheprovider tests -m "not browser and not docs and not network"
 
 test-notebooks: $(VENV)/.installed-test
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
