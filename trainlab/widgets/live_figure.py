@@ -1,4 +1,4 @@
-"""A live plot made for streaming: a small anywidget that draws with plotly.js, fed binary frames.
+"""A live plot made for streaming: a small anywidget fed binary frames, drawn by plotly.js, or by uPlot while playing.
 
 The interface (what every live plot, here or elsewhere, is written against)::
 
@@ -12,7 +12,8 @@ The interface (what every live plot, here or elsewhere, is written against)::
 
 ``send_traces(indexes, **values)`` gives each named property one value per trace index, like
 plotly's restyle (``x=[x0, x1]`` for traces ``[0, 1]``); values are numpy arrays (any shape: a
-heatmap's ``z`` is one 2-D float32 array) or plain JSON values (names, booleans).
+heatmap's ``z`` is one 2-D array, or a ``Quantized`` one: a byte a cell) or plain JSON values (names,
+booleans).
 
 How a frame reaches the page:
 
@@ -24,9 +25,9 @@ How a frame reaches the page:
   numpy arrays travel as binary buffers (``Widget.send(content, buffers)``), never as JSON. A
   1-D array that starts like the one sent before it (a growing curve) goes as its new tail only:
   ``{"$buffer": i, "keep": k}`` means "the first k values you have, then these".
-- **Paced by the browser.** The page applies frames as they come and redraws at most once per
-  animation frame (``requestAnimationFrame``), so frames that arrive meanwhile are merged, not
-  queued; it then tells the kernel which frame it drew: for all the figures of a kernel in one
+- **Paced by the browser.** The page applies frames as they come and draws every figure due in
+  one shared animation frame, at most 15 times a second, so frames that arrive meanwhile are
+  merged, not queued; it then tells the kernel which frame it drew: for all the figures of a kernel in one
   message, at most every 500 ms (each message from the page costs the kernel, the server and the
   page a busy/idle status pair). Up to ``max_undrawn`` frames may be on their way undrawn; beyond
   that the figure is ``behind``: the dashboard skips it, and what is sent meanwhile waits here,
