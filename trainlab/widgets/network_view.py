@@ -320,7 +320,17 @@ def _check_size(name: str, value: Any, least: int, example: str) -> None:
 
 
 def _kernel_event_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop of the kernel's main thread (None outside a kernel: plain Python, tests)."""
+    """The event loop of the kernel's main thread (None outside a kernel: plain Python, tests).
+
+    Only a kernel's: another library's loop running on this thread (Playwright's, in a test
+    session) would never run what is scheduled on it while the caller waits.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    if not hasattr(get_ipython(), "kernel"):
+        return None
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
