@@ -321,7 +321,10 @@ function render({ model, el }) {
   if (!views.has(id)) views.set(id, new Set());
   views.get(id).add(onMessage);
   model.on("msg:custom", onMessage);
-  model.on("change:watched", schedule); // Play and Pause change the renderer
+  // Pause: plotly.js draws the figure again at once. (Play: the first frame, coming anyway, draws light; redrawing
+  // every figure light at the click would delay that first frame behind all of them.)
+  const onWatched = () => model.get("watched") || schedule();
+  model.on("change:watched", onWatched);
   outbox.add(id, { send: say, watched: () => model.get("watched") });
   // Follow JupyterLab's theme when the learner switches it.
   const themeWatch = new MutationObserver(schedule);
@@ -342,7 +345,7 @@ function render({ model, el }) {
     closed = true;
     clearTimeout(settle);
     model.off("msg:custom", onMessage);
-    model.off("change:watched", schedule);
+    model.off("change:watched", onWatched);
     views.get(id).delete(onMessage);
     outbox.remove(id);
     themeWatch.disconnect();
