@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from benchmarks.live_page import FIGURES, REFRESH_TIMES_JS
 
@@ -33,6 +34,20 @@ def dismiss_dialogs(page: Any) -> None:
                 element.click(timeout=1000)
             except Exception:  # it may vanish between query and click
                 pass
+
+
+@contextlib.contextmanager
+def dark_theme(page: Any) -> Iterator[None]:
+    """JupyterLab in its dark theme for the block; the light one back after (it is a user setting, kept
+    for the other tests)."""
+    def switch(theme: str, light: str) -> None:
+        page.evaluate(f"() => window.jupyterapp.commands.execute('apputils:change-theme', {{theme: '{theme}'}})")
+        wait_until(lambda: page.evaluate(f"() => document.body.dataset.jpThemeLight === '{light}'"), 30, theme)
+    switch("JupyterLab Dark", "false")
+    try:
+        yield
+    finally:
+        switch("JupyterLab Light", "true")
 
 
 def button(page: Any, label: str) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.live_page import FIGURES
-from lab_page import (ANNOTATIONS_JS, button, dismiss_dialogs, in_sight, one_cell_notebook, revisions,
+from lab_page import (ANNOTATIONS_JS, button, dark_theme, dismiss_dialogs, in_sight, one_cell_notebook, revisions,
                       screenshot_whole, set_slider, status_text, step_count, wait_until)
 from play_metrics import assert_live, kernel_client, measure_play, record, show_whole_dashboard
 
@@ -195,9 +195,7 @@ def record_frames(page, folder: Path, frames: int = 8, every: float = 0.25) -> N
 
 def test_the_dashboard_follows_jupyterlabs_dark_theme(page, lab_server, output_dir):
     open_notebook(page, lab_server, WORKSHOP)
-    try:
-        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-        wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'false'"), 30, "the dark theme")
+    with dark_theme(page):
         wait_idle(page, lab_server)
         show_whole_dashboard(page)
         wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
@@ -210,9 +208,6 @@ def test_the_dashboard_follows_jupyterlabs_dark_theme(page, lab_server, output_d
         dashboard = page.locator(".widget-vbox", has=button(page, "Forward")).first
         screenshot_whole(page, dashboard, output_dir / "dashboard-dark.png")
         assert_no_console_errors(page)
-    finally:  # the theme is a user setting: put it back for the other tests
-        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-        wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'true'"), 30, "the light theme")
 
 
 # The background of every plot in sight (plotly.js draws them paused; a plot out of sight waits).

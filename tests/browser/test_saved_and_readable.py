@@ -12,7 +12,7 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from lab_page import button, dismiss_dialogs, one_cell_notebook, screenshot_whole, status_text, step_count, wait_until
+from lab_page import button, dark_theme, dismiss_dialogs, one_cell_notebook, screenshot_whole, status_text, step_count, wait_until
 from test_lab import WORKSHOP, all_plots_drawn, assert_no_console_errors, open_notebook, wait_idle
 from test_room_in_the_browser import show_cell
 
@@ -96,9 +96,7 @@ def contrast(color: str, opacity: float, background: str) -> float:
 
 def test_the_plots_read_well_in_the_dark_theme_and_the_loss_has_a_log_scale(page, lab_server, output_dir):
     open_notebook(page, lab_server, WORKSHOP)
-    try:
-        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-        wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'false'"), 30, "the dark theme")
+    with dark_theme(page):
         wait_idle(page, lab_server)
         # Figures out of sight draw nothing: a window tall enough for the whole dashboard, scrolled to it.
         page.set_viewport_size({"width": 1400, "height": 2600})
@@ -121,9 +119,6 @@ def test_the_plots_read_well_in_the_dark_theme_and_the_loss_has_a_log_scale(page
             "the loss plot on a log axis")
         screenshot_whole(page, dashboard, output_dir / "loss-log-scale.png")
         assert_no_console_errors(page)
-    finally:  # the theme is a user setting: put it back for the other tests
-        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-        wait_until(lambda: page.evaluate("() => document.body.dataset.jpThemeLight === 'true'"), 30, "the light theme")
 
 
 def test_the_app_loads_with_a_clean_console_and_culls_abandoned_kernels(page, voila_server, output_dir):

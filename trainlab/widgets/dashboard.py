@@ -291,7 +291,7 @@ class Dashboard(widgets.VBox):
         self._draw(plots, data, text=self._frame % _TEXT_EVERY == 1)
 
     def _watch(self, playing: bool) -> None:
-        """Ask the pages to say they are there every 2 s while playing (the watchdog listens), and only then."""
+        """Tell the pages the dashboard plays: they draw light, and say they are there every 2 s (the watchdog listens)."""
         for figure in self.figures.values():
             figure.watched = playing
 
