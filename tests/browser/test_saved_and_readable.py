@@ -61,6 +61,7 @@ READABILITY_JS = """() => {
   const title = gd => ((gd.layout || {}).title || {}).text || '';
   const overlap = (a, b) => a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1;
   const loss = plots.find(gd => title(gd) === 'Loss');
+  if (!loss || !loss._fullData) return null;  // plotly.js has not drawn it yet (the light renderer may have)
   const raw = loss._fullData.find(t => t.name === 'loss per batch');
   const legendsOverData = [], crowdedLogAxes = [];
   for (const gd of plots) {
@@ -102,8 +103,8 @@ def test_the_plots_read_well_in_the_dark_theme_and_the_loss_has_a_log_scale(page
         page.set_viewport_size({"width": 1400, "height": 2600})
         show_cell(page, 1)
         wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
-        wait_until(lambda: page.evaluate(READABILITY_JS)["raw"]["background"].replace(" ", "") == "rgb(17,17,17)", 15,
-                   "dark plots")
+        wait_until(lambda: ((page.evaluate(READABILITY_JS) or {}).get("raw", {}).get("background", "")
+                            .replace(" ", "") == "rgb(17,17,17)"), 15, "dark plots drawn by plotly.js")
         dashboard = page.locator(".trainlab-dashboard").first
         screenshot_whole(page, dashboard, output_dir / "readable-plots-dark.png")
         found = page.evaluate(READABILITY_JS)
