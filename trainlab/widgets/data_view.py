@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from trainlab.widgets.live_figure import Quantized
-from trainlab.widgets.live_plots import new_figure
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import new_figure
 
-__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name", "axis_over"]
+__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_view_name", "axis_over"]
 
 _MAX_DATA_POINTS = 1000  # training points drawn (an even subset beyond this)
 _CURVE_POINTS = 200
@@ -31,26 +32,14 @@ def data_view_name(loop: Any) -> str | None:
     """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
     shape = loop.input_shape  # read first: a DataLoader's whole data is collected only for a plane or a line
     if shape == (2,) and loop.classification:
-        return DecisionBoundaryPlot.name
+        return "decision_boundary"
     if shape == (1,) and not loop.classification and loop.train_data[1][0].numel() == 1:
-        return PredictionCurvePlot.name
+        return "prediction"
     return None
 
 
-def data_plot_for(loop: Any, grid: int = 60) -> "DecisionBoundaryPlot | PredictionCurvePlot | None":
-    """The data view that fits the loop's data, or None."""
-    name = data_view_name(loop)
-    if name == DecisionBoundaryPlot.name:
-        return DecisionBoundaryPlot(loop, grid)
-    if name == PredictionCurvePlot.name:
-        return PredictionCurvePlot(loop)
-    return None
-
-
-class DecisionBoundaryPlot:
+class DecisionBoundaryPlot(Plot):
     """The model's prediction over the input plane (probability of class 1, or the class) with the data."""
-
-    name = "decision_boundary"
 
     def __init__(self, loop: Any, grid: int = 60) -> None:
         inputs, targets = loop.train_data
@@ -98,10 +87,8 @@ class DecisionBoundaryPlot:
         return outputs.argmax(1).numpy().astype(np.float32)
 
 
-class PredictionCurvePlot:
+class PredictionCurvePlot(Plot):
     """The model's prediction for every x across the data's range, drawn over the training points."""
-
-    name = "prediction"
 
     def __init__(self, loop: Any) -> None:
         inputs, targets = loop.train_data

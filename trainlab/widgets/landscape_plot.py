@@ -19,18 +19,16 @@ from trainlab.errors import LoopBusyError
 from trainlab.events import Handle
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.widgets.budget import RenderBudget
-from trainlab.widgets.live_plots import new_figure
-from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure
 
 __all__ = ["StepLandscapePlot"]
 
 _WAITING = "Press Backward (or Play): where the next update lands shows here"
 
 
-class StepLandscapePlot:
+class StepLandscapePlot(Plot):
     """The open batch's loss at w + t·(update), t from 0 to 3; t = 1 (the update itself) marked."""
-
-    name = "step_landscape"
 
     def __init__(self, loop: Any, fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
         self.budget = RenderBudget(fps, max_ui_fraction)

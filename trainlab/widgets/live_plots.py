@@ -2,7 +2,7 @@
 histograms, update ratios. (``plot_history`` and ``compare_runs`` are the static ones.)
 
 Each plot is a ``LiveFigure`` (``live_figure.py``: its module docstring describes the interface
-``new_figure`` / ``send_traces`` / ``send_layout``) with a fixed set of traces made once; a redraw
+``send_traces`` / ``send_layout``; ``plot_style.new_figure`` makes one) with a fixed set of traces made once; a redraw
 only sends new numpy arrays to them (as binary buffers), at most ``max_points`` per trace, and
 skips what has not changed since the last one.
 Time-axis plots mark every hyperparameter change ("lr=0.3") and draw runs left behind
@@ -19,12 +19,12 @@ import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LEGEND, LINEAR_AXIS, LOG_AXIS,
-                                         MODEBAR, RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks)
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import (GHOST_COLOR, GHOST_OPACITY,
+                                         RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks, new_figure, y_axis)
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
-__all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
-           "new_figure", "epoch_end_steps"]
+__all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot", "epoch_end_steps"]
 
 _EMPTY = np.empty(0, np.float64)
 _HISTOGRAM_BINS = 30
@@ -32,25 +32,6 @@ _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly
 # Per-epoch curves show a marker per epoch up to this many epochs; past it the markers merge into a
 # thick band that costs the page a shape each and says nothing the line does not.
 _MARKERS_UP_TO = 40
-
-
-def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
-               width: int = 460, height: int = 280) -> LiveFigure:
-    """An empty, compact live figure; ``uirevision`` keeps the learner's zoom across redraws.
-
-    No template: the page picks a light or a dark one, as its theme is.
-    """
-    return LiveFigure(layout=go.Layout(
-        title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", modebar=MODEBAR,
-        xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
-        yaxis=y_axis(y_title, log_y), legend=LEGEND,
-    ))
-
-
-def y_axis(title: str, log: bool) -> dict[str, Any]:
-    """A y axis titled ``title``, on a log or a linear scale."""
-    return dict(title=dict(text=title, standoff=4), **(LOG_AXIS if log else LINEAR_AXIS))
 
 
 def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np.ndarray | None = None) -> np.ndarray:
@@ -66,7 +47,7 @@ def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np
     return np.where(rows > 0, np.asarray(step_column)[np.maximum(rows - 1, 0)], 0).astype(np.float64)
 
 
-class _TimePlot:
+class _TimePlot(Plot):
     """What the time-axis plots share: change marks, and a reset after the loop moves in time."""
 
     def __init__(self, figure: LiveFigure) -> None:
@@ -93,8 +74,6 @@ class LossPlot(_TimePlot):
     everything that follows to 0, while a log one shows the spike and the recovery alike.
     """
 
-    name = "loss"
-
     def __init__(self, loop: Any, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Loss", "step", "loss"))
         self.max_points = max_points
@@ -116,8 +95,13 @@ class LossPlot(_TimePlot):
                                           layout=widgets.Layout(width="auto"))
         self.log_scale.observe(lambda change: self.figure.send_layout(yaxis=y_axis("loss", change["new"])),
                                names="value")
-        self.widget = widgets.VBox([self.figure, self.log_scale])  # what the dashboard shows
+        self._box = widgets.VBox([self.figure, self.log_scale])
         self.reset()
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The plot with its log-scale box under it."""
+        return self._box
 
     @property
     def loss_trace(self) -> go.Scatter:
@@ -186,8 +170,6 @@ class GradNormPlot(_TimePlot):
     are an unreadable band of colour.
     """
 
-    name = "grad_norm"
-
     def __init__(self, loop: Any, max_points: int = 500, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Gradient norm per parameter (smoothed)", "step", "‖gradient‖", log_y=True))
         self.max_points = max_points
@@ -217,10 +199,8 @@ class GradNormPlot(_TimePlot):
         self._mark_changes(changes)
 
 
-class AccuracyPlot:
+class AccuracyPlot(Plot):
     """Train and validation accuracy per epoch (classification only)."""
-
-    name = "accuracy"
 
     def __init__(self, loop: Any, max_points: int = 500) -> None:
         self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
@@ -246,10 +226,8 @@ class AccuracyPlot:
         self.figure.send_traces([0, 1], x=xs, y=ys, mode=[_epoch_mode(x) for x in xs])
 
 
-class GradHistogramPlot:
+class GradHistogramPlot(Plot):
     """The distribution of each parameter's gradient values at the latest backward pass."""
-
-    name = "gradients"
 
     def __init__(self, loop: Any) -> None:
         self.figure = new_figure("Gradient values (latest step)", "gradient value", "count", log_y=True)
@@ -273,10 +251,8 @@ class GradHistogramPlot:
                 y=[h[1] for h in histograms])
 
 
-class UpdateRatioPlot:
+class UpdateRatioPlot(Plot):
     """How far the last update moved each parameter relative to its size (‖Δw‖ / ‖w‖), with 1e-3 marked."""
-
-    name = "update_ratio"
 
     def __init__(self, loop: Any) -> None:
         self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)

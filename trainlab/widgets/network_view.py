@@ -31,7 +31,8 @@ from trainlab.options import is_whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_figure import Quantized
-from trainlab.widgets.live_plots import new_figure
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import new_figure
 
 __all__ = ["NetworkView"]
 
@@ -45,7 +46,7 @@ _EMPTY = np.empty(0, np.float64)
 # How soon the last update of a burst is drawn once the loop is free (a Pause's plots settle at once).
 _RETRY = 0.1
 
-class NetworkView(widgets.VBox):
+class NetworkView(widgets.VBox, Plot):
     """The inside of the network, live: a picture per neuron (MLP on 2-D inputs) or per-layer statistics.
 
     Example::
@@ -53,8 +54,6 @@ class NetworkView(widgets.VBox):
         tl.NetworkView(loop)                          # on its own: redraws as the loop trains
         tl.Dashboard(loop, plots=("loss", "network"))  # or inside the dashboard
     """
-
-    name = "network"
 
     def __init__(self, loop: Any, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
                  fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
