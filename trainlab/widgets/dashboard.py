@@ -25,7 +25,7 @@ import numpy as np
 from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
-from trainlab.options import positive_or_none
+from trainlab.arguments import positive_number, positive_or_none, real_number, short, whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.cells import on_cells
 from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
@@ -81,11 +81,10 @@ class Dashboard(widgets.VBox):
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
-        _checked_speed(speed)
+        _check_options(fps=fps, boundary_fps=boundary_fps, max_points=max_points, grid=grid, ghosts=ghosts,
+                       smoothing=smoothing, speed=speed)
         wanted = _wanted_plots(plots)
         shares = _ui_shares(max_ui_fraction, own=sum(PLOTS[name].own_budget for name in wanted))
-        checked_max_points(max_points)
-        checked_smoothing(smoothing)
         self._budget = RenderBudget(fps, shares["plots"])
         self._data_budget = RenderBudget(boundary_fps, shares["data"])
         self._watchdog = Watchdog(watch_timeout)
@@ -499,6 +498,18 @@ def _change_setting(loop: Any, name: str, value: Any) -> None:
         setattr(loop, name, value)
 
 
+def _check_options(fps: Any, boundary_fps: Any, max_points: Any, grid: Any, ghosts: Any, smoothing: Any,
+                   speed: Any) -> None:
+    """Refuse a dashboard's number options that it cannot use, each in words that say what to pass."""
+    positive_number(fps, "fps", "12")
+    positive_number(boundary_fps, "boundary_fps", "6")
+    checked_max_points(max_points)
+    whole_number(grid, "grid", 2, "60")
+    whole_number(ghosts, "ghosts", 0, "5")
+    checked_smoothing(smoothing)
+    _checked_speed(speed)
+
+
 def _checked_speed(speed: Any) -> float | None:
     """A pace in steps per second as a float (None: full speed), or a ValueError saying what to pass."""
     return positive_or_none(speed, "speed is steps per second, a number above 0 like speed=10, or None for as "
@@ -538,10 +549,11 @@ def _ui_shares(max_ui_fraction: float, own: int) -> dict[str, float]:
     Each budget keeps its own redraws under its share; the plots (with the status line and the
     stage table) get three parts, the data views one, and each plot with a budget of its own one.
     """
-    if not 0 < max_ui_fraction < 1:
-        raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like 0.05; "
-                         f"got {max_ui_fraction!r}")
-    unit = max_ui_fraction / (4 + own)
+    share = real_number(max_ui_fraction)
+    if share is None or not 0 < share < 1:
+        raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like "
+                         f"max_ui_fraction=0.05; got {short(max_ui_fraction)}")
+    unit = share / (4 + own)
     return {"plots": 3 * unit, "data": unit, "own": unit}
 
 

@@ -27,7 +27,7 @@ import torch
 
 from trainlab.errors import LoopBusyError
 from trainlab.inside import activation_stats, neuron_activations, neuron_details, neuron_layers
-from trainlab.options import is_whole_number
+from trainlab.arguments import whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_figure import Quantized
@@ -58,8 +58,8 @@ class NetworkView(widgets.VBox, Plot):
     def __init__(self, loop: Any, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
                  fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
         self._handles: list = []  # first: Widget.__del__ closes even a view that failed while being built
-        _check_size("max_neurons", max_neurons, 1, "max_neurons=8 shows each layer's first 8 neurons")
-        _check_size("grid", grid, 2, "grid=20 draws each neuron's square with 20 x 20 points")
+        whole_number(max_neurons, "max_neurons", 1, "8 (each layer's first 8 neurons)")
+        whole_number(grid, "grid", 2, "20 (each neuron's square drawn with 20 x 20 points)")
         self.loop = loop
         self.layers = neuron_layers(loop.model) if loop.input_shape == (2,) else None
         self.shown = [min(layer.width, max_neurons) for layer in self.layers] if self.layers else []
@@ -310,12 +310,6 @@ class _LayerStats:
 _STATS_NOTE = "this model's neurons are not pictures of a 2-D plane: per-layer numbers instead"
 _NOTHING_INSIDE = ("no layers to look inside: this model has no submodules (nn.Linear, nn.Conv2d...) whose "
                    "outputs could be measured;<br>build it from layers to see their activations here")
-
-
-def _check_size(name: str, value: Any, least: int, example: str) -> None:
-    """A whole number of at least ``least``, or a ValueError naming the argument, before anything is built."""
-    if not is_whole_number(value) or value < least:
-        raise ValueError(f"{name} must be a whole number of at least {least}, like {example}; got {value!r}")
 
 
 def _kernel_event_loop() -> asyncio.AbstractEventLoop | None:

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from trainlab.history import Branch, History
 from trainlab.lr_finder import LRFinderResult
-from trainlab.options import is_whole_number
+from trainlab.arguments import is_whole_number
 from trainlab.widgets.live_figure import LiveFigure
 from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LEGEND, LOG_AXIS, TRAIN_COLOR,
                                          VAL_COLOR, change_marks)
