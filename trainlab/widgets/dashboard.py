@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import time
 import traceback
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import ipywidgets as widgets
 import numpy as np
@@ -39,6 +39,9 @@ from trainlab.widgets.series import checked_max_points, checked_smoothing
 from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
 from trainlab.widgets.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["Dashboard"]
 
@@ -77,7 +80,7 @@ class Dashboard(widgets.VBox):
     #: The figures shown when ``plots`` is not given.
     DEFAULT_PLOTS = default_plots()
 
-    def __init__(self, loop: Any, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
+    def __init__(self, loop: Loop, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
@@ -103,7 +106,7 @@ class Dashboard(widgets.VBox):
             raise
         self._safe_redraw()
 
-    def _build(self, loop: Any, wanted: set[str], shares: dict[str, float], max_points: int, ghosts: int,
+    def _build(self, loop: Loop, wanted: set[str], shares: dict[str, float], max_points: int, ghosts: int,
                smoothing: float, fps: float, grid: int, max_ui_fraction: float, speed: float | None) -> None:
         """The widgets, the runner, and the handlers that keep them up to date (the arguments are checked)."""
         self.loop = loop
@@ -425,18 +428,18 @@ class Dashboard(widgets.VBox):
 
     # --- what the loop tells us ----------------------------------------------------------------
 
-    def _on_loop_change(self, loop: Any) -> None:
+    def _on_loop_change(self, loop: Loop) -> None:
         """A hyperparameter changed (from code, or a scheduler): show it on the widgets now, not at the next redraw."""
         self.controls.show_settings(loop)
 
-    def _on_loop_restore(self, loop: Any) -> None:
+    def _on_loop_restore(self, loop: Loop) -> None:
         """The loop moved in time (rewind, restore, reset, load): its history is a new one."""
         for plot in self.plots.values():
             plot.reset()
         self.controls.show_settings(loop)
         self._dirty = True
 
-    def _on_code_stage(self, loop: Any) -> None:
+    def _on_code_stage(self, loop: Loop) -> None:
         """A stage ran because code called it (not Play, not a button): keep up, on the budget."""
         if self._acting or self._runner.playing:
             return
@@ -485,12 +488,12 @@ class Dashboard(widgets.VBox):
                 widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
 
 
-def _setting(loop: Any, name: str) -> Any:
+def _setting(loop: Loop, name: str) -> Any:
     """The loop's current value of a control's setting ("lr", "batch_size", "weight_decay", "optimizer")."""
     return loop.optimizer_name if name == "optimizer" else getattr(loop, name)
 
 
-def _change_setting(loop: Any, name: str, value: Any) -> None:
+def _change_setting(loop: Loop, name: str, value: Any) -> None:
     """Set a control's setting on the loop; the loop checks the value (a ValueError changes nothing)."""
     if name == "optimizer":
         loop.set_optimizer(value)
@@ -526,18 +529,18 @@ class _Rate:
         self.samples: float | None = None
         self._marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, history length)
 
-    def restart(self, loop: Any) -> None:
+    def restart(self, loop: Loop) -> None:
         self._marks.clear()
         self._marks.append((time.perf_counter(), len(loop.history)))
 
-    def measure(self, loop: Any) -> None:
+    def measure(self, loop: Loop) -> None:
         now, n = time.perf_counter(), len(loop.history)
         if self._marks and n < self._marks[-1][1]:  # the history was replaced meanwhile
             self._marks.clear()
         self._marks.append((now, n))
         while len(self._marks) > 2 and now - self._marks[1][0] >= self.WINDOW:
             self._marks.popleft()  # keep one mark at least a window old
-        (then, first), elapsed = self._marks[0], now - self._marks[0][0]
+        first, elapsed = self._marks[0][1], now - self._marks[0][0]
         if n > first and elapsed > 0:
             self.steps = (n - first) / elapsed
             self.samples = float(np.sum(loop.history.steps["batch_size"][first:n])) / elapsed
@@ -570,7 +573,7 @@ def _wanted_plots(plots: Iterable[str] | None) -> set[str]:
     return set(names) | {"loss"}
 
 
-def _make_plots(loop: Any, wanted: set[str], options: PlotOptions) -> dict[str, Plot]:
+def _make_plots(loop: Loop, wanted: set[str], options: PlotOptions) -> dict[str, Plot]:
     """The plots asked for that fit the loop, in the registry's order (the loss first)."""
     made = {name: kind.make(loop, options) for name, kind in PLOTS.items() if name in wanted}
     return {name: plot for name, plot in made.items() if plot is not None}

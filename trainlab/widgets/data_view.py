@@ -10,7 +10,7 @@ it a slower budget than the other plots, and the grid stays small (60 x 60 by de
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from trainlab.widgets.live_figure import Quantized
 from trainlab.widgets.plot import Plot
 from trainlab.widgets.plot_style import new_figure
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_view_name", "axis_over"]
 
@@ -28,7 +31,7 @@ _PALETTE = ["#f59322", "#0877bd", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#bcbd22", "#17becf"]
 
 
-def data_view_name(loop: Any) -> str | None:
+def data_view_name(loop: Loop) -> str | None:
     """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
     shape = loop.input_shape  # read first: a DataLoader's whole data is collected only for a plane or a line
     if shape == (2,) and loop.classification:
@@ -41,7 +44,7 @@ def data_view_name(loop: Any) -> str | None:
 class DecisionBoundaryPlot(Plot):
     """The model's prediction over the input plane (probability of class 1, or the class) with the data."""
 
-    def __init__(self, loop: Any, grid: int = 60) -> None:
+    def __init__(self, loop: Loop, grid: int = 60) -> None:
         inputs, targets = loop.train_data
         points = inputs.detach().cpu().double().numpy()
         labels = targets.detach().cpu().reshape(len(targets), -1)
@@ -69,14 +72,14 @@ class DecisionBoundaryPlot(Plot):
     def reset(self) -> None:
         """Nothing is cached: every redraw asks the model again."""
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
         z = self._colour(loop, outputs).reshape(self._shape)
         # A byte a cell: class indices as they are, probabilities in 255 shades (all a colour scale shows).
         self.figure.send_traces([0], z=[z.astype(np.uint8) if self.classes > 2 else Quantized(z, 0.0, 1.0)])
 
-    def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
+    def _colour(self, loop: Loop, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
         if outputs.dim() == 1 or outputs.shape[1] == 1:  # one score per sample: bce
             scores = outputs.reshape(-1)
@@ -90,7 +93,7 @@ class DecisionBoundaryPlot(Plot):
 class PredictionCurvePlot(Plot):
     """The model's prediction for every x across the data's range, drawn over the training points."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         inputs, targets = loop.train_data
         x = inputs.detach().cpu().double().numpy()[:, 0]
         y = targets.detach().cpu().double().numpy().reshape(-1)
@@ -106,7 +109,7 @@ class PredictionCurvePlot(Plot):
     def reset(self) -> None:
         """Nothing is cached: every redraw asks the model again."""
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Draw the model's current curve (one forward pass over the x grid)."""
         outputs = loop.predict(self._grid).detach().cpu().double().reshape(-1).numpy()
         if len(outputs) == len(self._grid):

@@ -12,7 +12,7 @@ by a rewind/restore as faint "ghost" curves, so a learner can compare.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -23,6 +23,9 @@ from trainlab.widgets.plot import Plot
 from trainlab.widgets.plot_style import (GHOST_COLOR, GHOST_OPACITY,
                                          RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks, new_figure, y_axis)
 from trainlab.widgets.series import Downsampler, Ema, downsample
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot", "epoch_end_steps"]
 
@@ -74,7 +77,7 @@ class LossPlot(_TimePlot):
     everything that follows to 0, while a log one shows the spike and the recovery alike.
     """
 
-    def __init__(self, loop: Any, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Loss", "step", "loss"))
         self.max_points = max_points
         self.ghosts = ghosts
@@ -118,7 +121,7 @@ class LossPlot(_TimePlot):
         self._n_epochs: int | None = None
         self._ghost_ids: list[int] | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the history's latest numbers on the figure (skipped if nothing changed)."""
         history = loop.history
         changes = list(history.changes)  # a copy: another thread may append to it
@@ -170,7 +173,7 @@ class GradNormPlot(_TimePlot):
     are an unreadable band of colour.
     """
 
-    def __init__(self, loop: Any, max_points: int = 500, smoothing: float = 0.9) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Gradient norm per parameter (smoothed)", "step", "‖gradient‖", log_y=True))
         self.max_points = max_points
         self.smoothing = smoothing
@@ -186,7 +189,7 @@ class GradNormPlot(_TimePlot):
         self._emas = [Ema(self.smoothing) for _ in self.param_names]
         self._n: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the latest gradient norms on the figure (skipped if no step was added)."""
         history = loop.history
         changes = list(history.changes)
@@ -202,7 +205,7 @@ class GradNormPlot(_TimePlot):
 class AccuracyPlot(Plot):
     """Train and validation accuracy per epoch (classification only)."""
 
-    def __init__(self, loop: Any, max_points: int = 500) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500) -> None:
         self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
         self.figure.layout.yaxis.range = [0, 1.02]
         self.max_points = max_points
@@ -215,7 +218,7 @@ class AccuracyPlot(Plot):
         """Forget cached state (the history was replaced)."""
         self._n: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the per-epoch accuracies on the figure (skipped if no epoch ended)."""
         history = loop.history
         if len(history.epoch) == self._n:
@@ -229,7 +232,7 @@ class AccuracyPlot(Plot):
 class GradHistogramPlot(Plot):
     """The distribution of each parameter's gradient values at the latest backward pass."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.figure = new_figure("Gradient values (latest step)", "gradient value", "count", log_y=True)
         self.params = [(name, p) for name, p in loop.model.named_parameters() if p.requires_grad]
         for name, _ in self.params:
@@ -240,7 +243,7 @@ class GradHistogramPlot(Plot):
         """Forget cached state."""
         self._key: tuple | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Histogram every parameter's current ``.grad`` (skipped if no backward ran since the last time)."""
         key = (loop.state.step, loop.next_stage)
         if key == self._key:
@@ -254,7 +257,7 @@ class GradHistogramPlot(Plot):
 class UpdateRatioPlot(Plot):
     """How far the last update moved each parameter relative to its size (‖Δw‖ / ‖w‖), with 1e-3 marked."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)
         self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
         # A rule of thumb for big networks: around 1e-3. Small nets learn well above it; near 1 the lr is too high.
@@ -268,7 +271,7 @@ class UpdateRatioPlot(Plot):
         """Forget cached state."""
         self._key: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Show the last update's ratios (skipped if no update ran since the last time)."""
         key = loop.state.step
         if key == self._key:

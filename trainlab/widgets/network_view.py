@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -33,6 +33,9 @@ from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_figure import Quantized
 from trainlab.widgets.plot import Plot
 from trainlab.widgets.plot_style import new_figure
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["NetworkView"]
 
@@ -55,7 +58,7 @@ class NetworkView(widgets.VBox, Plot):
         tl.Dashboard(loop, plots=("loss", "network"))  # or inside the dashboard
     """
 
-    def __init__(self, loop: Any, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
+    def __init__(self, loop: Loop, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
                  fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
         self._handles: list = []  # first: Widget.__del__ closes even a view that failed while being built
         whole_number(max_neurons, "max_neurons", 1, "8 (each layer's first 8 neurons)")
@@ -99,7 +102,7 @@ class NetworkView(widgets.VBox, Plot):
         """Forget what was drawn (the loop moved in time)."""
         self._key = None
 
-    def redraw(self, loop: Any = None) -> None:
+    def redraw(self, loop: Loop | None = None) -> None:
         """Draw the network as it is now (skipped if its weights did not change since the last redraw)."""
         loop = loop or self.loop
         # ``loop.revision`` moves with every update and jump in time, and with a weight edited in a
@@ -123,7 +126,7 @@ class NetworkView(widgets.VBox, Plot):
                 getattr(self, name).close()
         super().close()
 
-    def _on_update(self, loop: Any) -> None:
+    def _on_update(self, loop: Loop) -> None:
         if self.figure.out_of_sight:  # nobody sees it: measure nothing (it catches up when seen again)
             return
         if self._budget.due():
@@ -184,7 +187,7 @@ class NetworkView(widgets.VBox, Plot):
 class _NeuronMosaic:
     """The figure of squares and lines, and how to redraw it."""
 
-    def __init__(self, loop: Any, layers: list, shown: list[int], grid: int) -> None:
+    def __init__(self, loop: Loop, layers: list, shown: list[int], grid: int) -> None:
         inputs = loop.train_data[0].detach().cpu().double().numpy()
         xs, ys = axis_over(inputs[:, 0], grid), axis_over(inputs[:, 1], grid)
         gx, gy = np.meshgrid(xs, ys)  # row = x2, column = x1: as a heatmap's z
@@ -227,7 +230,7 @@ class _NeuronMosaic:
         margin = (self.height - (n * (self.grid + self.gap_y) - self.gap_y)) / 2
         return self.height - margin - (j + 1) * self.grid - j * self.gap_y
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         activations = neuron_activations(loop, self.layers, self.points)
         z = np.full((self.height, self.width), np.nan)
         for c, values in enumerate(activations):
@@ -279,7 +282,7 @@ class _NeuronMosaic:
 class _LayerStats:
     """For models whose neurons are not pictures of a plane: each layer's activation mean, spread and dead ReLUs."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         # Nothing measured here: the loop may be training on another thread (a dashboard playing);
         # the first redraw measures, and the view guards it.
         self.figure = new_figure("Activations per layer (256 training samples)", "layer", "value")
@@ -290,7 +293,7 @@ class _LayerStats:
         self._note: str | None = None
         self._say(_STATS_NOTE)  # until the first redraw finds out whether there is anything to measure
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         stats = activation_stats(loop)
         self._say(_STATS_NOTE if stats else _NOTHING_INSIDE)
         names = [s.name for s in stats]
