@@ -46,8 +46,8 @@ class Row:
 class Gate:
     """Waits until the rest of the machine is quiet, and tells whether it stayed quiet during a run."""
 
-    def __init__(self, limit: float = 0.3, wait: float = 120.0, retries: int = 5) -> None:
-        self.limit, self.wait, self.retries = limit, wait, retries
+    def __init__(self, limit: float = 0.3, wait: float = 120.0, retries: int = 5, window: float = 0.3) -> None:
+        self.limit, self.wait, self.retries, self.window = limit, wait, retries, window
         self.enabled = os.path.exists("/proc/stat")
 
     def others(self, seconds: float = 0.3) -> float:
@@ -70,7 +70,7 @@ class Gate:
         """Wait (up to ``wait`` seconds) until other processes use under ``limit`` cores; whether they do."""
         deadline = time.monotonic() + self.wait
         while time.monotonic() < deadline:
-            if self.others() < self.limit:
+            if self.others(self.window) < self.limit:
                 return True
         return False
 
