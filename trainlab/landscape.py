@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from trainlab.errors import StageError
+from trainlab.metrics import clip_grad_norm
+from trainlab.optimizers import needs_closure
 from trainlab.options import is_whole_number, real_number
 
 if TYPE_CHECKING:
@@ -100,12 +102,17 @@ def proposed_update(loop: Loop) -> dict[str, Tensor]:
     The loop's own optimizer step, with its clipping, on copies of the parameters, their
     gradients and the optimizer's state: exact for any optimizer, and nothing real moves.
     """
+    if needs_closure(loop.optimizer):
+        raise ValueError(f"{type(loop.optimizer).__name__} evaluates the loss again inside its step: where it lands "
+                         "is known only by taking the step")
     named = dict(loop.model.named_parameters())
     scratch = {name: _scratch_parameter(p) for name, p in named.items()}
     memo = {id(named[name]): copy_ for name, copy_ in scratch.items()}
     optimizer = copy.deepcopy(loop.optimizer, memo)  # its state, keyed by the scratch parameters
+    if loop.clip_grad_value is not None:
+        nn.utils.clip_grad_value_(list(scratch.values()), loop.clip_grad_value)
     if loop.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(list(scratch.values()), loop.clip_grad_norm)
+        clip_grad_norm(list(scratch.values()), loop.clip_grad_norm)
     optimizer.step()
     return {name: p.detach() for name, p in scratch.items()}
 
@@ -133,6 +140,6 @@ def _batch_loss(loop: Loop, weights: dict[str, Tensor], inputs: Any, targets: Te
     else:
         args, kwargs = ((inputs,) if isinstance(inputs, Tensor) else tuple(inputs)), {}
     torch.set_rng_state(rng)
-    with torch.no_grad():
+    with torch.no_grad(), loop._data.context():  # under autocast too, as the batch ran (precision=)
         outputs = functional_call(loop.model, {**weights, **buffers}, args, kwargs or None)
         return float(loop.loss_fn(outputs, targets))
