@@ -526,3 +526,46 @@ def test_a_plain_dataset_with_random_augmentation_warns_it_is_read_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tl.Loop(NamedInput(), Named(), "cross_entropy")
+
+
+class StandInCuda:
+    """torch.cuda's generator calls, on a CPU generator standing in for a GPU's (no GPU on this machine)."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator()
+
+    def get_rng_state(self, index: int) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: torch.Tensor, index: int) -> None:
+        self.generator.set_state(state)
+
+    def manual_seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+
+def test_the_loops_stream_covers_a_gpus_generator():
+    from trainlab.batching import EpochSampler
+    from trainlab.state import CudaStream, RunState
+
+    cuda = StandInCuda()
+    cuda.manual_seed(999)
+    outside = cuda.get_rng_state(0)
+    run = RunState(torch.Generator().manual_seed(0).get_state(), 8)
+    run.sampler = EpochSampler(8, False, 0)
+    run.cuda = CudaStream(0, seed=0, api=cuda)
+    assert torch.equal(cuda.get_rng_state(0), outside)  # building it left the device's generator alone
+
+    def dropout_on_the_gpu() -> torch.Tensor:
+        return torch.rand(3, generator=cuda.generator)
+
+    first = run.with_rng(dropout_on_the_gpu)
+    assert torch.equal(first, torch.rand(3, generator=torch.Generator().manual_seed(0)))  # as torch.manual_seed(0)
+    assert torch.equal(cuda.get_rng_state(0), outside)  # the device's own stream put back
+    place = run.capture()
+    assert "cuda_rng" in place
+    second = run.with_rng(dropout_on_the_gpu)
+    run.go_to(place)  # what rewind and a failed stage do
+    assert torch.equal(run.with_rng(dropout_on_the_gpu), second)
+    copy = run.on_copy_of_rng(dropout_on_the_gpu)  # evaluate(): the run's stream stays
+    assert torch.equal(run.with_rng(dropout_on_the_gpu), copy)

@@ -36,7 +36,11 @@ class Counters(TypedDict):
     epoch_sums: list[float]  # this epoch's loss * samples, samples, correct predictions
 
 
-class Place(TypedDict):
+class _DevicePlace(TypedDict, total=False):
+    cuda_rng: torch.Tensor  # device="cuda": the GPU generator's part of the loop's stream (absent on a CPU)
+
+
+class Place(_DevicePlace):
     """Where a loop is in its run, without its weights: what a batch's start records."""
 
     rng: torch.Tensor  # the loop's own random stream (dropout, augmentation); never written in place
@@ -105,7 +109,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(target)!r} has checkpoint version {payload.get('version')!r}; "
                               f"this trainlab reads versions 1 to {VERSION}")
     _expect_keys(payload, _KEYS, "the checkpoint")
-    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state")
+    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state", optional={"cuda_rng"})
     return upgrade(payload)
 
 
@@ -218,10 +222,10 @@ def check_optimizer_groups(state: dict[str, Any]) -> None:
 
 
 
-def _expect_keys(mapping: Any, expected: set[str], what: str) -> None:
+def _expect_keys(mapping: Any, expected: set[str], what: str, optional: set[str] = frozenset()) -> None:
     if not isinstance(mapping, dict):
         raise CheckpointError(f"{what} is not a dict")
-    missing, extra = expected - set(mapping), set(mapping) - expected
+    missing, extra = expected - set(mapping), set(mapping) - expected - optional
     if missing or extra:
         parts = [f"missing {sorted(missing)}" if missing else "", f"unexpected {sorted(map(str, extra))}" if extra else ""]
         raise CheckpointError(f"{what} does not match: {'; '.join(p for p in parts if p)}")

@@ -225,7 +225,8 @@ def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Any, targets
     try:
         loss = loss_fn(outputs, y)
     except Exception as error:
-        raise ValueError(f"the loss function failed on the model's outputs: {error}{_loss_hint(kind, predictions, chosen_y)}") from error
+        hint = _loss_hint(kind, predictions, chosen_y)
+        raise ValueError(f"the loss function failed on the model's outputs: {error}{hint}") from error
     if not isinstance(loss, Tensor) or loss.dim() != 0:
         raise ValueError(not_one_number(loss))
     if mismatch and warn and isinstance(outputs, Tensor) and _broadcasts(loss_fn, outputs, y, loss):

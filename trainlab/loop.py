@@ -43,7 +43,7 @@ from trainlab.optimizers import GroupShares, needs_closure
 from trainlab.precision import autocast_context
 from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
 from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
-from trainlab.state import Batch, RunState, State
+from trainlab.state import Batch, CudaStream, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -60,29 +60,37 @@ class Loop:
         loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
         loop.fit(epochs=10)
 
-    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and ``shuffle`` to
-    True (or a DataLoader's own settings). ``validation_split`` holds out a seeded random fraction of
-    the data (``loop.val_indices`` lists which samples). ``scheduler`` is a ``torch.optim.lr_scheduler``
-    object or a function ``optimizer -> scheduler``, stepped after every epoch
-    (``scheduler_interval="epoch"``) or every update (``"step"``); a ReduceLROnPlateau after every epoch,
-    watching ``scheduler_metric`` ("val_loss" by default, else "loss"; "val_accuracy" with mode="max").
-    ``optimizer`` is a name (every ``torch.optim`` class: "sgd", "adagrad", "lbfgs", ...), an optimizer
-    object (its parameter groups keep their ratios under ``lr=`` and ``loop.lr``, and a group built
-    with weight decay 0 keeps 0 under ``loop.weight_decay``) or a list of them, stepped together
-    (``[SparseAdam(sparse_params), Adam(dense_params)]``); LBFGS gets a closure that runs the model and
-    loss again. ``clip_grad_norm`` scales the gradients down before each update so their total norm is
-    at most this, ``clip_grad_value`` clips each entry to at most this in size (None: no clipping);
-    live, like ``lr``. ``outputs`` names the part of what the model returns that holds its predictions, for
-    accuracy and plots, when it returns a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss
-    always gets all of it. Targets may be several too (a tuple or dict, passed to the loss as they are):
-    ``accuracy=0`` (or ``"label"``) names the one accuracy reads. Classification is per sample (outputs
-    ``(n, classes)``) or per token / pixel (outputs ``(n, classes, d1, ...)``, targets ``(n, d1, ...)``;
-    accuracy counts tokens, leaving out the loss's ``ignore_index``). ``drop_last`` drops a last batch
-    shorter than the batch size (a DataLoader's own setting is used for it); a model whose BatchNorm cannot
-    train on one sample never gets a one-sample batch: such a tail joins the batch before it.
-    ``accumulate=k`` makes each update from k micro-batches of ``batch_size`` (each loss divided by k; the
-    epoch's last update takes what is left): ``step()`` runs all k, ``state.step`` counts updates.
-    ``precision="bf16"`` runs the forward pass and loss under ``torch.autocast`` in bfloat16. ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
+    What it accepts (the README's "Bring your own model" has the details):
+
+    - ``data``: ``(X, y)`` tensors or arrays, a ``Dataset`` (read once) or a ``DataLoader`` (drawn through).
+      X may be several inputs (a tuple or dict: ``model(*X)``, ``model(**X)``), y several targets (a
+      tuple or dict, passed to the loss as they are; ``accuracy=0`` or ``"label"`` names the one accuracy
+      reads). ``validation_split`` holds out a seeded random fraction (``loop.val_indices``), or give
+      ``val_data``. ``drop_last`` drops a last batch shorter than the batch size (a DataLoader's own is
+      used); a model whose BatchNorm cannot train on one sample never gets a one-sample batch (such a
+      tail joins the batch before it).
+    - ``loss_fn``: "mse", "cross_entropy", "bce", or any callable ``loss(outputs, targets)``.
+      Classification is per sample (outputs ``(n, classes)``) or per token / pixel (outputs ``(n, classes,
+      d1, ...)`` against targets ``(n, d1, ...)``; accuracy leaves out the loss's ``ignore_index``).
+      ``outputs`` names the part of a tuple or dict the model returns that holds its predictions
+      (``outputs=0``, ``outputs="logits"``); the loss always gets all of it.
+    - ``optimizer``: a name (every ``torch.optim`` class: "sgd", "adagrad", "lbfgs", ...), an object
+      (its groups keep their lr ratios under ``lr=`` and ``loop.lr``; a group built with weight decay 0
+      keeps 0 under ``loop.weight_decay``), or a list stepped together (``[SparseAdam(sparse),
+      Adam(dense)]``). LBFGS gets a closure that runs the model and loss again. ``lr`` defaults to 0.01
+      (or the object's own).
+    - ``scheduler``: a ``torch.optim.lr_scheduler`` object or a function ``optimizer -> scheduler``,
+      stepped after every epoch (``scheduler_interval="epoch"``) or update (``"step"``); a
+      ReduceLROnPlateau after every epoch with ``scheduler_metric`` ("val_loss" by default, else "loss";
+      "val_accuracy" for ``mode="max"``).
+    - ``clip_grad_norm`` (the gradients' total norm at most this) and ``clip_grad_value`` (each entry at
+      most this in size, applied first): None for no clipping; live, like ``lr``.
+    - ``accumulate=k``: each update from k micro-batches of ``batch_size`` (each loss divided by k; the
+      epoch's last update takes what is left); ``step()`` runs all k, ``state.step`` counts updates.
+    - ``precision="bf16"``: the forward pass and loss under ``torch.autocast`` in bfloat16.
+    - ``batch_size`` defaults to 32 and ``shuffle`` to True (or a DataLoader's own settings).
+
+    ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
     16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
     steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
     whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
@@ -108,7 +116,7 @@ class Loop:
         self._clip, self._clip_value = check_clip(clip_grad_norm), check_clip_value(clip_grad_value)
         self.accumulate = check_count(accumulate, "accumulate (micro-batches per update)")
         self.device = pick_device(device)
-        self._context = autocast_context(precision, self.device)  # what the model and loss run in
+        self.autocast = autocast_context(precision, self.device)  # what the model and loss run in: with loop.autocast()
         self.precision = precision
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
@@ -117,7 +125,7 @@ class Loop:
         self._part = outputs
         self._data = LoopData(data, self.model, self.loss_fn, self.loss_name, accuracy, outputs, self.device, shuffle,
                              validation_split, val_data, seed, drop_last)
-        self._data.context = self._context
+        self._data.context = self.autocast
         self.accuracy_kind = self._data.accuracy_kind
         # Which of several targets accuracy reads, and the label it leaves out (per token: ignore_index).
         self._target_part, self._ignore = self._data.target_part, ignored_label(self.loss_fn)
@@ -162,6 +170,9 @@ class Loop:
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._run = RunState(torch.Generator().manual_seed(seed).get_state(), batch_size)
+        if self.device.type == "cuda":  # dropout on a GPU draws from the device's generator: part of the stream
+            self._run.cuda = CudaStream(self.device.index if self.device.index is not None else
+                                        torch.cuda.current_device(), seed)
         self._run.sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._run.with_rng)
         self._run.sampler.check_batch_size(batch_size)
         self._ratios = RatioMeter(self.param_names, self._params)  # how far updates move the weights
@@ -253,8 +264,10 @@ class Loop:
             self.model.train()
         if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
             batch.forward_rng = self._run.rng
+            if self._run.cuda is not None:
+                batch.forward_cuda_rng = self._run.cuda.state
         try:
-            outputs = (self._run_model(batch.inputs) if self._context is not nullcontext else
+            outputs = (self._run_model(batch.inputs) if self.autocast is not nullcontext else
                        self._run.with_rng(call_model, self.model, batch.inputs) if self._random_model
                        else call_model(self.model, batch.inputs))
         except BaseException:
@@ -266,19 +279,19 @@ class Loop:
 
     def _run_model(self, inputs: Any) -> Any:
         """The model on ``inputs``: on the loop's random stream if it may draw, under autocast with ``precision``."""
-        with self._context():
+        with self.autocast():
             return self._run.with_rng(call_model, self.model, inputs) if self._random_model \
                 else call_model(self.model, inputs)
 
     def _loss_of(self, outputs: Any, targets: Any) -> Tensor:
-        with self._context():
+        with self.autocast():
             return self.loss_fn(outputs, targets)
 
     def _loss(self) -> Tensor:
         batch = self._batch
         self.events.fire_before("before_loss", self)
         try:  # a loss that raises puts the batch back, like forward and backward (BatchNorm's statistics)
-            loss = (self.loss_fn(batch.outputs, batch.targets) if self._context is nullcontext
+            loss = (self.loss_fn(batch.outputs, batch.targets) if self.autocast is nullcontext
                     else self._loss_of(batch.outputs, batch.targets))
             if not isinstance(loss, Tensor) or loss.dim() != 0:
                 raise ValueError(not_one_number(loss))

@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from trainlab.batching import call_model, first_tensor, map_tensors
 
-__all__ = ["accuracy_kind", "count_correct", "grad_norms", "dense_values", "clip_grad_norm", "total_norm", "ignored_label", "update_ratios", "RatioMeter", "first_non_finite", "eval_mode",
+__all__ = ["accuracy_kind", "count_correct", "grad_norms", "dense_values", "clip_grad_norm", "total_norm",
+           "ignored_label", "update_ratios", "RatioMeter", "first_non_finite", "eval_mode",
            "evaluate", "pick"]
 
 EVAL_BATCH = 1024  # evaluation needs no gradients, so it can use big batches

@@ -27,7 +27,7 @@ class Optimizers(torch.optim.Optimizer):
     Example: ``tl.Loop(model, data, loss, optimizer=[SparseAdam(sparse), Adam(dense)])``.
     """
 
-    def __init__(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:  # no super().__init__: no groups of its own
+    def __init__(self, optimizers: Iterable[torch.optim.Optimizer]) -> None:  # no super().__init__: no own groups
         self.optimizers = list(optimizers)
         if any(map(needs_closure, self.optimizers)):
             raise ValueError("an optimizer that evaluates the loss again inside its step (LBFGS) cannot be stepped "
@@ -93,8 +93,9 @@ class Optimizers(torch.optim.Optimizer):
             own = groups[first:first + len(optimizer.param_groups)]
             first += len(own)
             count = sum(len(group["params"]) for group in own)
+            state = {i - start: s for i, s in state_dict["state"].items() if start <= i < start + count}
             parts.append({"param_groups": [{**g, "params": [i - start for i in g["params"]]} for g in own],
-                          "state": {i - start: s for i, s in state_dict["state"].items() if start <= i < start + count}})
+                          "state": state})
             start += count
         for optimizer, part in zip(self.optimizers, parts):
             optimizer.load_state_dict(part)

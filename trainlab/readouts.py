@@ -55,7 +55,8 @@ def last_outputs(self: Loop) -> Any:
 @property
 def last_predictions(self: Loop) -> Tensor | None:
     """The part of the open batch's outputs that holds the predictions (see ``outputs=``), or None."""
-    return pick(self._batch.outputs, self._part) if self._batch is not None and self._batch.outputs is not None else None
+    batch = self._batch
+    return pick(batch.outputs, self._part) if batch is not None and batch.outputs is not None else None
 
 
 @property

@@ -26,7 +26,7 @@ from trainlab.metrics import clip_grad_norm, total_norm
 if TYPE_CHECKING:
     from trainlab.data import LoopData
 
-__all__ = ["State", "RunState", "Batch", "BatchStart", "OpenBatch"]
+__all__ = ["State", "RunState", "CudaStream", "Batch", "BatchStart", "OpenBatch"]
 
 
 @dataclass
@@ -47,14 +47,18 @@ class RunState:
     sampler: EpochSampler = None  # type: ignore[assignment]  # set once the data's sampler is made
     counters: State = field(default_factory=State)
     epoch_sums: list = field(default_factory=lambda: [0.0, 0, 0.0])  # loss * samples, samples, correct
+    cuda: CudaStream | None = None  # device="cuda": the GPU generator's part of the loop's stream
 
     def capture(self) -> Place:
         """Where the run is now, as a checkpoint records it (the rng is shared: it is never written in place)."""
         counters = self.counters
-        return {"rng": self.rng, "sampler": self.sampler.state(),
-                "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
-                             "epoch_sums": list(self.epoch_sums)},
-                "batch_size": self.batch_size}
+        place: Place = {"rng": self.rng, "sampler": self.sampler.state(),
+                        "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
+                                     "epoch_sums": list(self.epoch_sums)},
+                        "batch_size": self.batch_size}
+        if self.cuda is not None:
+            place["cuda_rng"] = self.cuda.state
+        return place
 
     def apply(self, place: Place) -> None:
         """Go back to ``place``: its position, sums and random stream, its counters and batch size."""
@@ -69,6 +73,8 @@ class RunState:
         sums = place["counters"]["epoch_sums"]
         self.epoch_sums = [float(sums[0]), int(sums[1]), float(sums[2])]
         self.rng = place["rng"].clone()
+        if self.cuda is not None and "cuda_rng" in place:
+            self.cuda.state = place["cuda_rng"].clone()
 
     def start_epoch(self) -> None:
         """Draw the next epoch's order and start its sums afresh."""
@@ -114,6 +120,11 @@ class RunState:
 
     def with_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
+        if self.cuda is not None:  # on a GPU, dropout draws from the device's generator
+            return self.cuda.around(self._with_cpu_rng, fn, *args)
+        return self._with_cpu_rng(fn, *args)
+
+    def _with_cpu_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         outside = torch.get_rng_state()
         torch.set_rng_state(self.rng)
         try:
@@ -123,12 +134,40 @@ class RunState:
             torch.set_rng_state(outside)
 
     def on_copy_of_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` with a copy of the loop's random stream as torch's: reproducible, and the run's stream stays."""
-        kept = self.rng
+        """``fn(*args)`` with a copy of the loop's random stream as torch's: reproducible; the run's stream stays."""
+        kept, kept_cuda = self.rng, self.cuda.state if self.cuda is not None else None
         try:
             return self.with_rng(fn, *args)
         finally:
             self.rng = kept
+            if self.cuda is not None:
+                self.cuda.state = kept_cuda
+
+
+class CudaStream:
+    """The loop's random stream on a GPU: the device generator's state, swapped in with the CPU's.
+
+    It starts as ``torch.manual_seed(seed)`` leaves the device (``torch.manual_seed`` seeds every device),
+    so a hand loop that seeds torch once meets the same dropout masks. ``api`` is ``torch.cuda`` (a test
+    gives a stand-in, to check the routing on a machine without a GPU).
+    """
+
+    def __init__(self, index: int, seed: int, api: Any = None) -> None:
+        self.index, self.api = index, api if api is not None else torch.cuda
+        outside = self.api.get_rng_state(index)
+        self.api.manual_seed(seed)  # the current device's generator, as torch.manual_seed seeds it
+        self.state: Tensor = self.api.get_rng_state(index)
+        self.api.set_rng_state(outside, index)
+
+    def around(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with this state as the device generator's; the state it leaves is kept."""
+        outside = self.api.get_rng_state(self.index)
+        self.api.set_rng_state(self.state, self.index)
+        try:
+            return fn(*args)
+        finally:
+            self.state = self.api.get_rng_state(self.index)
+            self.api.set_rng_state(outside, self.index)
 
 
 @dataclass(eq=False)
@@ -170,6 +209,7 @@ class Batch:
     take_size: int = 0  # samples per micro-batch, fixed for the update (its first micro-batch's batch size)
     outputs: Any = None  # forward(): what the model returned
     forward_rng: Tensor | None = None  # forward(): the loop's random state it drew from (dropout's masks)
+    forward_cuda_rng: Tensor | None = None  # forward() on a GPU: the device generator's part of it
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
     loss_value: float = 0.0  # loss() as a float (the step's one sync for the loss)
     grad_norms: dict[str, float] | None = None  # backward(): {parameter name: gradient norm}
@@ -247,10 +287,11 @@ class OpenBatch:
     forward_rng: Tensor | None  # the random state forward drew from (dropout's masks); None for a model without randomness
     micro_batch: int = 1  # accumulate=k: which micro-batch of the update is open, 1 ... k
     micro_batches: int = 1  # k
+    forward_cuda_rng: Tensor | None = None  # on a GPU: the device generator's state forward drew from
 
     @classmethod
     def of(cls, batch: Batch, micro_batches: int = 1) -> "OpenBatch":
         """The view of ``batch`` as it is now (``micro_batches``: the loop's accumulate)."""
         norms = dict(batch.grad_norms) if batch.grad_norms is not None else None
         return cls(batch.inputs, batch.targets, batch.due, batch.outputs, batch.loss, norms, batch.forward_rng,
-                   batch.micro + 1, micro_batches)
+                   batch.micro + 1, micro_batches, batch.forward_cuda_rng)
