@@ -334,6 +334,12 @@ def test_per_token_cross_entropy_counts_accuracy_per_token_leaving_out_ignore_in
     assert log["accuracy"] == pytest.approx(((predicted == tags[:8]) & counted).sum().item() / counted.sum().item())
     result = loop.evaluate((ids, tags))
     assert 0 <= result["accuracy"] <= 1
+    assert loop.accuracy_unit == "token"
+    pytest.importorskip("ipywidgets")
+    from trainlab.widgets.stage_view import stage_html
+
+    loop.forward()
+    assert "Each token" in stage_html(loop)  # the stage view says what accuracy counts
 
 
 def test_per_pixel_segmentation_is_accepted():

@@ -51,6 +51,7 @@ class LoopData:
         else:
             self.accuracy_kind = None  # several targets: accuracy reads the one accuracy= names
         targets = self._checked(targets, "data")
+        self.accuracy_unit = _accuracy_unit(self.accuracy_kind, pick(targets, self.target_part))
         inputs, targets = self.on_device(inputs, targets)
         self.cast = in_model_dtype(model, inputs)  # numpy's float64 -> the model's float32, if it must
         inputs, targets = self.converted(inputs, targets)
@@ -166,6 +167,16 @@ class LoopData:
         probe(self.model, self.loss_fn, self.accuracy_kind, inputs, targets, part=self.part,  # labels, shapes
               target_part=self.target_part, named_loss=self.named_loss, warn=False)
         return inputs, targets
+
+
+def _accuracy_unit(kind: str | None, targets: Any) -> str | None:
+    """What accuracy counts: "sample", "token" (a class per token or pixel), "label" (multi-label), or None."""
+    if kind is None:
+        return None
+    if kind.startswith("multilabel"):
+        return "label"
+    per_token = isinstance(targets, Tensor) and targets.dim() > (2 if targets.is_floating_point() else 1)
+    return "token" if kind == "multiclass" and per_token else "sample"
 
 
 def _drop_last(drop_last: Any, fetch: LoaderFetch | None) -> bool:

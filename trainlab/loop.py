@@ -133,7 +133,8 @@ class Loop:
         # Facts fixed at build: the validation data (X, y) or None, whether it validates and records
         # accuracy, and one sample's input shape, like (2,) or (1, 8, 8) (None: a model of several inputs).
         self.val_data, self.has_validation = self._data.val, self._data.val is not None
-        self.classification = self.accuracy_kind is not None
+        # What accuracy counts: "sample", "token" (per token or pixel), "label" (multi-label), or None.
+        self.classification, self.accuracy_unit = self.accuracy_kind is not None, self._data.accuracy_unit
         self.input_shape = self._data.input_shape
         self.optimizer, self._optimizer_name = choose_optimizer(optimizer, self.model, lr, momentum, weight_decay,
                                                                 optimizer_options)
