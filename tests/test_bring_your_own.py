@@ -299,6 +299,11 @@ def test_lbfgs_trains_like_a_hand_loop_with_a_closure():
     assert [loop.step()["loss"] for _ in range(2)] == hand[1:]
     with pytest.raises(ValueError, match="clipping"):
         loop.clip_grad_norm = 1.0
+    switched = tl.Loop(seeded(build), (X, y), "mse", "adam", batch_size=16, weight_decay=0.01)
+    switched.step()
+    switched.set_optimizer("lbfgs")  # LBFGS has no weight decay to carry over
+    switched.step()
+    assert switched.rewind(1) == 1 and switched.optimizer_name == "lbfgs"
 
 
 # --- 9. per-token and per-pixel classification ------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
                               TensorDataset, default_collate)
 
-__all__ = ["as_tensors", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
+__all__ = ["as_tensors", "as_targets", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
            "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs",
            "loader_generators", "kept_generators"]
 
@@ -101,7 +101,8 @@ def as_tensors(data: Any, what: str = "data") -> tuple[Any, Any]:
     elif isinstance(data, Dataset):
         inputs, targets = _stack_dataset(data, what)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        inputs, targets = as_inputs(data[0], what), as_inputs(data[1], what)
+        inputs = as_inputs(data[0], what)
+        targets = as_targets(data[1], n_rows(inputs), what)
     else:
         raise ValueError(
             f"{what} must be a pair (X, y) of tensors, a Dataset of (x, y) pairs or a DataLoader; "
@@ -129,6 +130,13 @@ def as_inputs(part: Any, what: str) -> Any:
     if isinstance(part, (tuple, list)) and part and all(_is_array(p) for p in part):
         return tuple(_as_tensor(value, what) for value in part)
     return _as_tensor(part, what)
+
+
+def as_targets(part: Any, n: int, what: str) -> Any:
+    """One target tensor, or several (a dict, or a tuple/list of tensors other than one per sample)."""
+    several = isinstance(part, dict) or (isinstance(part, (tuple, list)) and 0 < len(part) != n
+                                         and all(_is_array(p) for p in part))
+    return as_inputs(part, what) if several else _as_tensor(part, what)
 
 
 def _is_array(value: Any) -> bool:
@@ -184,7 +192,8 @@ def _pair(batch: Any, what: str) -> tuple[Any, Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise ValueError(f"{what}: each batch must be an (inputs, targets) pair; the DataLoader's collate_fn "
                          f"returned a {type(batch).__name__}")
-    return as_inputs(batch[0], what), as_inputs(batch[1], what)
+    inputs = as_inputs(batch[0], what)
+    return inputs, as_targets(batch[1], n_rows(inputs), what)
 
 
 def _as_tensor(part: Any, what: str) -> Tensor:

@@ -127,7 +127,8 @@ def fails_on_one_sample(model: nn.Module, inputs: Any, targets: Any) -> bool:
         return False
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     flags = [(module, module.training) for module in model.modules()]
-    model.train()
+    if not model.training:  # as the loop's forward does: a BatchNorm frozen inside a training model stays frozen
+        model.train()
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             call_model(model, head(inputs, 1))

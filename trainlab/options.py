@@ -142,7 +142,9 @@ def switched_optimizer(name: Any, model: nn.Module, lr: float, weight_decay: flo
         raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
     if not isinstance(name, str):
         raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
-    options.setdefault("weight_decay", weight_decay)
+    cls = OPTIMIZERS_BY_NAME.get(name.lower())
+    if cls is None or "weight_decay" in inspect.signature(cls).parameters:  # LBFGS, Rprop have none
+        options.setdefault("weight_decay", weight_decay)
     return make_optimizer(name, model, lr, options)
 
 
