@@ -4,7 +4,8 @@
 //
 // It draws what the live plots use: scatter traces (lines, markers, "hv" steps; one colour, or a
 // colour per point on a colour scale; lines that go back and forth, in NaN-separated pieces, as
-// the neuron view's weights), bars over named categories, heatmaps (blitted as an image),
+// the neuron view's weights), bars over named categories, heatmaps (blitted as an image, with a text
+// per cell when given: a confusion matrix's counts),
 // vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
 // with anything else (lightPlottable() says) stays with plotly.js.
 
@@ -180,7 +181,16 @@ function lightPlot(uPlot, host) {
     plot = new uPlot(options(uPlot, figure, series, categories, x, y, dark, () => current), data, host);
   };
 
-  return { draw, destroy };
+  // Where a click at (clientX, clientY) lands in the plot's values: {x, y}, or null outside the plotting area.
+  const valueAt = (clientX, clientY) => {
+    if (!plot) return null;
+    const box = plot.over.getBoundingClientRect();
+    const left = clientX - box.left, top = clientY - box.top;
+    if (left < 0 || top < 0 || left > box.width || top > box.height) return null;
+    return { x: plot.posToVal(left, "x"), y: plot.posToVal(top, "y"), trace: -1 };
+  };
+
+  return { draw, destroy, valueAt };
 }
 
 const PLOTLY_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -268,8 +278,26 @@ function drawHeatmaps(u, { figure }) {
     ctx.clip();
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(cells, left, top, right - left, bottom - top);
+    if (Array.isArray(trace.text)) drawCellTexts(u, trace, xs, ys, color);
     ctx.restore();
   }
+}
+
+// A heatmap's text per cell (a confusion matrix's counts), centred, dark or light against the cell's colour.
+function drawCellTexts(u, trace, xs, ys, color) {
+  const ctx = u.ctx, ratio = devicePixelRatio || 1;
+  ctx.font = `${((trace.textfont && trace.textfont.size) || 10) * ratio}px 'Open Sans', verdana, arial, sans-serif`;
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  trace.text.forEach((row, r) => {
+    (row || []).forEach((text, c) => {
+      if (text === null || text === undefined || text === "") return;
+      const value = trace.z[r] && trace.z[r][c];
+      const [red, green, blue] = Number.isFinite(value) ? color(value) : [255, 255, 255];
+      ctx.fillStyle = 0.299 * red + 0.587 * green + 0.114 * blue < 140 ? "#ffffff" : "#222222";
+      ctx.fillText(String(text), u.valToPos(xs[c], "x", true), u.valToPos(ys[r], "y", true));
+    });
+  });
 }
 
 function drawFreeLines(u, { figure }) {
