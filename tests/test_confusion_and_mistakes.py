@@ -138,7 +138,7 @@ def test_top_losses_of_a_regression_and_of_a_loss_of_ones_own():
 @pytest.mark.parametrize("k", [0, -1, 2.5, True, "9"])
 def test_top_losses_refuse_a_bad_k(k):
     loop = spiral_loop()
-    with pytest.raises(ValueError, match="k is how many of the worst samples"):
+    with pytest.raises(ValueError, match="k must be a whole number of at least 1, like k=9"):
         tl.top_losses(loop, k=k)
 
 

@@ -92,9 +92,9 @@ def test_a_detached_recorder_costs_the_loop_nothing():
     assert len(dist) == 0 and not dist.attached
 
 
-@pytest.mark.parametrize("option, value, message", [("every", 0, "every is how many steps apart"),
-                                                     ("every", 1.5, "every is how many steps apart"),
-                                                     ("max_rows", 4, "max_rows is how many records")])
+@pytest.mark.parametrize("option, value, message", [("every", 0, "every must be a whole number of at least 1"),
+                                                     ("every", 1.5, "every must be a whole number"),
+                                                     ("max_rows", 4, "max_rows must be a whole number of at least 8")])
 def test_bad_options_are_refused(option, value, message):
     with pytest.raises(ValueError, match=message):
         tl.Distributions(moons_loop(), **{option: value})

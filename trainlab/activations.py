@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 
 from trainlab.batching import call_model
 from trainlab.looking import quietly
-from trainlab.options import is_whole_number
+from trainlab.arguments import whole_number
 from trainlab.recording import Recorder
 
 if TYPE_CHECKING:
@@ -169,10 +169,8 @@ class ActivationStats(Recorder):
 
     def __init__(self, loop: Loop, every: int = 10, samples: int = 256, bins: int = 40, max_rows: int = 500,
                  attach: bool = True) -> None:
-        for name, value, least, example in (("samples", samples, 1, 256), ("bins", bins, 2, 40)):
-            if not (is_whole_number(value) and value >= least):
-                raise ValueError(f"{name} must be a whole number of at least {least}, like {example}; got {value!r}")
-        self.samples, self.bins = int(samples), int(bins)
+        self.samples = whole_number(samples, "samples", 1, "256")
+        self.bins = whole_number(bins, "bins", 2, "40")
         self.layers: list[str] = []  # found at the first record, in the order the forward pass runs them
         self.kinds: dict[str, str | None] = {}  # each layer's activation function ("relu", ...), or None
         self._inputs: Any = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.events import Handle
-from trainlab.options import is_whole_number
+from trainlab.arguments import whole_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -110,15 +110,9 @@ class Recorder:
     """Measures every ``every`` steps from the loop's ``after_update``; subclasses say what (``measure``)."""
 
     def __init__(self, loop: Loop, every: int, max_rows: int, attach: bool) -> None:
-        if not (is_whole_number(every) and every >= 1):
-            raise ValueError(f"every is how many steps apart to record, a whole number of at least 1, like 10; "
-                             f"got {every!r}")
-        if not (is_whole_number(max_rows) and max_rows >= 8):
-            raise ValueError(f"max_rows is how many records to keep at most, a whole number of at least 8, like "
-                             f"1000; got {max_rows!r}")
         self.loop = loop
-        self.every = int(every)
-        self.rows = Rows(int(max_rows))
+        self.every = whole_number(every, "every", 1, "10")  # steps between records
+        self.rows = Rows(whole_number(max_rows, "max_rows", 8, "1000"))
         self._handles: list[Handle] = []
         if attach:
             self.attach()

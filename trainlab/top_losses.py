@@ -17,7 +17,7 @@ import torch
 
 from trainlab.batching import first_tensor, map_tensors, rows
 from trainlab.looking import looked_at, predicted_classes, true_classes
-from trainlab.options import is_whole_number
+from trainlab.arguments import whole_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -47,11 +47,9 @@ def top_losses(loop: Loop, k: int = 9, data: Any = None) -> TopLosses:
     A sample's loss is the loop's loss on that sample alone (a PyTorch loss with ``reduction="none"``).
     Ties keep the data's order. Example: ``tl.top_losses(loop, k=9).indices``.
     """
-    if not (is_whole_number(k) and k >= 1):
-        raise ValueError(f"k is how many of the worst samples to return, a whole number of at least 1, like 9; "
-                         f"got {k!r}")
+    k = whole_number(k, "k", 1, "9")
     looked = looked_at(loop, data, losses=True)
-    order = torch.sort(looked.losses.cpu(), descending=True, stable=True).indices[:int(k)]
+    order = torch.sort(looked.losses.cpu(), descending=True, stable=True).indices[:k]
     kind = loop.accuracy_kind
     predicted = predicted_classes(kind, looked.predictions)
     true = true_classes(kind, looked.targets)
