@@ -73,15 +73,16 @@ def _kind(func: Any, args: tuple, kwargs: dict | None) -> str | None:
 
 
 class _Probe(TorchFunctionMode):
-    """Watches one forward pass: each leaf module's output and each activation function's, summarised at once
-    (an in-place ReLU later must not change what a Linear's output looked like)."""
+    """Watches one forward pass: each leaf module's output and each activation function's, copied at once (an
+    in-place ReLU later must not change what a Linear's output looked like) and summarised after the pass
+    (while it runs, every torch call goes through this mode: the summaries would pay for that)."""
 
     def __init__(self, model: nn.Module, bins: int) -> None:
         super().__init__()
         self.bins = bins
         self.names: list[str] = []
         self.kinds: list[str | None] = []
-        self.rows: list[Tensor] = []
+        self.outputs: list[Tensor] = []  # copies, summarised once the pass is over
         self._running: list[nn.Module] = []  # the modules whose forward is under way, innermost last
         self._leaves = {id(m): name for name, m in model.named_modules() if name and not any(m.children())}
         self._calls: dict[str, int] = {}
@@ -119,14 +120,15 @@ class _Probe(TorchFunctionMode):
         calls = self._calls[name] = self._calls.get(name, 0) + 1
         self.names.append(name if calls == 1 else f"{name} (call {calls})")
         self.kinds.append(kind)
-        self.rows.append(_summary(output.detach(), kind in RECTIFIERS, self.bins))
+        self.outputs.append(output.detach().clone())
 
 
 def _summary(output: Tensor, rectifier: bool, bins: int) -> Tensor:
     """mean, std, dead share (NaN unless a rectifier), lowest and highest value, then a histogram between them."""
     values = output.float()
     flat = values.reshape(-1)
-    flat = flat[torch.isfinite(flat)]
+    if not bool(torch.isfinite(flat).all()):  # rare: a blown-up layer's finite values only (a copy)
+        flat = flat[torch.isfinite(flat)]
     if not len(flat):
         return torch.full((_STATS + bins,), math.nan)
     dead = ((values.reshape(len(values), -1) <= 0).all(0).float().mean() if rectifier and values.dim()
@@ -156,7 +158,8 @@ def probe_activations(loop: Loop, inputs: Any, bins: int = 40) -> ProbeResult:
         finally:
             for handle in probe.handles:
                 handle.remove()
-    table = torch.stack(probe.rows).double().numpy() if probe.rows else np.empty((0, _STATS + bins))
+        rows = [_summary(output, kind in RECTIFIERS, bins) for output, kind in zip(probe.outputs, probe.kinds)]
+    table = torch.stack(rows).double().numpy() if rows else np.empty((0, _STATS + bins))
     return ProbeResult(probe.names, probe.kinds, table)
 
 

@@ -2,11 +2,11 @@
 // drawn with uPlot on a canvas. A plotly.js redraw costs 40-60 ms of the page's CPU whatever the
 // method; this costs well under one, so the loss curve can move every frame.
 //
-// It draws what the live plots use: scatter traces (lines, markers, "hv" steps; one colour, or a
-// colour per point on a colour scale; lines that go back and forth, in NaN-separated pieces, as
-// the neuron view's weights), bars over named categories, heatmaps (blitted as an image, with a text
-// per cell when given: a confusion matrix's counts),
-// vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
+// It draws what the live plots use: scatter traces (lines, markers, open rings, "hv" steps, bands
+// filled to the line before; one colour, or a colour per point on a colour scale; lines that go
+// back and forth, in NaN-separated pieces, as the neuron view's weights), bars over named
+// categories, heatmaps (blitted as an image, with a text per cell when given: a confusion matrix's
+// counts), vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
 // with anything else (lightPlottable() says) stays with plotly.js.
 
 const LIGHT_TRACES = new Set(["scatter", "bar", "heatmap"]);
@@ -147,7 +147,7 @@ function uPlotSeries(uPlot, item) {
 // Everything that, when it changes, needs a new uPlot (cheap to compare; no data arrays in it).
 function structureKey(figure, dark, ranges) {
   const traces = figure.data.map((t) => t && [roleOf(t), t.type, t.name, t.mode, t.visible, t.showlegend, t.opacity,
-    JSON.stringify(t.line || {}), t.marker && !isArray(t.marker.color) ? JSON.stringify(t.marker) : "",
+    t.fill, t.fillcolor, JSON.stringify(t.line || {}), t.marker && !isArray(t.marker.color) ? JSON.stringify(t.marker) : "",
     t.type === "bar" ? Array.from(t.x || []).join("|") : ""]);
   const { xaxis, yaxis, title, width, height } = figure.layout;
   return JSON.stringify([traces, xaxis, yaxis, title, width, height, dark, ranges]);
@@ -224,6 +224,7 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
       : axis(x.title, x.visible, null),
       axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null)],
     series: [{}, ...series.map((item) => uPlotSeries(uPlot, item))],
+    bands: bandsOf(series),
     hooks: {
       drawClear: [(u) => drawHeatmaps(u, now())],
       draw: [(u) => {
@@ -235,6 +236,17 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
       }],
     },
   };
+}
+
+// plotly's fill: "tonexty" (a band between a line and the one before it: a distribution's percentiles) as uPlot bands.
+function bandsOf(series) {
+  const bands = [];
+  series.forEach(({ trace }, i) => {
+    if (i > 0 && trace.fill === "tonexty") {
+      bands.push({ series: [i + 1, i], fill: trace.fillcolor || withOpacity(series[i].color, 0.3) });
+    }
+  });
+  return bands;
 }
 
 function shortNumber(value) {
@@ -325,7 +337,8 @@ function drawFreeLines(u, { figure }) {
   ctx.restore();
 }
 
-// Points with a colour each (on the trace's colour scale), ringed as plotly rings them.
+// Points with a colour each (on the trace's colour scale), ringed as plotly rings them; an open symbol
+// ("circle-open") is the ring alone.
 function drawPoints(u, { figure }) {
   const ctx = u.ctx, ratio = devicePixelRatio || 1;
   for (const trace of pointsOf(figure)) {
@@ -333,15 +346,17 @@ function drawPoints(u, { figure }) {
     const color = colorScale(marker.colorscale, marker.cmin ?? 0, marker.cmax ?? 1);
     const radius = ((marker.size ?? 6) / 2) * ratio;
     const ring = marker.line || {};
+    const open = String(marker.symbol || "").endsWith("-open"); // a ring in the point's colour, nothing inside
     ctx.save();
-    ctx.lineWidth = (ring.width ?? 0) * ratio;
+    ctx.lineWidth = (ring.width ?? (open ? 2 : 0)) * ratio;
     ctx.strokeStyle = ring.color || "white";
     for (let i = 0; i < trace.x.length; i++) {
       const [r, g, b] = color(marker.color[i]);
       ctx.fillStyle = `rgb(${r},${g},${b})`;
+      if (open) ctx.strokeStyle = ctx.fillStyle;
       ctx.beginPath();
       ctx.arc(u.valToPos(trace.x[i], "x", true), u.valToPos(trace.y[i], "y", true), radius, 0, 2 * Math.PI);
-      ctx.fill();
+      if (!open) ctx.fill();
       if (ctx.lineWidth) ctx.stroke();
     }
     ctx.restore();
