@@ -34,6 +34,8 @@ __all__ = ["ActivationsPlot", "colorful_dimension"]
 _RECORDS_PER_SECOND = 2.0
 _COLUMNS = 200  # records shown side by side in the colorful dimension, at most
 _BINS = 40
+_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf"]  # plotly's own, in its order
 _VIRIDIS = [[0.0, "#440154"], [0.25, "#3b528b"], [0.5, "#21918c"], [0.75, "#5ec962"], [1.0, "#fde725"]]
 _VIEWS = {"dead": ("dead units, every layer", "share of dead units"),
           "mean": ("mean, every layer", "mean activation"),
@@ -54,8 +56,9 @@ class ActivationsPlot(Plot):
         self.layers = list(self.recorder.layers)
         rectifiers = [name for name in self.layers if self.recorder.kinds.get(name) in RECTIFIERS]
         self.figure = new_figure("Activations over time", "step", _VIEWS["dead" if rectifiers else "mean"][1])
-        for name in self.layers:
-            self.figure.add_scatter(x=[], y=[], mode="lines", line=dict(width=1.5), name=name)
+        for i, name in enumerate(self.layers):  # a colour of its own (not by its place among the shown ones)
+            self.figure.add_scatter(x=[], y=[], mode="lines", line=dict(width=1.5, color=_COLOURS[i % len(_COLOURS)]),
+                                    name=name)
         self.figure.add_heatmap(x=[], y=[], z=[], colorscale=_VIRIDIS, zmin=0, zmax=1, showscale=False,
                                 hoverinfo="skip", name="values", visible=False)
         self.figure.add_scatter(x=[], y=[], mode="lines", line=dict(width=1.5, color="#ffffff", dash="dot"),
@@ -69,6 +72,7 @@ class ActivationsPlot(Plot):
         self._note: str | None = None
         self._key: Any = None
         self._view: str | None = None
+        self._span: list[float] | None = None  # the value axis's range in a colorful dimension
 
     @property
     def widget(self) -> widgets.Widget:
@@ -122,7 +126,7 @@ class ActivationsPlot(Plot):
 
     def _show_view(self, view: str) -> None:
         """Show the traces of a view and title its axis."""
-        self._view = view
+        self._view, self._span = view, None
         lines = view in _VIEWS
         kinds = self.recorder.kinds
         visible = [lines and (view != "dead" or kinds.get(name) in RECTIFIERS) for name in self.layers]
@@ -143,6 +147,11 @@ class ActivationsPlot(Plot):
         i = len(self.layers)
         self.figure.send_traces([i], x=[x], y=[y], z=[z], zmax=[float(z.max()) if z.size and z.max() > 0 else 1.0])
         self.figure.send_traces([i + 1], x=[self.recorder.steps.astype(np.float64)], y=[mean])
+        span = [float(y[0] - (y[1] - y[0]) / 2), float(y[-1] + (y[1] - y[0]) / 2)] if len(y) > 1 else None
+        if span is not None and span != self._span:  # the value axis spans the histograms (else the light
+            self._span = span  # renderer would scale it to the mean's line)
+            self.figure.send_layout(yaxis=dict(title=dict(text="activation value", standoff=4), type="linear",
+                                               range=span, autorange=False))
 
     def _say(self, text: str) -> None:
         if text != self._note:

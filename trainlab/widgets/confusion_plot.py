@@ -9,6 +9,7 @@ budget, in turn with the other views that do.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -69,9 +70,10 @@ class ConfusionPlot(Plot):
         self._key = key
         classes = len(counts)
         if self.counts is None or len(self.counts) != classes:  # the first: the axes get their classes
-            ticks = dict(tickmode="array", tickvals=list(range(classes)), ticktext=[str(c) for c in range(classes)])
-            self.figure.send_layout(xaxis=dict(self.figure.layout.xaxis.to_plotly_json(), **ticks),
-                                    yaxis=dict(self.figure.layout.yaxis.to_plotly_json(), **ticks))
+            cells = dict(tickmode="array", tickvals=list(range(classes)), ticktext=[str(c) for c in range(classes)],
+                         range=[-0.5, classes - 0.5], autorange=False)  # fixed: the light renderer needs a range
+            self.figure.send_layout(xaxis=dict(self.figure.layout.xaxis.to_plotly_json(), **cells),
+                                    yaxis=dict(self.figure.layout.yaxis.to_plotly_json(), **cells))
         self.counts = counts
         cells = np.arange(classes, dtype=np.float64)
         self.figure.send_traces([0], x=[cells], y=[cells], z=[row_shares(counts)],
@@ -79,7 +81,7 @@ class ConfusionPlot(Plot):
 
     def _clicked(self, point: dict[str, Any]) -> None:
         """A click in the page: the cell under it, picked (or let go, if it was the picked one)."""
-        if self.counts is None:
+        if self.counts is None or not all(math.isfinite(point[name]) for name in ("x", "y")):
             return
         cell = (int(round(point["y"])), int(round(point["x"])))
         if not all(0 <= c < len(self.counts) for c in cell):

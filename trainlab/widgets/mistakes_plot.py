@@ -140,7 +140,10 @@ class MistakesPlot(Plot):
         z, notes = _gallery(pictures, [_label(worst, i) for i in range(len(worst))])
         low, high = self._scale or (0.0, 1.0)
         self.figure.send_traces([0], z=[z], zmin=[low], zmax=[high if high > low else low + 1])
-        self.figure.send_layout(annotations=notes)
+        rows, columns = z.shape  # fixed ranges: the light renderer needs them (and the pictures keep their place)
+        self.figure.send_layout(annotations=notes,
+                                xaxis=dict(visible=False, range=[-0.5, columns - 0.5], autorange=False),
+                                yaxis=dict(visible=False, range=[-0.5, rows - 0.5], autorange=False))
 
     def _draw_plane(self, worst: TopLosses) -> None:
         points = worst.inputs.detach().cpu().double().numpy().reshape(-1, 2)
