@@ -33,8 +33,10 @@ __all__ = [
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
     "confusion", "top_losses", "TopLosses", "summary", "Summary", "Distributions", "ActivationStats",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
+    "plot_errors", "plot_distributions",
 ]
-_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
+_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder", "plot_errors",
+                 "plot_distributions")
 __version__ = "0.1.0"
 
 

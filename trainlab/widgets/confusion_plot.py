@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
+import ipywidgets as widgets
 import numpy as np
 
 from trainlab.confusion import confusion, row_shares
@@ -21,7 +22,7 @@ from trainlab.widgets.plot_style import new_figure
 if TYPE_CHECKING:
     from trainlab.loop import Loop
 
-__all__ = ["ConfusionPlot"]
+__all__ = ["ConfusionPlot", "plot_errors"]
 
 _BLUES = [[0.0, "#f7fbff"], [0.25, "#c6dbef"], [0.5, "#6baed6"], [0.75, "#2171b5"], [1.0, "#08306b"]]
 _PICKED = "#e6550d"
@@ -102,3 +103,18 @@ class ConfusionPlot(Plot):
 def _note(text: str) -> dict:
     return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                 showarrow=False, font=dict(size=10, color="#555"))
+
+
+def plot_errors(loop: Loop, k: int = 9) -> widgets.Widget:
+    """The confusion matrix beside the ``k`` worst mistakes, drawn once for the loop as it is now; click a
+    cell of the matrix to see its samples (the model runs again when the kernel is free).
+
+    Example: ``tl.plot_errors(loop)`` after ``loop.fit(...)`` on the digits.
+    """
+    from trainlab.widgets.mistakes_plot import MistakesPlot  # it builds on this module
+
+    confusion, mistakes = ConfusionPlot(loop), MistakesPlot(loop, k=k)
+    mistakes.connect({"confusion": confusion})
+    for plot in (confusion, mistakes):
+        plot.redraw_now(loop)
+    return widgets.HBox([confusion.widget, mistakes.widget], layout=widgets.Layout(flex_flow="row wrap"))

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from trainlab.events import Handle
     from trainlab.loop import Loop
 
-__all__ = ["DistributionPlot"]
+__all__ = ["DistributionPlot", "plot_distributions"]
 
 _RECORDS_PER_SECOND = 4.0
 # The bands, widest first: (lower percentile's column, upper's, the band's name, its opacity).
@@ -38,9 +38,10 @@ _WAITING = "recorded a few times a second as the loop trains: press Step or Play
 class DistributionPlot(Plot):
     """One layer's weights (``kind="weights"``) or gradients (``"grads"``) over the steps, as percentile bands."""
 
-    def __init__(self, loop: Loop, kind: str, max_points: int = 500, share: float = 0.01) -> None:
+    def __init__(self, loop: Loop, kind: str, max_points: int = 500, share: float = 0.01,
+                 recorder: Distributions | None = None) -> None:
         self.kind = kind
-        self.recorder = Distributions(loop, every=1, max_rows=max_points, attach=False)
+        self.recorder = recorder or Distributions(loop, every=1, max_rows=max_points, attach=False)
         self.budget: RenderBudget | None = RenderBudget(_RECORDS_PER_SECOND, share)  # recording's, not drawing's
         self._loop = loop
         self._shared = False  # recorded by the other distribution plot
@@ -127,3 +128,25 @@ def _rgba(colour: str, opacity: float) -> str:
 def _note(text: str) -> dict:
     return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
                 showarrow=False, font=dict(size=10, color="#555"))
+
+
+def plot_distributions(recorder: Distributions, layer: str | None = None, kind: str = "weights") -> widgets.Widget:
+    """What a ``tl.Distributions`` recorded, drawn once: a layer's weights (``kind="weights"``) or gradients
+    (``"grads"``) as percentile bands over the steps, with a menu for the other layers.
+
+    Example::
+
+        dist = tl.Distributions(loop, every=1)
+        loop.fit(epochs=5)
+        tl.plot_distributions(dist, "hidden1.weight")
+    """
+    if kind not in ("weights", "grads"):
+        raise ValueError(f"kind is 'weights' or 'grads'; got {kind!r}")
+    if layer is not None and layer not in recorder.names:
+        raise ValueError(f"no parameter named {layer!r} was recorded; choose one of {recorder.names}")
+    plot = DistributionPlot(recorder.loop, kind, recorder=recorder)
+    plot.budget = None  # nothing is recorded for it: it only draws
+    if layer is not None:
+        plot.menu.value = layer  # (its observer draws)
+    plot.redraw_now(recorder.loop)
+    return plot.widget
