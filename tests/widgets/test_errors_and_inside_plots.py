@@ -250,3 +250,20 @@ def test_a_figure_that_listens_is_told_where_a_click_lands(page):
     shown.say({"kind": "click", "x": 1, "y": 0.4, "trace": 0})
     shown.say({"kind": "click", "x": "left", "y": 0})  # not a place: ignored
     assert heard == [{"x": 1, "y": 0.4, "trace": 0}]
+
+
+def test_plot_errors_and_plot_distributions_draw_once_for_a_notebook():
+    loop = digits_loop()
+    dist = tl.Distributions(loop, every=1)
+    loop.fit(epochs=1)
+    errors = tl.plot_errors(loop)
+    confusion, mistakes = errors.children
+    np.testing.assert_allclose(np.asarray(confusion.data[0].z, np.float64), row_shares(tl.confusion(loop)))
+    click(confusion, 3, 5)  # the kernel is free: the gallery is drawn again at once
+    assert mistakes.layout.title.text.startswith("true 5, predicted 3")
+    bands = tl.plot_distributions(dist, "output.bias", kind="grads")
+    figure, menu = bands.children
+    assert menu.value == "output.bias"
+    np.testing.assert_array_equal(figure.data[6].y, dist.grads["output.bias"][:, 3])
+    with pytest.raises(ValueError, match="no parameter named 'fc9.weight' was recorded"):
+        tl.plot_distributions(dist, "fc9.weight")

@@ -238,3 +238,22 @@ def test_looking_at_the_errors_and_inside_touches_nothing(case):
     losses = [loop.step()["loss"] for _ in range(5)]
     assert losses == [twin.step()["loss"] for _ in range(5)]
     assert_same_weights(weights(loop.model), weights(twin.model), "five steps after looking")
+
+
+def test_the_plots_of_errors_and_inside_draw_for_every_model(case):
+    """Confusion (single-label classification), mistakes, distributions, activations and summary: drawn, no error."""
+    loop = make_loop(case)
+    names = ("loss", "confusion", "mistakes", "weight_distributions", "grad_distributions", "activations", "summary")
+    dash = tl.Dashboard(loop, plots=names)
+    try:
+        dash.buttons["Step"].click()
+        dash.buttons["Step"].click()
+        assert dash.error is None, dash.error
+        assert ("confusion" in dash.plots) == (loop.accuracy_kind in ("multiclass", "binary_logits"))
+        assert ("mistakes" in dash.plots) == (loop.accuracy_kind is not None or loop.loss_name == "mse")
+        assert dash.plots["activations"].failure is None and dash.plots["activations"].layers
+        if "mistakes" in dash.plots:
+            assert len(dash.plots["mistakes"].shown) > 0
+        assert dash.plots["summary"].summary.total == sum(p.numel() for p in loop.model.parameters())
+    finally:
+        dash.close()
