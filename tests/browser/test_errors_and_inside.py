@@ -119,6 +119,44 @@ def test_the_errors_and_the_inside_while_playing_on_the_digits(page, lab_server,
                      output_dir / "errors-and-inside-picked.png")
     click_cell(page, *second, len(counts))  # again: let go
     wait_until(lambda: figure(page, "The 9 worst"), 30, "the whole gallery again")
+
+    # The stage view shows the batch's digits as pictures.
+    if "next: forward()" not in status_text(page):
+        button(page, "Step").click()
+        wait_until(lambda: "next: forward()" in status_text(page), 15, "forward() to be due")
+    button(page, "Forward").click()
+    stage = page.locator(".widget-html", has_text="Forward: the outputs").first
+    wait_until(lambda: stage.locator("img").count() == 5, 15, "five digits in the stage view")
+    assert all(stage.locator("img").nth(i).evaluate("img => img.complete && img.naturalWidth === 8")
+               for i in range(5))
+    stage.screenshot(path=str(output_dir / "errors-and-inside-stage-view.png"))
     assert_no_console_errors(page)
     (output_dir / "errors-and-inside.json").write_text(json.dumps(
         {"picked_while_playing": first, "picked_paused": second, "status": status_text(page)}, indent=2))
+
+
+def test_on_a_plane_the_worst_points_are_ringed_in_jupyterlab(page, lab_server, output_dir):
+    code = ("import trainlab as tl\n"
+            "X, y = tl.datasets.spiral(n=300, classes=3, noise=0.1, seed=0)\n"
+            "loop = tl.Loop(tl.models.mlp(2, [32, 32], 3, activation='tanh', seed=0), (X, y), 'cross_entropy',\n"
+            "               lr=0.3, batch_size=16, validation_split=0.3, seed=0)\n"
+            "loop.fit(epochs=3)\n"
+            "dash = tl.Dashboard(loop, plots=('loss', 'confusion', 'mistakes'), speed=100)\n"
+            "dash")
+    page.set_viewport_size({"width": 1500, "height": 1800})  # every figure in view: out of sight, none is drawn
+    open_notebook(page, lab_server, one_cell_notebook(output_dir, "ringed.ipynb", code))
+    wait_idle(page, lab_server)
+    rings = wait_until(lambda: page.evaluate(f"""() => {{
+        const el = {FIGURES}.find(el => (el.dataset.title || '').startsWith('The 9 worst'));
+        const rings = el && el.trainlabFigure.data[2];
+        return rings && rings.x && rings.x.length;
+    }}"""), 60, "the worst points ringed on the boundary")
+    assert rings == 9
+    button(page, "Play").click()
+    time.sleep(3)
+    assert figure(page, "The 9 worst")["renderer"] == "light"
+    screenshot_whole(page, page.locator(".widget-vbox", has=page.locator(".trainlab-live-figure")).first,
+                     output_dir / "errors-on-a-plane.png")
+    button(page, "Pause").click()
+    wait_until(lambda: "paused" in status_text(page), 30, "the dashboard to pause")
+    assert_no_console_errors(page)

@@ -27,7 +27,10 @@ function axisOf(axis = {}, userRange) {
   const log = axis.type === "log";
   let range = userRange || (axis.autorange === true ? null : axis.range);
   if (range && log) range = range.map((v) => 10 ** v); // plotly gives a log axis's range as log10
-  return { log, range: range && range.map(Number), title: (axis.title && axis.title.text) || "", visible: axis.visible !== false };
+  // Ticks the figure names itself (tickvals, with their ticktext): a confusion matrix's classes, not 0.5 steps.
+  const ticks = axis.tickmode === "array" && isArray(axis.tickvals) ? Array.from(axis.tickvals, Number) : null;
+  return { log, range: range && range.map(Number), title: (axis.title && axis.title.text) || "", visible: axis.visible !== false,
+    ticks, labels: ticks && isArray(axis.ticktext) ? Array.from(axis.ticktext, String) : null };
 }
 
 // The colour of `value` on a plotly colour scale ([[0, "#f59322"], [0.5, "#f7f7f7"], [1, "#0877bd"]]).
@@ -200,9 +203,10 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
   const layout = figure.layout;
   const ink = dark ? "#f2f5fa" : "#444444", grid = dark ? "#283442" : "#ebf0f8";
   const title = (layout.title && layout.title.text) || "";
-  const axis = (label, visible, values) => ({
+  const axis = (label, visible, values, named) => ({
     show: visible, label, stroke: ink, font: FONT, labelFont: FONT, labelSize: 16, size: 44,
-    grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1, size: 4 }, ...(values ? { values } : {}),
+    grid: { stroke: grid, width: 1, show: !named }, ticks: { stroke: grid, width: 1, size: 4 }, ...(values ? { values } : {}),
+    ...(named ? { splits: () => named.ticks, values: (u, splits) => splits.map((v, i) => (named.labels || [])[i] ?? String(v)) } : {}),
   });
   const scaleOf = (axis, bars) => ({
     auto: !axis.range, ...(axis.range ? { range: axis.range } : {}), ...(axis.log ? { distr: 3 } : {}),
@@ -221,8 +225,8 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
     select: { show: false },
     scales: { x: scaleOf(x, bars), y: scaleOf(y, false) },
     axes: [bars ? { ...axis(x.title, x.visible, (u, splits) => splits.map((v) => categories[v] ?? "")), rotate: -30, size: 64 }
-      : axis(x.title, x.visible, null),
-      axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null)],
+      : axis(x.title, x.visible, null, x.ticks && x),
+      axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null, y.ticks && y)],
     series: [{}, ...series.map((item) => uPlotSeries(uPlot, item))],
     bands: bandsOf(series),
     hooks: {
