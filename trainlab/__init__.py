@@ -11,7 +11,10 @@
 from typing import Any
 
 from trainlab import datasets, models
+from trainlab.activations import ActivationStats
 from trainlab.callbacks import Callback, EarlyStopping, StopAtTarget
+from trainlab.confusion import confusion
+from trainlab.distributions import Distributions
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
 from trainlab.events import EVENTS, Event
 from trainlab.history import Branch, History
@@ -20,15 +23,20 @@ from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.loop import STAGES, Loop, State
 from trainlab.lr_finder import LRFinderResult
 from trainlab.snapshot import Snapshot
+from trainlab.summary import Summary, summary
+from trainlab.top_losses import TopLosses, top_losses
 
 __all__ = [
     "Loop", "State", "STAGES", "EVENTS", "Event", "History", "Branch", "Snapshot",
     "Callback", "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
+    "confusion", "top_losses", "TopLosses", "summary", "Summary", "Distributions", "ActivationStats",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
+    "plot_errors", "plot_distributions",
 ]
-_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
+_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder", "plot_errors",
+                 "plot_distributions")
 __version__ = "0.1.0"
 
 

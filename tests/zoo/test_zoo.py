@@ -239,3 +239,51 @@ def test_the_network_view_shows_what_it_can(case):
         assert bars and all(len(trace.y) > 0 for trace in bars), case.name
     finally:
         view.close()
+
+
+def test_looking_at_the_errors_and_inside_touches_nothing(case):
+    """Summary, distributions, activation statistics, the mistakes and the confusion matrix: the run
+    goes on exactly as its twin's (weights, buffers, random streams, next batches), torch's stream too."""
+    loop, twin = make_loop(case), make_loop(case)
+    for each in (loop, twin):
+        each.step()
+        each.forward()  # and in the middle of a batch: its graph, its random state
+    torch.manual_seed(3)
+    summary = tl.summary(loop)
+    assert summary.total == sum(p.numel() for p in loop.model.parameters())
+    tl.Distributions(loop, attach=False).record()
+    acts = tl.ActivationStats(loop, attach=False, samples=8)
+    acts.record()
+    assert acts.layers, case.name
+    if loop.accuracy_kind is not None or loop.loss_name == "mse":
+        worst = tl.top_losses(loop, k=3)
+        assert len(worst) == 3 and worst.losses[0] >= worst.losses[-1]
+    if loop.accuracy_kind in ("multiclass", "binary_logits", "binary_probs"):
+        assert tl.confusion(loop).sum() == len(loop.train_data[1])
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(1))  # torch's stream as it was
+    assert loop.model.training and loop.next_stage == "loss"
+    assert_same_weights(weights(loop.model), weights(twin.model), "right after looking")
+    losses = [loop.step()["loss"] for _ in range(5)]
+    assert losses == [twin.step()["loss"] for _ in range(5)]
+    assert_same_weights(weights(loop.model), weights(twin.model), "five steps after looking")
+
+
+def test_the_plots_of_errors_and_inside_draw_for_every_model(case):
+    """Confusion (single-label classification), mistakes, distributions, activations and summary: drawn, no error."""
+    loop = make_loop(case)
+    names = ("loss", "confusion", "mistakes", "weight_distributions", "grad_distributions", "activations", "summary")
+    dash = tl.Dashboard(loop, plots=names)
+    try:
+        dash.buttons["Step"].click()
+        dash.buttons["Step"].click()
+        assert dash.error is None, dash.error
+        assert ("confusion" in dash.plots) == (loop.accuracy_kind in ("multiclass", "binary_logits"))
+        assert ("mistakes" in dash.plots) == (loop.accuracy_kind is not None or loop.loss_name == "mse")
+        assert dash.plots["activations"].failure is None and dash.plots["activations"].layers
+        if "mistakes" in dash.plots:
+            assert len(dash.plots["mistakes"].shown) > 0
+        assert dash.plots["summary"].summary.total == sum(p.numel() for p in loop.model.parameters())
+    finally:
+        dash.close()

@@ -138,6 +138,8 @@ class Dashboard(widgets.VBox):
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
+        for plot in self.plots.values():  # plots that work together (a confusion cell picks the mistakes shown)
+            plot.connect(self.plots)
         for plot in self.plots.values():  # plots that measure during a step (the step's landscape, after backward)
             self._handles += plot.attach(loop)
         self._handles += [loop.on("after_change", self._on_loop_change),

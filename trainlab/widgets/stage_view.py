@@ -1,6 +1,6 @@
 """The stage view: what the stage that just ran did, shown as an HTML table a learner can read.
 
-forward  -> a few samples: input, output, prediction, target
+forward  -> a few samples: input (a picture, for images), output, prediction, target
 loss     -> the loss value and the formula that produced it
 backward -> each parameter's gradient norm
 update   -> how far the update moved each parameter, relative to its size
@@ -16,6 +16,7 @@ import ipywidgets as widgets
 import torch
 
 from trainlab.events import STAGES
+from trainlab.widgets.pictures import is_picture, picture_html
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -204,11 +205,15 @@ def _n_samples(targets: Any) -> int:
 
 
 def _sample_inputs(inputs: Any, i: int) -> str:
-    """Sample ``i``'s input, or each of its several inputs (a tuple or dict of tensors)."""
+    """Sample ``i``'s input (a picture when it is one: an 8x8 digit), or each of its several inputs."""
     if isinstance(inputs, torch.Tensor):
-        return _numbers(inputs[i])
+        return _input(inputs[i])
     named = inputs.items() if isinstance(inputs, dict) else enumerate(inputs)
-    return "; ".join(f"{html.escape(str(name))}: {_numbers(t[i])}" for name, t in named)
+    return "; ".join(f"{html.escape(str(name))}: {_input(t[i])}" for name, t in named)
+
+
+def _input(sample: torch.Tensor) -> str:
+    return picture_html(sample) if is_picture(sample) else _numbers(sample)
 
 
 def _numbers(t: torch.Tensor) -> str:
