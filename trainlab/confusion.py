@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.looking import looked_at, predicted_classes, true_classes
+from trainlab.metrics import ignored_label, pick
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -23,7 +24,8 @@ __all__ = ["confusion", "row_shares"]
 
 
 def confusion(loop: Loop, data: Any = None) -> np.ndarray:
-    """A (classes, classes) array of counts: rows = true class, columns = predicted class.
+    """A (classes, classes) array of counts: rows = true class, columns = predicted class (per token for a
+    class per token or pixel, leaving out the loss's ``ignore_index``).
 
     ``data``: ``(X, y)`` (or a Dataset, a DataLoader) to count on instead of the validation data;
     without it and without validation data, the training split. Classification only: cross-entropy
@@ -35,8 +37,11 @@ def confusion(loop: Loop, data: Any = None) -> np.ndarray:
         raise ValueError(f"a confusion matrix counts one predicted class against one true class per sample; "
                          f"this loop has {what}")
     looked = looked_at(loop, data)
-    predicted = predicted_classes(kind, looked.predictions).cpu().numpy()
-    true = true_classes(kind, looked.targets).cpu().numpy()
+    predicted = predicted_classes(kind, looked.predictions).cpu().numpy().reshape(-1)  # per token: every token
+    true = true_classes(kind, pick(looked.targets, loop.accuracy_target)).cpu().numpy().reshape(-1)
+    ignored = ignored_label(loop.loss_fn)
+    if ignored is not None:  # tokens the loss leaves out (padding) are no one's mistake
+        predicted, true = predicted[true != ignored], true[true != ignored]
     classes = looked.predictions.shape[1] if kind == "multiclass" else 2
     if len(true) and true.max() >= classes:
         raise ValueError(f"the targets hold class {int(true.max())}, but the model predicts only {classes} classes")

@@ -99,7 +99,8 @@ def percentiles(tensors: list[Tensor | None], q: tuple[int, ...] = PERCENTILES) 
 
 
 def _flat(t: Tensor) -> Tensor:
-    flat = t.detach().reshape(-1)
+    dense = t.detach().to_dense() if t.is_sparse else t.detach()  # a sparse gradient (nn.Embedding(sparse=True)): zeros included
+    flat = dense.reshape(-1)
     if flat.is_complex() or not flat.is_floating_point():
         flat = flat.float() if not flat.is_complex() else flat.abs()
     if len(flat) > _MAX_VALUES:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import as_tensors, map_tensors
-from trainlab.metrics import EVAL_BATCH, eval_mode
+from trainlab.batching import as_tensors, first_tensor, map_tensors
+from trainlab.metrics import EVAL_BATCH, eval_mode, ignored_label
 from trainlab.options import check_targets
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Looked:
     """The model's verdict on a data set, sample by sample."""
 
     inputs: Any  # as given: a tensor (n, ...), or a tuple/dict of them
-    targets: Tensor  # (n, ...), on the loop's device
+    targets: Any  # (n, ...) on the loop's device, or several such (a tuple/dict: see ``loop.accuracy_target``)
     predictions: Tensor  # the part of the outputs that holds the predictions (``outputs=`` of the Loop), (n, ...)
     losses: Tensor | None  # (n,) each sample's loss (float64), when asked for
     which: str  # "validation", "training" or "given"
@@ -69,19 +69,19 @@ def looked_at(loop: Loop, data: Any = None, losses: bool = False) -> Looked:
     keeps what it returned whole, since the loss takes all of it (a tuple, a dict).
     """
     inputs, targets, which = evaluation_data(loop, data)
-    targets = targets.to(loop.device)
+    targets = map_tensors(targets, lambda t: t.to(loop.device))  # one tensor, or several (a tuple, a dict)
     whole: list[Any] = []
     predictions, per_sample = [], []
     with quietly(loop):
         handle = loop.model.register_forward_hook(lambda module, args, output: whole.append(output))
         try:
-            for start in range(0, len(targets), EVAL_BATCH):
+            for start in range(0, len(first_tensor(targets)), EVAL_BATCH):
                 chunk = map_tensors(inputs, lambda t: t[start:start + EVAL_BATCH])
                 whole.clear()
                 predictions.append(loop.predict(chunk))
                 if losses:
-                    wanted = targets[start:start + EVAL_BATCH]
-                    if wanted.is_floating_point():  # given as float64 (numpy), say: the model's dtype
+                    wanted = map_tensors(targets, lambda t: t[start:start + EVAL_BATCH])
+                    if isinstance(wanted, Tensor) and wanted.is_floating_point():  # given as float64: the model's
                         wanted = wanted.to(predictions[-1].dtype)
                     per_sample.append(per_sample_losses(loop.loss_fn, whole[-1], wanted))
         finally:
@@ -92,14 +92,19 @@ def looked_at(loop: Loop, data: Any = None, losses: bool = False) -> Looked:
 def per_sample_losses(loss_fn: Any, outputs: Any, targets: Tensor) -> Tensor:
     """Each sample's loss (float64, shape (n,)): a PyTorch loss with ``reduction="none"`` (averaged over
     a sample's own values), any other loss function called on one sample at a time."""
-    n = len(targets)
+    n = len(first_tensor(targets))
     if isinstance(loss_fn, nn.modules.loss._Loss) and getattr(loss_fn, "reduction", None) in ("mean", "sum"):
         unreduced = copy.copy(loss_fn)  # shares its weights; only the reduction differs
         unreduced.reduction = "none"
         values = unreduced(outputs, targets)
         if isinstance(values, Tensor) and values.dim() >= 1 and len(values) == n:
-            return values.detach().double().reshape(n, -1).mean(1)
-    singles = [loss_fn(_sample(outputs, i), targets[i:i + 1]) for i in range(n)]
+            values = values.detach().double().reshape(n, -1)
+            ignored = ignored_label(loss_fn)
+            if ignored is None or not isinstance(targets, Tensor) or targets.numel() != values.numel():
+                return values.mean(1)
+            counted = (targets.reshape(n, -1) != ignored).double()  # per token: the tokens the loss counts
+            return (values * counted).sum(1) / counted.sum(1).clamp(min=1)
+    singles = [loss_fn(_sample(outputs, i), _sample(targets, i)) for i in range(n)]
     return torch.stack([value.detach().double().reshape(()) for value in singles]) if singles else torch.zeros(0)
 
 

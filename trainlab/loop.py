@@ -189,7 +189,8 @@ class Loop:
     state, next_stage, batch, open_batch = readouts.state, readouts.next_stage, readouts.batch, readouts.open_batch
     last_outputs, last_predictions, last_loss = readouts.last_outputs, readouts.last_predictions, readouts.last_loss
     last_grad_norms, n_train, epoch_progress = readouts.last_grad_norms, readouts.n_train, readouts.epoch_progress
-    train_data, first_train_samples = readouts.train_data, readouts.first_train_samples
+    train_data, first_train_samples, accuracy_target = (readouts.train_data, readouts.first_train_samples,
+                                                        readouts.accuracy_target)
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "

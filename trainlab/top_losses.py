@@ -17,6 +17,7 @@ import torch
 
 from trainlab.batching import first_tensor, map_tensors, rows
 from trainlab.looking import looked_at, predicted_classes, true_classes
+from trainlab.metrics import pick
 from trainlab.arguments import whole_number
 
 if TYPE_CHECKING:
@@ -52,9 +53,11 @@ def top_losses(loop: Loop, k: int = 9, data: Any = None) -> TopLosses:
     order = torch.sort(looked.losses.cpu(), descending=True, stable=True).indices[:k]
     kind = loop.accuracy_kind
     predicted = predicted_classes(kind, looked.predictions)
-    true = true_classes(kind, looked.targets)
+    targets = pick(looked.targets, loop.accuracy_target)  # of several targets, the one accuracy reads
+    targets = targets if isinstance(targets, torch.Tensor) else first_tensor(targets)  # none named: the first
+    true = true_classes(kind, targets)
     predicted = looked.predictions if predicted is None else predicted
-    true = looked.targets if true is None else true
+    true = targets if true is None else true
     return TopLosses(indices=order.numpy().astype(np.int64), losses=looked.losses.cpu().numpy()[order.numpy()],
                      targets=true.cpu()[order].numpy(), predictions=predicted.cpu()[order].numpy(),
                      inputs=map_tensors(rows(looked.inputs, order.to(first_tensor(looked.inputs).device)), lambda t: t.cpu()),

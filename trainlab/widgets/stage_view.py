@@ -176,13 +176,15 @@ def _update_details(loop: Loop, samples: int, playing: bool = False) -> str:
 
 
 def _clipping(loop: Loop) -> str:
-    """With clip_grad_norm: the gradients' total norm before and after clipping, for the update that just ran."""
+    """With clipping (by norm or by value): the gradients' total norm before and after clipping, for the update that just ran."""
     log = loop.last_log
     if "clipped_grad_norm" not in log:
         return ""
     before, after = log["grad_norm"], log["clipped_grad_norm"]
     verdict = "scaled down to" if after < before else "under the limit, so unchanged:"
-    return (f"<p>Gradient clipping (clip_grad_norm={loop.clip_grad_norm:g}): the gradients' total norm was "
+    limits = [f"{name}={value:g}" for name, value in (("clip_grad_value", loop.clip_grad_value),
+                                                        ("clip_grad_norm", loop.clip_grad_norm)) if value is not None]
+    return (f"<p>Gradient clipping ({', '.join(limits)}): the gradients' total norm was "
             f"<b>{before:.3g}</b>, {verdict} <b>{after:.3g}</b> before the update.</p>")
 
 
