@@ -19,6 +19,9 @@ from trainlab.inside import activation_stats, neuron_activations, neuron_layers
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.loop import STAGES, Loop, State
 from trainlab.lr_finder import LRFinderResult
+from trainlab.makers import register_data, register_model
+from trainlab.playground import LiveDropout, TravelError, travel
+from trainlab.recipe import replay
 from trainlab.snapshot import Snapshot
 
 __all__ = [
@@ -26,7 +29,7 @@ __all__ = [
     "Callback", "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
-    "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
+    "datasets", "models", "replay", "travel", "TravelError", "LiveDropout", "register_data", "register_model", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
 ]
 _WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
 __version__ = "0.1.0"
