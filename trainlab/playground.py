@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainlab.makers import DATA_MAKERS, MODEL_MAKERS
+from trainlab.makers import DATA_MAKERS, MODEL_MAKERS, arguments_of
 from trainlab.options import is_whole_number
 from trainlab.recipe import (LIVE_CHANGES, Made, check_dropout, check_momentum, from_recipe, line_entries, loss_for,
                              made, make_data, make_model, recipe_of, settings)
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from trainlab.loop import Loop
 
 __all__ = ["LiveDropout", "with_live_dropout", "momentum", "set_momentum", "dropout", "set_dropout", "change",
-           "rebuild", "TravelError", "travel", "reachable", "can_change", "LOOP_ATTRIBUTES"]
+           "rebuild", "TravelError", "travel", "reachable", "can_change", "resume_branch", "LOOP_ATTRIBUTES"]
 
 
 class LiveDropout(nn.Dropout):
@@ -241,8 +241,9 @@ def _switched(data: dict[str, Any], name: Any) -> dict[str, Any]:
     """Another data maker, keeping the arguments it shares with the old one (n, noise, seed)."""
     if name not in DATA_MAKERS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(DATA_MAKERS)}")
-    accepted = inspect.signature(DATA_MAKERS[name]).parameters
-    return {"name": name, **{key: v for key, v in data.items() if key in accepted and key != "name"}}
+    maker = DATA_MAKERS[name]
+    kept = {key: v for key, v in data.items() if key in inspect.signature(maker).parameters and key != "name"}
+    return {"name": name, **arguments_of(maker, (), kept)}  # every argument, so the controls show each
 
 
 def _start_again(loop: Loop, model: nn.Module | None, data: Any, args: dict[str, Any], ghost: str) -> None:
@@ -295,6 +296,31 @@ def travel(loop: Loop, step: int) -> int:
                           f"{first}", first)
     if step < current:
         loop.rewind(current - step)
+    return loop.state.step
+
+
+
+def resume_branch(loop: Loop, branch: Any) -> int:
+    """Go to the end of a branch of ``history.branches`` again: back to where it forked, then its steps and
+    changes once more (the run is deterministic); the branch is taken off the list, being the run again.
+
+    The run left behind becomes a branch, as with any jump. Raises TravelError when the keyframes no
+    longer reach the fork, and ValueError for a branch of other data or another model."""
+    rebuilt = [name for _, name, _ in branch.changes if name not in LIVE_CHANGES]
+    if rebuilt:
+        raise ValueError(f"this branch ran on another build ({rebuilt[0]} changed): replay its recipe instead")
+    rows = branch.steps["step"]
+    end = int(rows[-1]) if len(rows) else branch.start_step
+    travel(loop, branch.start_step)
+    pending = list(branch.changes)
+    while True:
+        while pending and pending[0][0] <= loop.state.step:
+            change(loop, pending[0][1], pending[0][2])
+            pending.pop(0)
+        if loop.state.step >= end:
+            break
+        loop.step()
+    loop.history.branches[:] = [b for b in loop.history.branches if b is not branch]
     return loop.state.step
 
 

@@ -26,9 +26,13 @@ version, an unknown maker or bad arguments raise a ValueError that says what is 
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
+import urllib.parse
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VERSION", "LOOP_ARGUMENTS", "LIVE_CHANGES", "Made", "checked", "from_recipe", "recipe_of", "replay",
            "make_data", "make_model", "made", "loss_for", "line_entries", "check_momentum", "check_dropout",
-           "is_rebuild", "settings", "remember", "known"]
+           "is_rebuild", "settings", "remember", "known", "write", "shared", "SHARED_FILE"]
 
 VERSION = 1
 _KEYS = ("trainlab_recipe", "data", "model", "loop", "changes", "steps")
@@ -415,3 +419,41 @@ def known(loop: Loop) -> Iterable[str]:
     """Which parts the playground can rebuild: "data" and/or "model"."""
     record = made(loop)
     return [part for part in ("data", "model") if getattr(record, part) is not None]
+
+
+# --- sharing -----------------------------------------------------------------------------------------
+
+#: The file the dashboard's Share writes, next to the notebook.
+SHARED_FILE = "run.trainlab.json"
+
+
+def write(recipe: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a recipe as JSON (checked first: a bad recipe raises ValueError and writes nothing); returns the path."""
+    checked(recipe)
+    path = Path(path)
+    path.write_text(json.dumps(recipe, indent=1) + "\n")
+    return path
+
+
+def shared(query: str | None = None, folder: str | os.PathLike = ".") -> dict[str, Any] | None:
+    """The recipe a link's ``?recipe=run.trainlab.json`` names (None without one), read from ``folder``.
+
+    ``query`` defaults to the page's query string, which Voila hands the kernel (``QUERY_STRING``).
+    Only a file name in ``folder`` is read, never a path elsewhere. Example (notebook 04)::
+
+        recipe = tl.recipe.shared()
+        loop = tl.replay(recipe) if recipe else tl.Loop(...)
+    """
+    query = os.environ.get("QUERY_STRING", "") if query is None else query
+    names = urllib.parse.parse_qs(query.lstrip("?")).get("recipe")
+    if not names:
+        return None
+    name = names[0]
+    if Path(name).name != name or name.startswith("."):
+        raise ValueError(f"?recipe= names a file next to the notebook, like {SHARED_FILE}; got {name!r}")
+    try:
+        recipe = json.loads((Path(folder) / name).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read the shared run {name!r}: {error}") from None
+    checked(recipe)
+    return recipe

@@ -33,6 +33,7 @@ from trainlab.widgets.heartbeat import Heartbeat
 from trainlab.widgets.live_figure import LiveFigure, frames_together
 from trainlab.widgets.lr_finder_panel import LRFinderPanel
 from trainlab.widgets.plot import Plot
+from trainlab.widgets.playground_panel import PlaygroundPanel, shown_controls
 from trainlab.widgets.plots import PLOTS, PlotOptions, default_plots
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.series import checked_max_points, checked_smoothing
@@ -83,7 +84,9 @@ class Dashboard(widgets.VBox):
     def __init__(self, loop: Loop, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
-                 speed: float | None = None, watch_timeout: float = 10.0) -> None:
+                 speed: float | None = None, watch_timeout: float = 10.0,
+                 controls: Sequence[str] | None = None) -> None:
+        self._controls_shown = shown_controls(controls)  # the playground's controls (a ValueError names unknown ones)
         _check_options(fps=fps, boundary_fps=boundary_fps, max_points=max_points, grid=grid, ghosts=ghosts,
                        smoothing=smoothing, speed=speed)
         wanted = _wanted_plots(plots)
@@ -119,7 +122,8 @@ class Dashboard(widgets.VBox):
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
         #: name -> Plot: every plot shown, in the registry's order (the loss first).
-        self.plots = _make_plots(loop, wanted, PlotOptions(max_points, ghosts, smoothing, grid, fps, shares["own"]))
+        self._plot_spec = (wanted, PlotOptions(max_points, ghosts, smoothing, grid, fps, shares["own"]))  # remake_plots
+        self.plots = _make_plots(loop, *self._plot_spec)
         self._turns = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "turns"]
         self._data_plots = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "data"]
         self.lr_finder = LRFinderPanel(self._find_lr, self._apply_lr)
@@ -136,10 +140,11 @@ class Dashboard(widgets.VBox):
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
+        self.playground = PlaygroundPanel(self, self._controls_shown)  # data, architecture, time travel, Share
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
-        for plot in self.plots.values():  # plots that measure during a step (the step's landscape, after backward)
-            self._handles += plot.attach(loop)
+        # Plots that measure during a step (the step's landscape, after backward); remade with the plots.
+        self._plot_handles = [handle for plot in self.plots.values() for handle in plot.attach(loop)]
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
@@ -249,9 +254,9 @@ class Dashboard(widgets.VBox):
             super().close()
             return
         self.pause()
-        for handle in self._handles:
+        for handle in self._handles + self._plot_handles + self.playground.handles:
             handle.remove()
-        self._handles = []
+        self._handles = self._plot_handles = self.playground.handles = []
         self._unregister_cell_hook()
         for child in self.children:
             _close_tree(child)
@@ -304,6 +309,7 @@ class Dashboard(widgets.VBox):
                 playing = self._runner.playing and not self._stopping
                 if text:
                     self.controls.refresh(loop, playing)
+                    self.playground.refresh(playing)
                     self.stage_view.redraw(loop, playing)
                 for plot in plots:
                     with plot.figure.batch():  # one frame per plot and redraw
@@ -484,8 +490,22 @@ class Dashboard(widgets.VBox):
         # leaving its box nothing to scroll to.
         boxes = [widgets.Box([widgets.Box([figure], layout=widgets.Layout(flex="0 0 auto"))],
                              layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
-        return [self._heartbeat, self.controls.widget, self.lr_finder.widget,
-                widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
+        return [self._heartbeat, self.controls.widget, self.playground.top, self.lr_finder.widget,
+                widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self.playground.bottom, self._shortcuts]
+
+    def remake_plots(self) -> None:
+        """Build every plot again for the loop as it is now: its data or model was rebuilt (the playground)."""
+        old = self.plots
+        for handle in self._plot_handles:
+            handle.remove()
+        self.plots = _make_plots(self.loop, *self._plot_spec)
+        self._turns = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "turns"]
+        self._data_plots = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "data"]
+        self.figures = {name: plot.figure for name, plot in self.plots.items()}
+        self._plot_handles = [handle for plot in self.plots.values() for handle in plot.attach(self.loop)]
+        self.children = self._layout()
+        for plot in old.values():
+            _close_tree(plot.widget)
 
 
 def _setting(loop: Loop, name: str) -> Any:
