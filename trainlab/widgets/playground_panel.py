@@ -103,9 +103,28 @@ def share_link(name: str) -> str:
     query = "?" + urllib.parse.urlencode({"recipe": name})
     if "SCRIPT_NAME" in os.environ and "QUERY_STRING" in os.environ:  # in Voila: this very app, with the run
         return query
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-    notebook = os.environ.get("JPY_SESSION_NAME", "notebooks/04_live_lab.ipynb")
-    return f"{prefix.rstrip('/')}/voila/render/{urllib.parse.quote(notebook.lstrip('/'))}{query}"
+    base, notebook = _notebook_url()
+    return f"{base.rstrip('/')}/voila/render/{urllib.parse.quote(notebook)}{query}"
+
+
+def _notebook_url() -> tuple[str, str]:
+    """The Jupyter server's base URL and this kernel's notebook path from its root (JupyterLab names the
+    notebook by its full path: the server that started this kernel says where its root is)."""
+    import os
+
+    notebook = os.environ.get("JPY_SESSION_NAME", "")
+    base = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+    try:
+        from jupyter_server.serverapp import list_running_servers
+
+        servers = list(list_running_servers())
+    except Exception:  # no Jupyter server here (a script): the workshop notebook's usual place
+        servers = []
+    for server in sorted(servers, key=lambda info: info.get("pid") != os.getppid()):  # ours first
+        root = server.get("root_dir", "")
+        if notebook and root and os.path.isabs(notebook) and notebook.startswith(root.rstrip("/") + "/"):
+            return server.get("base_url", base), os.path.relpath(notebook, root)
+    return base, notebook.lstrip("/") if notebook and not os.path.isabs(notebook) else "notebooks/04_live_lab.ipynb"
 
 
 class PlaygroundPanel:
