@@ -192,7 +192,7 @@ def is_rebuild(name: str) -> bool:
 
 def make_data(section: dict[str, Any]) -> tuple[Any, Tensor]:
     """The data a recipe's data section names (its arguments checked against its maker)."""
-    maker = DATA_MAKERS[section["name"]]
+    maker = unwrapped(DATA_MAKERS[section["name"]])  # not noted among the data sets the user made
     args = {key: value for key, value in section.items() if key != "name"}
     check_arguments(maker, args, f"the data maker {section['name']!r}")
     try:
@@ -219,6 +219,11 @@ def make_model(section: dict[str, Any], X: Any, y: Tensor) -> nn.Module:
         return with_live_dropout(maker.fn(**args, **sizes))
     except (TypeError, ValueError) as error:
         raise ValueError(f"the recipe's model ({section['name']}): {error}") from None
+
+
+def unwrapped(maker: Any) -> Any:
+    """A registered maker without the wrapper that notes what it made."""
+    return getattr(maker, "__wrapped__", maker)
 
 
 def loss_for(y: Tensor) -> str:
@@ -379,7 +384,7 @@ def _data_of(loop: Loop) -> tuple[dict[str, Any] | None, float | None]:
     n = len(train_idx) + len(val_idx)
     for name, args in recent_data():
         try:
-            X, y = DATA_MAKERS[name](**args)
+            X, y = unwrapped(DATA_MAKERS[name])(**args)
         except Exception:  # a maker of the user's that no longer accepts its old arguments
             continue
         if len(y) != n:

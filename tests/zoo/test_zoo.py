@@ -239,3 +239,20 @@ def test_the_network_view_shows_what_it_can(case):
         assert bars and all(len(trace.y) > 0 for trace in bars), case.name
     finally:
         view.close()
+
+
+def test_the_playground_on_your_own_model(case):
+    """Travel is exact on every zoo model; a recipe and the architecture controls say why they do not apply."""
+    from trainlab.playground import can_change, travel
+
+    loop = make_loop(case)
+    loop.step()
+    at_one = weights(loop.model)
+    for _ in range(3):
+        loop.step()
+    assert travel(loop, 1) == 1
+    assert_same_weights(weights(loop.model), at_one, "after travel(1)")
+    with pytest.raises(ValueError, match="^this loop has no recipe: its model is your own"):
+        loop.recipe()
+    assert can_change(loop, "hidden") == "the model is your own (not from tl.models or a registered maker)"
+    assert can_change(loop, "lr") == ""

@@ -70,7 +70,9 @@ class Dashboard(widgets.VBox):
     shown; default: ``DEFAULT_PLOTS``, all that fit except those that cost forward passes of their own,
     like "network" and "step_landscape", which are asked for by name),
     ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
-    ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself).
+    ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself),
+    ``controls`` (which playground controls show: a preset like ``"data"`` or families and names, see
+    ``playground_panel.PRESETS``; None: all).
     The page gets plotly.js once (about 5 MB), however many figures it shows; each figure costs a
     plotly.js redraw per update, so on a slow machine ``plots=("loss", "decision_boundary")``
     keeps the dashboard light.

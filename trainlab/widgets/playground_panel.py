@@ -387,6 +387,7 @@ class PlaygroundPanel:
             self._acting = False
             if (loop.model, loop.train_data[0]) != built:
                 dash.remake_plots()
+                dash.batch_size_slider.max = loop.n_train  # another number of samples
             if playing:
                 dash.play()
             elif redraw:
