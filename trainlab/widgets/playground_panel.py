@@ -453,10 +453,12 @@ class PlaygroundPanel:
                 self.timeline.max = max(current, self.timeline.min)
                 self.timeline.value = current
             self.reach.value = f"&nbsp;reachable: steps {first}–{current}"
-        if "snapshots" in self.controls:
+        # Only when they change: new options are sent to the page whole, and the choice starts again.
+        if "snapshots" in self.controls and tuple(self.snapshot_list.options) != tuple(self.snapshots):
             self.snapshot_list.options = list(self.snapshots)
-        if "branches" in self.controls:
-            self.branch_list.options = [(f"{i}: {b.name}", i) for i, b in enumerate(loop.history.branches)]
+        branches = tuple((f"{i}: {b.name}", i) for i, b in enumerate(loop.history.branches))
+        if "branches" in self.controls and tuple(self.branch_list.options) != branches:
+            self.branch_list.options = branches
 
 
 def _tree(widget: widgets.Widget) -> list[widgets.Widget]:
