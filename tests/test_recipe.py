@@ -182,3 +182,18 @@ def test_a_bad_recipe_is_refused_with_what_is_wrong_and_nothing_built(recipe, me
             build(copy.deepcopy(recipe))
         assert str(refused.value).startswith(message)
     assert loops_built == []
+
+
+def test_shared_reads_only_a_file_next_to_the_notebook_and_checks_it(tmp_path):
+    loop = tl.Loop.from_recipe(RECIPE)
+    steps(loop, 3)
+    tl.recipe.write(loop.recipe(), tmp_path / "run.trainlab.json")
+    assert tl.recipe.shared("?recipe=run.trainlab.json", tmp_path) == loop.recipe()
+    assert tl.recipe.shared("", tmp_path) is None and tl.recipe.shared("?other=1", tmp_path) is None
+    with pytest.raises(ValueError, match=r"\?recipe= names a file next to the notebook"):
+        tl.recipe.shared("?recipe=../secret.json", tmp_path)
+    with pytest.raises(ValueError, match="cannot read the shared run 'gone.json'"):
+        tl.recipe.shared("?recipe=gone.json", tmp_path)
+    with pytest.raises(ValueError, match="this recipe is of version 9"):
+        tl.recipe.write({**RECIPE, "trainlab_recipe": 9}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()

@@ -26,6 +26,7 @@ version, an unknown maker or bad arguments raise a ValueError that says what is 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import math
 import os
@@ -33,7 +34,7 @@ import urllib.parse
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VERSION", "LOOP_ARGUMENTS", "LIVE_CHANGES", "Made", "checked", "from_recipe", "recipe_of", "replay",
            "make_data", "make_model", "made", "loss_for", "line_entries", "check_momentum", "check_dropout",
-           "is_rebuild", "settings", "remember", "known", "write", "shared", "SHARED_FILE"]
+           "is_rebuild", "settings", "remember", "write", "shared", "SHARED_FILE"]
 
 VERSION = 1
 _KEYS = ("trainlab_recipe", "data", "model", "loop", "changes", "steps")
@@ -174,8 +175,6 @@ def check_dropout(value: Any) -> float:
 
 def _maker_arguments() -> set[str]:
     """Every argument a registered maker takes (a change of one rebuilds the data or the model)."""
-    import inspect
-
     names: set[str] = set()
     for fn in [*DATA_MAKERS.values(), *(maker.fn for maker in MODEL_MAKERS.values())]:
         names.update(inspect.signature(fn).parameters)
@@ -418,12 +417,6 @@ def _same(a: Tensor, b: Any) -> bool:
 def is_number(value: Any) -> bool:
     """A real, finite number (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def known(loop: Loop) -> Iterable[str]:
-    """Which parts the playground can rebuild: "data" and/or "model"."""
-    record = made(loop)
-    return [part for part in ("data", "model") if getattr(record, part) is not None]
 
 
 # --- sharing -----------------------------------------------------------------------------------------
