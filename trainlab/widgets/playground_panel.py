@@ -73,7 +73,10 @@ _TIPS = {"data set": "Another data set: a new run from the same first weights (t
          "Restore": "Go back to the snapshot chosen (the run left behind becomes a branch)",
          "branch": "Runs left behind by a restore, a rewind, a reset or a rebuild"}
 _WIDE = {"description_width": "initial"}
-_SLIDER = dict(flex="1 1 220px", min_width="200px", max_width="320px")
+# A track a thumb can drag (100 px or more) beside the longest label ("validation share") and the readout.
+_SLIDER = dict(flex="1 1 300px", min_width="290px", max_width="380px")
+# Buttons keep their width (a shrunk button cuts its label); rows wrap instead.
+_BUTTON = dict(width="auto", flex="0 0 auto")
 
 
 def shown_controls(controls: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -229,7 +232,7 @@ class PlaygroundPanel:
 
     def _show_validation(self) -> widgets.Widget:
         return self._observed(widgets.Checkbox(description="show validation points", indent=False,
-                                               layout=widgets.Layout(width="auto")),
+                                               layout=widgets.Layout(**_BUTTON)),
                               lambda value: self._boundary(lambda plot: plot.show_validation(value)))
 
     def _discretize(self) -> widgets.Widget:
@@ -237,7 +240,7 @@ class PlaygroundPanel:
             plot.discretize = value
 
         return self._observed(widgets.Checkbox(description="discretize", indent=False,
-                                               layout=widgets.Layout(width="auto")),
+                                               layout=widgets.Layout(**_BUTTON)),
                               lambda value: self._boundary(lambda plot: discretize(plot, value)))
 
     def _layers(self) -> widgets.Widget:
@@ -249,10 +252,11 @@ class PlaygroundPanel:
 
     def _stepper(self, label: str, changed: Callable[[list[int], int], list[int]]) -> widgets.Widget:
         """−, a count and + (as Playground's): the hidden layers, or the neurons of every hidden layer."""
-        minus, plus = (widgets.Button(description=sign, layout=widgets.Layout(width="32px")) for sign in ("−", "+"))
+        minus, plus = (widgets.Button(description=sign, layout=widgets.Layout(width="32px", flex="0 0 auto"))
+                       for sign in ("−", "+"))
         count = widgets.HTML()
         box = widgets.HBox([widgets.HTML(f"{label}&nbsp;"), minus, count, plus], layout=widgets.Layout(
-            align_items="center", width="auto"))
+            align_items="center", width="auto", flex="0 0 auto"))
         box.minus, box.plus, box.count = minus, plus, count
         minus.on_click(lambda _: self.make("hidden", changed(self._hidden(), -1)))
         plus.on_click(lambda _: self.make("hidden", changed(self._hidden(), +1)))
@@ -286,22 +290,22 @@ class PlaygroundPanel:
                                                   tooltip="drag back to any earlier step (exact)"),
                                 lambda value: self.act(lambda: playground.travel(self.loop, value)))
         self.reach = widgets.HTML()
-        self.nearest = widgets.Button(layout=widgets.Layout(width="auto", display="none"),
+        self.nearest = widgets.Button(layout=widgets.Layout(**_BUTTON),
                                       tooltip="the nearest step the keyframes still reach")
         self.nearest.on_click(lambda _: self.act(lambda: playground.travel(self.loop, self.nearest.target)))
         self.timeline = slider
-        return widgets.HBox([slider, self.reach, self.nearest], layout=widgets.Layout(flex="1 1 600px",
-                                                                                       align_items="center"))
+        self.timeline_row = widgets.HBox([slider, self.reach], layout=wrapping_row())  # + nearest, when offered
+        return self.timeline_row
 
     def _snapshots(self) -> widgets.Widget:
         self.snapshot_name = widgets.Text(placeholder="name", layout=widgets.Layout(width="110px"))
-        self.snapshot_button = widgets.Button(description="Snapshot", icon="camera", layout=widgets.Layout(width="auto"))
+        self.snapshot_button = widgets.Button(description="Snapshot", icon="camera", layout=widgets.Layout(**_BUTTON))
         self.snapshot_list = widgets.Dropdown(options=[], layout=widgets.Layout(width="170px"))
-        self.restore_button = widgets.Button(description="Restore", layout=widgets.Layout(width="auto"))
+        self.restore_button = widgets.Button(description="Restore", layout=widgets.Layout(**_BUTTON))
         self.snapshot_button.on_click(lambda _: self.act(self._take_snapshot))
         self.restore_button.on_click(lambda _: self.act(self._restore_snapshot))
         return widgets.HBox([self.snapshot_name, self.snapshot_button, self.snapshot_list, self.restore_button],
-                            layout=widgets.Layout(align_items="center", width="auto"))
+                            layout=wrapping_row())
 
     def _take_snapshot(self) -> None:
         name = self.snapshot_name.value.strip() or f"snapshot {len(self.snapshots) + 1}"
@@ -324,14 +328,13 @@ class PlaygroundPanel:
     def _branches(self) -> widgets.Widget:
         self.branch_list = widgets.Dropdown(options=[], description="branch", style=_WIDE,
                                             layout=widgets.Layout(width="260px"))
-        self.ghost_button = widgets.Button(description="Show as ghost", layout=widgets.Layout(width="auto"),
+        self.ghost_button = widgets.Button(description="Show as ghost", layout=widgets.Layout(**_BUTTON),
                                            tooltip="draw this run faintly on the loss plot again")
-        self.resume_button = widgets.Button(description="Restore its end", layout=widgets.Layout(width="auto"),
+        self.resume_button = widgets.Button(description="Restore its end", layout=widgets.Layout(**_BUTTON),
                                             tooltip="go to where it forked, then run its steps and changes again")
         self.ghost_button.on_click(lambda _: self.act(self._show_branch))
         self.resume_button.on_click(lambda _: self.act(lambda: playground.resume_branch(self.loop, self._branch())))
-        return widgets.HBox([self.branch_list, self.ghost_button, self.resume_button],
-                            layout=widgets.Layout(align_items="center", width="auto"))
+        return widgets.HBox([self.branch_list, self.ghost_button, self.resume_button], layout=wrapping_row())
 
     def _branch(self) -> Any:
         branches = self.loop.history.branches
@@ -346,12 +349,12 @@ class PlaygroundPanel:
         branches[:] = [b for b in branches if b is not branch] + [branch]  # the last ones are the ghosts drawn
 
     def _share(self) -> widgets.Widget:
-        self.share_button = widgets.Button(description="Share", icon="share-alt", layout=widgets.Layout(width="auto"),
+        self.share_button = widgets.Button(description="Share", icon="share-alt", layout=widgets.Layout(**_BUTTON),
                                            tooltip=f"write this run to {recipe.SHARED_FILE} next to the notebook, "
                                                    "and show a link that opens it")
         self.share_output = widgets.HTML()
         self.share_button.on_click(lambda _: self.act(self.share, redraw=False))
-        return widgets.HBox([self.share_button, self.share_output], layout=widgets.Layout(align_items="center"))
+        return widgets.HBox([self.share_button, self.share_output], layout=wrapping_row())
 
     def share(self) -> Path:
         """Write the run's recipe next to the notebook and show the link that opens it; returns the file."""
@@ -378,7 +381,7 @@ class PlaygroundPanel:
         self._acting = True
         self.alert.value = ""
         if hasattr(self, "nearest"):
-            self.nearest.layout.display = "none"
+            self.timeline_row.children = [self.timeline, self.reach]
         try:
             fn()
         except (ValueError, LoopBusyError) as error:
@@ -400,7 +403,7 @@ class PlaygroundPanel:
         if isinstance(error, playground.TravelError) and hasattr(self, "nearest"):
             self.nearest.target = error.nearest
             self.nearest.description = f"Go to step {error.nearest}"
-            self.nearest.layout.display = None
+            self.timeline_row.children = [self.timeline, self.reach, self.nearest]
 
     def _boundary(self, fn: Callable[[Any], None]) -> None:
         plot = self.dash.plots.get("decision_boundary")
