@@ -22,6 +22,9 @@ from trainlab.inside import activation_stats, neuron_activations, neuron_layers
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.loop import STAGES, Loop, State
 from trainlab.lr_finder import LRFinderResult
+from trainlab.makers import register_data, register_model
+from trainlab.playground import LiveDropout, TravelError, travel
+from trainlab.recipe import replay
 from trainlab.snapshot import Snapshot
 from trainlab.summary import Summary, summary
 from trainlab.top_losses import TopLosses, top_losses
@@ -32,6 +35,7 @@ __all__ = [
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
     "confusion", "top_losses", "TopLosses", "summary", "Summary", "Distributions", "ActivationStats",
+    "replay", "travel", "TravelError", "LiveDropout", "register_data", "register_model",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
     "plot_errors", "plot_distributions",
 ]

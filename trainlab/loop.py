@@ -42,6 +42,7 @@ from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_n
 from trainlab.optimizers import GroupShares, needs_closure
 from trainlab.precision import autocast_context
 from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
+from trainlab import playground  # Loop.from_recipe, loop.recipe(), loop.momentum, loop.dropout, loop.note_change
 from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
 from trainlab.state import Batch, CudaStream, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
@@ -209,6 +210,9 @@ class Loop:
             self._time.changed = True
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
+
+    # The playground (playground.py, recipe.py): recipes, live momentum and dropout, changes made outside the loop.
+    (from_recipe, recipe, momentum, dropout), note_change = playground.LOOP_ATTRIBUTES, _record_change
 
     def on(self, event: str | Event, fn: Callable[[Loop], None], *, observer: bool = False) -> Handle:
         """Call ``fn(loop)`` at ``event`` (e.g. "after_backward", or ``tl.Event.AFTER_BACKWARD``); returns a handle.

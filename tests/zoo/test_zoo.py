@@ -290,3 +290,22 @@ def test_the_plots_of_errors_and_inside_draw_for_every_model(case):
         assert dash.plots["summary"].summary.total == sum(p.numel() for p in loop.model.parameters())
     finally:
         dash.close()
+
+
+def test_the_playground_on_your_own_model(case):
+    """Travel is exact on every zoo model; a recipe and the architecture controls say why they do not apply."""
+    from trainlab.playground import can_change, travel
+
+    loop = make_loop(case)
+    loop.step()
+    at_one = weights(loop.model)
+    for _ in range(3):
+        loop.step()
+    assert travel(loop, 1) == 1
+    assert_same_weights(weights(loop.model), at_one, "after travel(1)")
+    with pytest.raises(ValueError, match="^this loop has no recipe: its model is your own"):
+        loop.recipe()
+    assert can_change(loop, "hidden") in ("the model is your own (not from tl.models or a registered maker)",
+                                          "a scheduler drives this loop's optimizer: build a new Loop to change its "
+                                          "data or model")
+    assert can_change(loop, "lr") == ""
