@@ -10,8 +10,9 @@
 
 from typing import Any
 
-from trainlab import datasets, models
+from trainlab import datasets, faults, mistakes, models
 from trainlab.callbacks import Callback, EarlyStopping, StopAtTarget
+from trainlab.check import CheckReport, check_loop, check_step
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
 from trainlab.events import EVENTS, Event
 from trainlab.history import Branch, History
@@ -26,6 +27,7 @@ __all__ = [
     "Callback", "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
+    "check_step", "check_loop", "CheckReport", "faults", "mistakes",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
 ]
 _WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
