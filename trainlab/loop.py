@@ -32,6 +32,7 @@ from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, 
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Event, Events, Handle
+from trainlab.faults import plant_asked
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
@@ -69,7 +70,7 @@ class Loop:
     16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
     steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
     whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
-    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower.
+    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower. ``fault``: see tl.faults.
     """
 
     def __init__(self, model: nn.Module, data: Any, loss_fn: Any, optimizer: Any = "sgd", lr: float | None = None,
@@ -77,7 +78,7 @@ class Loop:
                  validation_split: float = 0.0, val_data: Any = None, *,
                  momentum: float | None = None, weight_decay: float | None = None,
                  optimizer_options: dict[str, Any] | None = None, scheduler: Any = None,
-                 scheduler_interval: str = "epoch", clip_grad_norm: float | None = None,
+                 scheduler_interval: str = "epoch", clip_grad_norm: float | None = None, fault: str | None = None,
                  outputs: int | str | None = None, accuracy: bool | None = None, device: str | torch.device = "cpu",
                  on_nonfinite: str = "raise", rewind_memory_mb: float = 16, threads: int | None = 1) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training."""
@@ -119,6 +120,7 @@ class Loop:
         self._start_run(seed, batch_size, shuffle, loader_shuffle)
         self._time = TimeTravel(self, rewind_budget)
         self._time.mark_initial()
+        plant_asked(self, fault)  # the bug clinic: a classic mistake, planted through the loop's public parts
 
     def _start_run(self, seed: int, batch_size: int, shuffle: bool | None, loader_shuffle: bool | None) -> None:
         """The run's state at step 0, and what the steps keep between them."""
