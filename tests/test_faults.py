@@ -122,6 +122,11 @@ def test_a_random_fault_is_seeded_and_one_this_loop_can_show():
     loop = clinic_loop()
     tl.faults.plant(loop, "random", seed=3)
     assert tl.faults.planted(loop) == tl.faults.planted(clinic_loop("random", seed=3))
+    for seat in range(5):  # a seat's patients each get another fault
+        patients = [clinic_loop() for _ in range(len(FAULTS))]
+        for i, patient in enumerate(patients):
+            tl.faults.plant(patient, "random", seed=seat, patient=i)
+        assert sorted(tl.faults.planted(p) for p in patients) == sorted(FAULTS)
 
 
 def test_bad_faults_are_refused_when_the_loop_is_built():
@@ -174,3 +179,16 @@ def test_the_checker_refuses_a_sick_loop():
 
     with pytest.raises(ValueError, match="planted fault"):
         tl.check_step(my_step, clinic_loop("forgot_zero_grad"))
+
+
+@pytest.mark.parametrize("name", list(SYMPTOMS))
+def test_a_sick_loop_is_freed_when_dropped(name):
+    import gc
+    import weakref
+
+    loop = clinic_loop(name)
+    loop.step()
+    held = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert held() is None

@@ -160,9 +160,9 @@ class _ShuffledLabels:
 
 def _replaced_loss(wrapper: type) -> Callable[[Loop], Callable[[], None]]:
     def plant_it(loop: Loop) -> Callable[[], None]:
-        original = loop.loss_fn
+        original, held = loop.loss_fn, weakref.ref(loop)  # weakly: the registry must not keep the loop alive
         loop.loss_fn = wrapper(original)
-        return lambda: setattr(loop, "loss_fn", original)
+        return lambda: setattr(held(), "loss_fn", original)
     return plant_it
 
 
@@ -224,14 +224,19 @@ class _Planted:
 _PLANTED: weakref.WeakKeyDictionary[Any, _Planted] = weakref.WeakKeyDictionary()
 
 
-def plant(loop: Loop, name: str = "random", seed: int | None = None) -> None:
-    """Plant the fault ``name`` (see ``NAMES``) in ``loop``; ``"random"`` picks one this loop can show, by
-    ``seed`` (default: the loop's own seed), and keeps it hidden until ``reveal``."""
+def plant(loop: Loop, name: str = "random", seed: int | None = None, patient: int = 0) -> None:
+    """Plant the fault ``name`` (see ``NAMES``) in ``loop``, hidden until ``reveal``.
+
+    ``"random"`` picks one this loop can show, by ``seed`` (default: the loop's own seed): one per
+    learner, so neighbours cannot copy. A seat's patients 0, 1, 2... (``patient``) get different ones.
+    Example: ``tl.faults.plant(loop, "random", seed=seat, patient=1)``.
+    """
     if planted(loop) is not None:
         raise ValueError("this loop already has a planted fault; tl.faults.remove(loop) takes it out")
     if name == "random":
-        choices = [fault for fault in FAULTS.values() if fault.applies(loop)]
-        name = random.Random(loop.seed if seed is None else seed).choice(choices).name
+        choices = [fault.name for fault in FAULTS.values() if fault.applies(loop)]
+        order = random.Random(loop.seed if seed is None else seed).sample(choices, len(choices))
+        name = order[patient % len(order)]
     elif name not in FAULTS:
         raise ValueError(f"unknown fault {name!r}; choose one of: {', '.join(FAULTS)}, or 'random'")
     fault = FAULTS[name]
