@@ -332,7 +332,7 @@ def test_the_numbers_on_both_sides_are_in_the_report(trained_mlp):
     assert loop_loss.ok
     assert isinstance(report.expected, float) and isinstance(report.got, float)
     assert report.expected != report.got
-    assert f"{report.expected:.6g}" in report.numbers and f"{report.got:.6g}" in report.numbers
+    assert report.numbers == f"the loop's: {report.expected:.6g}; yours: {report.got:.6g}"
 
 
 def test_a_step_that_raises_is_reported_not_raised(trained_mlp):

@@ -94,7 +94,7 @@ def _numbers(expected: Any, got: Any) -> str:
         at = f" at {list(index)}" if index else ""
         return (f"largest difference{at}: the loop's {_short(expected[index])}, yours {_short(got[index])}; "
                 f"norms {_short(expected.norm())} and {_short(got.norm())}")
-    return f"the loop's {_short(expected)}, yours {_short(got)}"
+    return f"the loop's: {_short(expected)}; yours: {_short(got)}"
 
 
 def _short(value: Any) -> str:
