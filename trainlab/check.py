@@ -37,6 +37,7 @@ from trainlab.batching import rows
 from trainlab.check_report import CheckReport
 from trainlab.checks import check_count
 from trainlab.errors import StageError
+from trainlab.faults import planted
 from trainlab.mistakes import MISTAKES
 from trainlab.snapshot import optimizer_copy
 
@@ -441,7 +442,8 @@ def _backward(expected: _Expected, got: _Attempt, names: list[str]) -> dict[str,
     where, want, mine = names[i], expected.grads[i], grads[i]
     if got.backward is None and _detached(got):
         return _difference("backward", where, want, mine, "detached_outputs")
-    if got.backward is None and isinstance(got.returned, (Tensor, float)) and getattr(got.returned, "grad_fn", None) is None:
+    cut_off = isinstance(got.returned, (Tensor, float)) and getattr(got.returned, "grad_fn", None) is None
+    if got.backward is None and cut_off:  # a number, or a tensor made of one: backward reached no weight
         return _difference("backward", where, want, mine, "loss_item")
     if got.step is not None and (got.backward is None or got.step.seq < got.backward):
         return _difference("backward", where, want, mine, "step_before_backward")
@@ -474,7 +476,8 @@ def _update(expected: _Expected, got: _Attempt, names: list[str]) -> dict[str, A
         return _difference("update", where, want, mine, "lr_magnitude",
                            MISTAKES["lr_magnitude"].advice + f" (here {factor:g} times as far)")
     return _difference("update", where, want, mine,
-                       advice="the weights after the step differ from the loop's: let optimizer.step() make the update")
+                       advice="the weights after the step differ from the loop's: let optimizer.step() make "
+                              "the update")
 
 
 def _power_of_ten(expected: _Expected, before: list[Tensor], after: list[Tensor]) -> float | None:
@@ -522,7 +525,8 @@ def _failed(error: Exception, got: _Attempt, number: int, unit: str) -> CheckRep
 
 def _detached(got: _Attempt) -> bool:
     """Whether the outputs the loss was given (or the model returned) lead nowhere back to the weights."""
-    return (got.loss_call is not None and not got.loss_call.attached) or (got.call is not None and not got.call.attached)
+    loss_given_detached = got.loss_call is not None and not got.loss_call.attached
+    return loss_given_detached or (got.call is not None and not got.call.attached)
 
 
 def _stage_reached(got: _Attempt) -> str:
@@ -611,7 +615,9 @@ def _plus(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 
 
 def _close_numbers(mine: float, want: float) -> bool:
-    return math.isfinite(mine) and math.isfinite(want) and abs(mine - want) <= _ATOL + _RTOL * max(abs(want), abs(mine))
+    if not (math.isfinite(mine) and math.isfinite(want)):
+        return False
+    return abs(mine - want) <= _ATOL + _RTOL * max(abs(want), abs(mine))
 
 
 def _check_function(fn: Any, shape: str) -> None:
@@ -621,8 +627,6 @@ def _check_function(fn: Any, shape: str) -> None:
 
 def _check_ready(loop: Loop, what: str) -> None:
     """A check starts between batches, on a loop without a planted fault (its reference must be right)."""
-    from trainlab.faults import planted
-
     if loop.next_stage != "forward":
         raise StageError(f"{what}() runs between batches, and this batch is at {loop.next_stage}(); "
                          "call loop.step() to finish it first")

@@ -16,6 +16,7 @@ loop too (after a jump, a gradient pile older than the last few thousand steps s
 
 from __future__ import annotations
 
+import html
 import random
 import weakref
 from dataclasses import dataclass
@@ -288,8 +289,6 @@ class Reveal:
         return f"Reveal({self})"
 
     def _repr_html_(self) -> str:
-        import html
-
         color = {True: "#1a7f37", False: "#cf222e", None: "#0969da"}[self.right]
         return f'<div style="border-left:4px solid {color};padding:6px 10px">{html.escape(str(self))}</div>'
 
