@@ -12,6 +12,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from trainlab.arguments import is_bool, is_whole_number, positive_or_none, real_number, short
+
 __all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
            "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
            "check_targets", "real_number", "setting_numbers", "set_lr", "set_weight_decay",
@@ -148,7 +150,7 @@ def _check_option_values(cls: type[torch.optim.Optimizer], options: dict[str, An
     for name, value in options.items():
         default = defaults.get(name)
         wants_number = isinstance(default, (int, float)) and not isinstance(default, bool)
-        if wants_number and _is_bool(value):
+        if wants_number and is_bool(value):
             raise ValueError(f"{name} must be a number, not a bool; got {value!r}")
         if not all(map(math.isfinite, setting_numbers(value))):  # torch refuses only negative values
             raise ValueError(f"{name} must be a finite number (NaN or inf would turn the weights to NaN "
@@ -170,9 +172,9 @@ def check_lr(value: Any) -> float:
     """A learning rate: a finite number above zero."""
     number = real_number(value)
     if number is None:
-        raise ValueError(f"the learning rate must be a single number like 0.01; got {_short(value)}")
+        raise ValueError(f"the learning rate must be a single number like 0.01; got {short(value)}")
     if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {_short(value)}")
+        raise ValueError(f"the learning rate must be a finite number above 0, like 0.01; got {short(value)}")
     return number
 
 
@@ -198,16 +200,6 @@ def set_weight_decay(optimizer: torch.optim.Optimizer, value: Any) -> float:
     return value
 
 
-def positive_or_none(value: Any, meaning: str) -> float | None:
-    """None, or a finite number above zero as a float; else a ValueError that starts with ``meaning``."""
-    if value is None:
-        return None
-    number = real_number(value)
-    if number is None or not 0 < number < math.inf:
-        raise ValueError(f"{meaning}; got {_short(value)}")
-    return number
-
-
 def check_clip(value: Any) -> float | None:
     """A gradient-clipping threshold: None (no clipping) or a finite number above zero."""
     return positive_or_none(value, "clip_grad_norm is the most the gradients' total norm may be, a number above "
@@ -218,7 +210,7 @@ def check_weight_decay(value: Any) -> float:
     """A weight decay: a finite number, 0 or more."""
     number = real_number(value)
     if number is None or not 0 <= number < math.inf:
-        raise ValueError(f"weight_decay must be a finite number, 0 or more, like 1e-4; got {_short(value)}")
+        raise ValueError(f"weight_decay must be a finite number, 0 or more, like 1e-4; got {short(value)}")
     return number
 
 
@@ -228,12 +220,7 @@ def check_seed(seed: Any, allow_none: bool = False) -> None:
         return
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**64:
         none = ", or None for no fixed seed" if allow_none else ""
-        raise ValueError(f"seed picks the random numbers: a whole number like seed=0{none}; got {_short(seed)}")
-
-
-def is_whole_number(value: Any) -> bool:
-    """True for whole numbers (Python's and numpy's), but not for True/False."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        raise ValueError(f"seed picks the random numbers: a whole number like seed=0{none}; got {short(seed)}")
 
 
 def check_batch_size(value: Any) -> int:
@@ -249,22 +236,6 @@ def check_batch_size(value: Any) -> int:
     return size
 
 
-def real_number(value: Any) -> float | None:
-    """One real number as a float: an int, float, numpy scalar or 0-d array/tensor; None for anything else."""
-    if _is_bool(value) or isinstance(value, (str, bytes, complex)) or not hasattr(value, "__float__"):
-        return None
-    if isinstance(value, Tensor) and value.is_complex():
-        return None
-    if getattr(value, "shape", ()) != () or getattr(getattr(value, "dtype", None), "kind", "f") not in "iuf":
-        return None  # arrays and tensors holding one element among others, complex numpy scalars
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf  # an int like 10**400 is too big for a float: treat it as infinite
-    except (TypeError, ValueError):
-        return None
-
-
 def _plain(value: Any) -> Any:
     """Numbers as Python floats (in a tuple too, like Adam's betas): checkpoints are read with weights_only=True."""
     if isinstance(value, tuple):
@@ -277,14 +248,3 @@ def setting_numbers(value: Any) -> list[float]:
     """The numbers in an optimizer setting: one, or each of a tuple like Adam's betas (non-numbers left out)."""
     parts = value if isinstance(value, (tuple, list)) else (value,)
     return [number for number in map(real_number, parts) if number is not None]
-
-
-def _short(value: Any) -> str:
-    """A repr fit for a message (10**400 has 401 digits)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _is_bool(value: Any) -> bool:
-    """Python, numpy and tensor booleans: True is not a learning rate."""
-    return isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool")

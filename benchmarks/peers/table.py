@@ -20,7 +20,7 @@ __all__ = ["run_peers", "table"]
 # what a library does once a fit (Lightning ~35 ms, Keras ~60 ms here) is a few percent of it.
 WORKLOADS: list[tuple[Callable[[], Workload], int, str]] = [
     (tiny, 1000, "tiny linear"), (lambda: digits_mlp(32), 4, "digits MLP bs32"),
-    (digits_cnn, 4, "digits CNN bs64"), (big_mlp, 6, "1M MLP bs64")]
+    (digits_cnn, 4, "digits CNN bs64"), (big_mlp, 6, "1M MLP bs64"), (lambda: digits_mlp(256), 24, "digits MLP bs256")]
 
 
 def run_peers(quick: bool, rounds: int) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def table(report: dict[str, Any]) -> str:
     header = f"{'library':24}{'version':>8}" + "".join(f"{name:>{width}}" for name in names)
     steps = "".join(f"{f'{n} steps a run':>{width}}" for n in report["steps"])
     title = f"ms/step (ratio to the fastest bare loop), median of {report['rounds']} alternating rounds, 1 torch thread"
-    lines = [title, "", header, f"{'':32}{steps}", "-" * len(header)]
+    lines = [title, report["machine"]["gate"], "", header, f"{'':32}{steps}", "-" * len(header)]
     if peers:
         bare_ms = [statistics.median(peer["rows"][i]["bare_s"] for peer in peers) * 1e3 for i in range(len(names))]
         lines.append(f"{'fastest bare loop':24}{torch.__version__.split('+')[0]:>8}"
@@ -66,4 +66,5 @@ def table(report: dict[str, Any]) -> str:
 
 
 def _cell(row: dict[str, Any]) -> str:
-    return f"{row['lab_s'] * 1e3:.3f} ({row['ratio']:.2f}x)"
+    busy = "" if row["gated"] else "?"  # a run on a busy machine: read with care
+    return f"{row['lab_s'] * 1e3:.3f} ({row['ratio']:.2f}x{busy})"

@@ -1,7 +1,7 @@
 """PyTorch Lightning: a LightningModule around the model, one ``Trainer.fit`` a run.
 
-The Trainer runs with progress bar, logger, checkpointing and model summary off: the
-cheapest Lightning a user can ask for.
+The Trainer runs ``barebones=True`` (no progress bar, logger, checkpointing, model summary or
+other extras): the cheapest Lightning a user can ask for.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from benchmarks.peers.batches import tensor_batches
 from benchmarks.workloads import Workload
 
 NAME = "PyTorch Lightning"
-FEATURES = "its hooks and loop machinery only (progress bar, logger, checkpointing, model summary off)"
+FEATURES = "its hooks and loop machinery only (barebones: progress bar, logger, checkpointing, summary off)"
 
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # "GPU available: False ..." on every fit
 warnings.filterwarnings("ignore", module="lightning")  # "the train dataloader does not have many workers"
@@ -48,9 +48,7 @@ def build(workload: Workload, epochs: int) -> Callable[[], int]:
     """A fresh module and Trainer; the run is one ``fit``."""
     module = _Module(workload.fresh_model(), workload.criterion(), workload.lr)
     loader = tensor_batches(workload)
-    trainer = lightning.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
-                                enable_progress_bar=False, enable_checkpointing=False,
-                                enable_model_summary=False)
+    trainer = lightning.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, barebones=True)
 
     def run() -> int:
         trainer.fit(module, loader)

@@ -1,4 +1,4 @@
-"""skorch: a ``NeuralNet`` with its default callbacks, one ``partial_fit`` a run.
+"""skorch: a ``NeuralNet`` with its default callbacks but the printed log table, one ``partial_fit`` a run.
 
 Its internal validation split is off (``train_split=None``), as the others validate
 nothing; it gets the data as a Dataset, and the whole-batch DataLoader the others get.
@@ -29,7 +29,8 @@ def build(workload: Workload, epochs: int) -> Callable[[], int]:
     net = skorch.NeuralNet(
         module=workload.fresh_model(), criterion=type(workload.criterion()), optimizer=torch.optim.SGD,
         lr=workload.lr, batch_size=workload.batch_size, max_epochs=epochs, train_split=None, verbose=0,
-        iterator_train=batch_loader, iterator_train__shuffle=workload.shuffle, device="cpu")
+        iterator_train=batch_loader, iterator_train__shuffle=workload.shuffle, device="cpu",
+        callbacks__print_log=None)  # skorch formats its per-epoch table even at verbose=0: off, as nobody reads it
     net.initialize()
     data = TensorDataset(workload.inputs, workload.targets)  # skorch takes a Dataset as X, with y=None
 

@@ -12,7 +12,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import json
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -60,6 +62,7 @@ class Server:
         self._log = open(log, "w")
         env = dict(os.environ, JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1", **PROJECT_SETUP)
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        _SERVERS.append(self)
         self._wait_ready(status_path)
 
     def _wait_ready(self, status_path: str, timeout: float = 90) -> None:
@@ -77,8 +80,31 @@ class Server:
 
     def stop(self) -> None:
         """Stop the server and close its log."""
+        _SERVERS.remove(self)
         stop_process(self.process)
         self._log.close()
+
+    def api(self, path: str, method: str = "GET") -> object:
+        """Call the server's REST API (``/api/...``) with its token; the answer's JSON (None when empty)."""
+        request = urllib.request.Request(f"{self.url}{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def shut_down_kernels(self) -> int:
+        """Shut down every kernel the server runs (a test that failed mid-Play leaves one training at full
+        speed, which would slow every later test); how many there were. Voila has no kernel API: 0."""
+        try:
+            kernels = self.api("/api/kernels")
+        except urllib.error.HTTPError:  # Voila: its kernels end with their pages
+            return 0
+        for kernel in kernels:
+            self.api(f"/api/kernels/{kernel['id']}", method="DELETE")
+        return len(kernels)
+
+
+_SERVERS: list[Server] = []  # running, so a failed test's teardown can stop their kernels
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -212,6 +238,9 @@ def page(browser: object, output_dir: Path, request: pytest.FixtureRequest) -> I
             pass
         (output_dir / f"FAILED-{name}.console.txt").write_text("\n".join(page.console_log.messages))
     context.close()
+    if failed:  # the page may have stopped mid-Play: its kernel would train on, taking a core from the next tests
+        for server in _SERVERS:
+            server.shut_down_kernels()
 
 
 @pytest.hookimpl(hookwrapper=True)

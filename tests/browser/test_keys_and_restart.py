@@ -71,3 +71,10 @@ def test_the_keys_work_after_any_button_and_a_restart_is_shown_within_3_s(page, 
     assert not late, f"the page keeps failing to send to the gone kernel: {late}"
     page.screenshot(path=str(output_dir / "kernel-restarted-banner.png"))
     assert_no_console_errors(page)
+
+
+def test_a_failed_tests_teardown_can_shut_down_the_kernels_it_left_running(lab_server):
+    lab_server.api("/api/kernels", method="POST")  # as opening a notebook does
+    assert len(lab_server.api("/api/kernels")) >= 1
+    assert lab_server.shut_down_kernels() >= 1
+    assert lab_server.api("/api/kernels") == []

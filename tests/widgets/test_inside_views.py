@@ -112,8 +112,8 @@ def test_the_landscape_is_measured_while_playing_and_never_when_not_shown(dashbo
     shown.wait(timeout=2)  # long enough for the first measurement (due at once) to be a small share
     shown.pause()
     assert calls and shown.figures["step_landscape"].data[0].y is not None
-    assert shown._plots[1].latest.step > 100
-    assert shown._plots[1].budget.max_ui_fraction == 0.05 / 5  # a part of the dashboard's max_ui_fraction
+    assert shown.plots["step_landscape"].latest.step > 100
+    assert shown.plots["step_landscape"].budget.max_ui_fraction == 0.05 / 5  # a part of the dashboard's max_ui_fraction
     assert sum(budget.ui_fraction() for budget in shown._budgets()) <= 0.05 + 0.02  # the first frames are due at once
 
 

@@ -92,7 +92,7 @@ def test_a_heatmap_grid_goes_as_one_buffer_of_a_byte_a_cell(loop, dashboards, pa
     assert change["set"]["z"]["dtype"] == "uint8" and change["set"]["z"]["shape"] == [60, 60]
     assert sum(len(bytes(b)) for b in buffers) == 60 * 60
     # What the page reads back is the model's probability to within one of 255 shades.
-    probabilities = torch.softmax(loop.predict(dash._data_plot._grid), 1)[:, 1].reshape(60, 60).numpy()
+    probabilities = torch.softmax(loop.predict(dash.plots["decision_boundary"]._grid), 1)[:, 1].reshape(60, 60).numpy()
     assert np.allclose(shown.data[0]["z"], probabilities, rtol=0, atol=0.5 / 254 + 1e-6)
 
 

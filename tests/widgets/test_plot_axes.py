@@ -1,6 +1,6 @@
 """The live plots' axes read well at a glance: full numbers on log axes, whole epochs, a toolbar clear of the title."""
 
-from trainlab.widgets.live_plots import new_figure
+from trainlab.widgets.plot_style import new_figure
 
 
 def test_axes_are_readable_log_axes_in_full_numbers_epochs_whole_the_toolbar_small():

@@ -55,7 +55,7 @@ def test_loss_per_batch_reads_on_a_dark_page_and_stays_fainter_than_the_smoothed
 
 def test_the_loss_plot_has_a_log_scale_box_that_switches_its_axis(loop, dashboards):
     dash = dashboards(loop, plots=("loss",))
-    plot = next(p for p in dash._plots if p.name == "loss")
+    plot = dash.plots["loss"]
     figure = dash.figures["loss"]
     assert plot.log_scale.description == "log scale" and plot.log_scale in plot.widget.children
     assert any(widget is plot.widget for widget in _tree(dash))  # shown: the plot with its box

@@ -77,7 +77,7 @@ def _busy(seconds: float) -> None:
 
 def test_slow_redraws_all_together_stay_under_max_ui_fraction(dashboards, loop, monkeypatch):
     dash = dashboards(loop, fps=50, boundary_fps=50, max_ui_fraction=0.1)
-    for plot in [*dash._plots, dash._data_plot]:  # every figure takes 20 ms of CPU to draw, the boundary too
+    for plot in dash.plots.values():  # every figure takes 20 ms of CPU to draw, the boundary too
         redraw = plot.redraw
         monkeypatch.setattr(plot, "redraw", lambda loop, redraw=redraw: _busy(0.02) or redraw(loop))
     dash.play()

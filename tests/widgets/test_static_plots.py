@@ -9,6 +9,7 @@ import plotly.graph_objects as go  # noqa: E402
 
 import trainlab as tl  # noqa: E402
 from trainlab.widgets import static_plots  # noqa: E402
+from trainlab.widgets.live_figure import LiveFigure  # noqa: E402
 from trainlab.widgets.static_plots import compare_runs, plot_history  # noqa: E402
 
 
@@ -19,7 +20,7 @@ def make_loop(validation_split: float = 0.2, **options) -> tl.Loop:
                    validation_split=validation_split, seed=0, **options)
 
 
-def traces(fig: go.FigureWidget) -> dict[str, go.Scatter]:
+def traces(fig: LiveFigure) -> dict[str, go.Scatter]:
     return {trace.name: trace for trace in fig.data}
 
 
@@ -27,7 +28,7 @@ def test_train_and_validation_curves_per_metric():
     loop = make_loop()
     loop.fit(3)
     fig = plot_history(loop.history, metrics=("loss", "accuracy"))
-    assert isinstance(fig, go.FigureWidget)
+    assert isinstance(fig, LiveFigure)  # drawn by the page's one plotly.js, not a second 5 MB copy
     found = traces(fig)
     assert set(found) == {"loss", "val_loss", "accuracy", "val_accuracy"}
     for key, trace in found.items():

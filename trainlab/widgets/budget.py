@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 
+from trainlab.arguments import number_in, positive_number
+
 __all__ = ["RenderBudget"]
 
 _EARLY = 0.004  # seconds a frame may come before it is due
@@ -36,12 +38,8 @@ class RenderBudget:
     """
 
     def __init__(self, fps: float = 4.0, max_ui_fraction: float = 0.05) -> None:
-        if not fps > 0:
-            raise ValueError(f"fps must be above 0, like 4; got {fps!r}")
-        if not 0 < max_ui_fraction < 1:
-            raise ValueError(f"max_ui_fraction must be between 0 and 1, like 0.05; got {max_ui_fraction!r}")
-        self.interval = 1.0 / fps
-        self.max_ui_fraction = max_ui_fraction
+        self.interval = 1.0 / positive_number(fps, "fps", "4")
+        self.max_ui_fraction = number_in(max_ui_fraction, "max_ui_fraction", 0, 1, "0.05", low_open=True, high_open=True)
         self.restart()
 
     def restart(self) -> None:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import html
 import math
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as widgets
 
 from trainlab.events import STAGES
 from trainlab.options import OPTIMIZERS
 from trainlab.widgets.stage_view import STAGE_SENTENCES
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["Controls", "ACTIONS", "STAGE_BUTTONS", "BUTTON_LABELS", "OPTIMIZER_NAMES", "SPEEDS", "status_html",
            "round_lr", "wrapping_row"]
@@ -81,7 +84,7 @@ _SLIDER_LAYOUT = dict(flex="1 1 300px", min_width="250px", max_width="420px")
 class Controls:
     """The dashboard's buttons, sliders, optimizer choice, weight decay, status line and alert area."""
 
-    def __init__(self, loop: Any, on_action: Callable[[str], None],
+    def __init__(self, loop: Loop, on_action: Callable[[str], None],
                  on_setting: Callable[[str, Any], None]) -> None:
         self._on_action = on_action
         self._on_setting = on_setting
@@ -129,7 +132,7 @@ class Controls:
             self.speed_dropdown.options = sorted(options, key=lambda option: -option[1] if option[1] else -math.inf)
         self.speed_dropdown.value = speed
 
-    def refresh(self, loop: Any, playing: bool) -> None:
+    def refresh(self, loop: Loop, playing: bool) -> None:
         """Show the loop as it is now: its hyperparameters, and which buttons work (the due stage, or Pause)."""
         self.show_settings(loop)
         due = loop.next_stage
@@ -148,7 +151,7 @@ class Controls:
             play.button_style = "warning" if playing else "success"
         self.optimizer_dropdown.disabled = loop.scheduler is not None
 
-    def show_settings(self, loop: Any) -> None:
+    def show_settings(self, loop: Loop) -> None:
         """Show the loop's hyperparameters on the widgets, without sending them back to the loop."""
         self._local.syncing = True  # the observers must not send these values back to the loop
         try:
@@ -201,7 +204,7 @@ class Controls:
         return observe
 
 
-def status_html(loop: Any, playing: bool, steps_per_second: float | None, samples_per_second: float | None,
+def status_html(loop: Loop, playing: bool, steps_per_second: float | None, samples_per_second: float | None,
                 ui_fraction: float | None, max_ui_fraction: float = 0.05) -> str:
     """The status line: epoch, step, speed, current loss, the stage that is due, the UI's share of a core."""
     done, total = loop.epoch_progress
@@ -232,7 +235,7 @@ _UI_TIP = ("How much of one core the dashboard spends drawing plots instead of t
            "shows what the last Play took.")
 
 
-def _current_loss(loop: Any) -> str:
+def _current_loss(loop: Loop) -> str:
     if loop.next_stage in ("backward", "update") and loop.last_loss is not None:
         return f"{float(loop.last_loss.detach()):.4g}"  # this batch's, once loss() has run
     value = loop.last_log.get("loss")
@@ -259,7 +262,7 @@ def _speed_label(speed: float) -> str:
     return f"{speed:g} step/s" if speed == 1 else f"{speed:g} steps/s"
 
 
-def _optimizer_options(loop: Any) -> tuple[str, ...]:
+def _optimizer_options(loop: Loop) -> tuple[str, ...]:
     name = loop.optimizer_name
     return OPTIMIZER_NAMES if name in OPTIMIZER_NAMES else (*OPTIMIZER_NAMES, name)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import time
 import traceback
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import ipywidgets as widgets
 import numpy as np
@@ -25,22 +25,23 @@ import numpy as np
 from trainlab.callbacks import attach_all
 from trainlab.errors import LoopBusyError
 from trainlab.events import STAGES
-from trainlab.options import positive_or_none
+from trainlab.arguments import positive_number, positive_or_none, real_number, short, whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.cells import on_cells
 from trainlab.widgets.controls import ACTIONS, Controls, status_html, wrapping_row
-from trainlab.widgets.data_view import data_plot_for, data_view_name
-from trainlab.widgets.live_figure import LiveFigure, frames_together
 from trainlab.widgets.heartbeat import Heartbeat
-from trainlab.widgets.landscape_plot import StepLandscapePlot
-from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
+from trainlab.widgets.live_figure import LiveFigure, frames_together
 from trainlab.widgets.lr_finder_panel import LRFinderPanel
-from trainlab.widgets.network_view import NetworkView
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plots import PLOTS, PlotOptions, default_plots
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.series import checked_max_points, checked_smoothing
 from trainlab.widgets.shortcuts import CONTAINER_CLASS, Shortcuts
 from trainlab.widgets.stage_view import StageView
 from trainlab.widgets.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["Dashboard"]
 
@@ -64,8 +65,9 @@ class Dashboard(widgets.VBox):
     boundary resolution), ``ghosts`` (earlier runs drawn faintly), ``smoothing`` (the loss
     curve's EMA weight), ``callbacks`` (e.g. ``tl.EarlyStopping``, attached until ``close()``),
     ``max_ui_fraction`` (redraws, all together, never take more of the time than this), ``plots`` (which
-    figures to show, from ``PLOT_NAMES``; the loss is always shown; default: ``DEFAULT_PLOTS``, all that fit
-    except "network" and "step_landscape", which cost forward passes of their own and are asked for by name),
+    figures to show, by name: ``trainlab.widgets.plots.PLOTS`` lists them all with a line each; the loss is always
+    shown; default: ``DEFAULT_PLOTS``, all that fit except those that cost forward passes of their own,
+    like "network" and "step_landscape", which are asked for by name),
     ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
     ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself).
     The page gets plotly.js once (about 5 MB), however many figures it shows; each figure costs a
@@ -73,25 +75,19 @@ class Dashboard(widgets.VBox):
     keeps the dashboard light.
     """
 
-    #: Every figure a dashboard can show (accuracy: classification only; decision_boundary:
-    #: 2-D classification; prediction: 1-D regression; network: the neurons, or per-layer statistics;
-    #: step_landscape: the batch's loss along the coming update).
-    PLOT_NAMES = ("loss", "accuracy", "grad_norm", "gradients", "update_ratio", "decision_boundary", "prediction",
-                  "network", "step_landscape")
+    #: Every figure a dashboard can show, in the order shown (the registry ``plots.PLOTS`` says what each is).
+    PLOT_NAMES = tuple(PLOTS)
     #: The figures shown when ``plots`` is not given.
-    DEFAULT_PLOTS = PLOT_NAMES[:7]
+    DEFAULT_PLOTS = default_plots()
 
-    def __init__(self, loop: Any, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
+    def __init__(self, loop: Loop, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
                  speed: float | None = None, watch_timeout: float = 10.0) -> None:
-        _checked_speed(speed)
-        wanted = set(self.DEFAULT_PLOTS if plots is None else plots) | {"loss"}
-        if not wanted <= set(self.PLOT_NAMES):
-            raise ValueError(f"unknown plots {sorted(wanted - set(self.PLOT_NAMES))}; choose from {self.PLOT_NAMES}")
-        shares = _ui_shares(max_ui_fraction, landscape="step_landscape" in wanted)
-        checked_max_points(max_points)
-        checked_smoothing(smoothing)
+        _check_options(fps=fps, boundary_fps=boundary_fps, max_points=max_points, grid=grid, ghosts=ghosts,
+                       smoothing=smoothing, speed=speed)
+        wanted = _wanted_plots(plots)
+        shares = _ui_shares(max_ui_fraction, own=sum(PLOTS[name].own_budget for name in wanted))
         self._budget = RenderBudget(fps, shares["plots"])
         self._data_budget = RenderBudget(boundary_fps, shares["data"])
         self._watchdog = Watchdog(watch_timeout)
@@ -110,7 +106,7 @@ class Dashboard(widgets.VBox):
             raise
         self._safe_redraw()
 
-    def _build(self, loop: Any, wanted: set[str], shares: dict[str, float], max_points: int, ghosts: int,
+    def _build(self, loop: Loop, wanted: set[str], shares: dict[str, float], max_points: int, ghosts: int,
                smoothing: float, fps: float, grid: int, max_ui_fraction: float, speed: float | None) -> None:
         """The widgets, the runner, and the handlers that keep them up to date (the arguments are checked)."""
         self.loop = loop
@@ -122,12 +118,12 @@ class Dashboard(widgets.VBox):
         self.controls = Controls(loop, self._on_action, self._on_setting)
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
-        self._plots = _time_plots(loop, wanted, max_points, ghosts, smoothing, fps, shares["landscape"])
+        #: name -> Plot: every plot shown, in the registry's order (the loss first).
+        self.plots = _make_plots(loop, wanted, PlotOptions(max_points, ghosts, smoothing, grid, fps, shares["own"]))
+        self._turns = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "turns"]
+        self._data_plots = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "data"]
         self.lr_finder = LRFinderPanel(self._find_lr, self._apply_lr)
-        self._data_plot = data_plot_for(loop, grid) if data_view_name(loop) in wanted else None
-        self.figures: dict[str, LiveFigure] = {plot.name: plot.figure for plot in self._plots}
-        if self._data_plot is not None:
-            self.figures[self._data_plot.name] = self._data_plot.figure
+        self.figures: dict[str, LiveFigure] = {name: plot.figure for name, plot in self.plots.items()}
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
         self.controls.speed_dropdown.observe(self._on_speed, names="value")
         self.speed = speed
@@ -142,9 +138,8 @@ class Dashboard(widgets.VBox):
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
-        for plot in self._plots:  # plots that measure during a step (the step's landscape, after backward)
-            if hasattr(plot, "attach"):
-                self._handles += plot.attach(loop)
+        for plot in self.plots.values():  # plots that measure during a step (the step's landscape, after backward)
+            self._handles += plot.attach(loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
@@ -271,7 +266,7 @@ class Dashboard(widgets.VBox):
         """
         if self._runner.playing and not self._runner.on_runner_thread:
             return
-        self._draw(self._plots, data)
+        self._draw(self._turns, self._data_plots if data else [])
         self._dirty = False
 
     def _live_frame(self) -> None:
@@ -281,14 +276,12 @@ class Dashboard(widgets.VBox):
         keeps a slow browser responsive: it is never sent more than it can draw.
         """
         self._frame += 1
-        loss, others = self._plots[0], self._plots[1:]
-        plots = [] if loss.figure.behind else [loss]
-        if others:
-            turn = others[self._frame % len(others)]
-            if not turn.figure.behind:
-                plots.append(turn)
-        data = self._data_plot is not None and not self._data_plot.figure.behind and self._data_budget.due()
-        self._draw(plots, data, text=self._frame % _TEXT_EVERY == 1)
+        loss, others = self._turns[0], self._turns[1:]
+        plots = [loss, _in_turn(others, self._frame)]
+        data = [_in_turn(self._data_plots, self._frame)] if self._data_budget.due() else []
+        self._draw([plot for plot in plots if plot is not None and not plot.figure.behind],
+                   [plot for plot in data if plot is not None and not plot.figure.behind],
+                   text=self._frame % _TEXT_EVERY == 1)
 
     def _watch(self, playing: bool) -> None:
         """Tell the pages the dashboard plays: they draw light, and say they are there every 2 s (the watchdog listens)."""
@@ -300,11 +293,11 @@ class Dashboard(widgets.VBox):
         heard = [figure.last_heard for figure in self.figures.values() if figure.last_heard is not None]
         return max(heard, default=None)
 
-    def _draw(self, plots: list[Any], data: bool, text: bool = True) -> None:
+    def _draw(self, plots: list[Plot], data_plots: list[Plot], text: bool = True) -> None:
         loop = self.loop
         if loop.history.thinnings != self._thinnings:  # their cached rows are gone
             self._thinnings = loop.history.thinnings
-            for plot in self._plots:
+            for plot in self.plots.values():
                 plot.reset()
         with frames_together():  # every figure's frame in one message
             with self._budget.spending():
@@ -317,9 +310,11 @@ class Dashboard(widgets.VBox):
                         plot.redraw(loop)
                 if text:
                     self._show_status(playing)
-            if data and self._data_plot is not None:
-                with self._data_budget.spending(), self._data_plot.figure.batch():
-                    self._data_plot.redraw(loop)
+            if data_plots:
+                with self._data_budget.spending():
+                    for plot in data_plots:
+                        with plot.figure.batch():
+                            plot.redraw(loop)
 
     def _show_status(self, playing: bool) -> None:
         if self._runner.playing:  # plots and decision boundary together, since Play was pressed
@@ -330,7 +325,7 @@ class Dashboard(widgets.VBox):
 
     def _budgets(self) -> list[RenderBudget]:
         """Every budget that draws or measures: the plots', the decision boundary's, and a plot's own."""
-        return [self._budget, self._data_budget] + [plot.budget for plot in self._plots if hasattr(plot, "budget")]
+        return [self._budget, self._data_budget] + [plot.budget for plot in self.plots.values() if plot.budget]
 
     def _safe_redraw(self, data: bool = True) -> None:
         """Redraw; a failure is shown in the dashboard instead of escaping into a random cell."""
@@ -433,18 +428,18 @@ class Dashboard(widgets.VBox):
 
     # --- what the loop tells us ----------------------------------------------------------------
 
-    def _on_loop_change(self, loop: Any) -> None:
+    def _on_loop_change(self, loop: Loop) -> None:
         """A hyperparameter changed (from code, or a scheduler): show it on the widgets now, not at the next redraw."""
         self.controls.show_settings(loop)
 
-    def _on_loop_restore(self, loop: Any) -> None:
+    def _on_loop_restore(self, loop: Loop) -> None:
         """The loop moved in time (rewind, restore, reset, load): its history is a new one."""
-        for plot in self._plots:
+        for plot in self.plots.values():
             plot.reset()
         self.controls.show_settings(loop)
         self._dirty = True
 
-    def _on_code_stage(self, loop: Any) -> None:
+    def _on_code_stage(self, loop: Loop) -> None:
         """A stage ran because code called it (not Play, not a button): keep up, on the budget."""
         if self._acting or self._runner.playing:
             return
@@ -482,8 +477,7 @@ class Dashboard(widgets.VBox):
     # --- layout -------------------------------------------------------------------------------
 
     def _layout(self) -> list[widgets.Widget]:
-        data = [self._data_plot.figure] if self._data_plot is not None else []
-        figures = data + [getattr(plot, "widget", plot.figure) for plot in self._plots]  # the network view: with its menu
+        figures = [plot.widget for plot in self._data_plots + self._turns]  # the data view first
         # One wrapping row: as many plots side by side as the screen holds, the rest below. A plot
         # wider than a phone scrolls in its own box, never the whole dashboard sideways. The inner box
         # keeps the plot's full width: a shrunk plot would be clipped (a widget hides its overflow),
@@ -494,17 +488,29 @@ class Dashboard(widgets.VBox):
                 widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
 
 
-def _setting(loop: Any, name: str) -> Any:
+def _setting(loop: Loop, name: str) -> Any:
     """The loop's current value of a control's setting ("lr", "batch_size", "weight_decay", "optimizer")."""
     return loop.optimizer_name if name == "optimizer" else getattr(loop, name)
 
 
-def _change_setting(loop: Any, name: str, value: Any) -> None:
+def _change_setting(loop: Loop, name: str, value: Any) -> None:
     """Set a control's setting on the loop; the loop checks the value (a ValueError changes nothing)."""
     if name == "optimizer":
         loop.set_optimizer(value)
     else:
         setattr(loop, name, value)
+
+
+def _check_options(fps: Any, boundary_fps: Any, max_points: Any, grid: Any, ghosts: Any, smoothing: Any,
+                   speed: Any) -> None:
+    """Refuse a dashboard's number options that it cannot use, each in words that say what to pass."""
+    positive_number(fps, "fps", "12")
+    positive_number(boundary_fps, "boundary_fps", "6")
+    checked_max_points(max_points)
+    whole_number(grid, "grid", 2, "60")
+    whole_number(ghosts, "ghosts", 0, "5")
+    checked_smoothing(smoothing)
+    _checked_speed(speed)
 
 
 def _checked_speed(speed: Any) -> float | None:
@@ -523,50 +529,59 @@ class _Rate:
         self.samples: float | None = None
         self._marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, history length)
 
-    def restart(self, loop: Any) -> None:
+    def restart(self, loop: Loop) -> None:
         self._marks.clear()
         self._marks.append((time.perf_counter(), len(loop.history)))
 
-    def measure(self, loop: Any) -> None:
+    def measure(self, loop: Loop) -> None:
         now, n = time.perf_counter(), len(loop.history)
         if self._marks and n < self._marks[-1][1]:  # the history was replaced meanwhile
             self._marks.clear()
         self._marks.append((now, n))
         while len(self._marks) > 2 and now - self._marks[1][0] >= self.WINDOW:
             self._marks.popleft()  # keep one mark at least a window old
-        (then, first), elapsed = self._marks[0], now - self._marks[0][0]
+        first, elapsed = self._marks[0][1], now - self._marks[0][0]
         if n > first and elapsed > 0:
             self.steps = (n - first) / elapsed
             self.samples = float(np.sum(loop.history.steps["batch_size"][first:n])) / elapsed
 
 
-def _ui_shares(max_ui_fraction: float, landscape: bool) -> dict[str, float]:
+def _ui_shares(max_ui_fraction: float, own: int) -> dict[str, float]:
     """``max_ui_fraction`` split among the dashboard's render budgets, so that together they stay under it.
 
     Each budget keeps its own redraws under its share; the plots (with the status line and the
-    stage table) get three parts, the decision boundary one, the step's landscape one when shown.
+    stage table) get three parts, the data views one, and each plot with a budget of its own one.
     """
-    if not 0 < max_ui_fraction < 1:
-        raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like 0.05; "
-                         f"got {max_ui_fraction!r}")
-    unit = max_ui_fraction / (4 + landscape)
-    return {"plots": 3 * unit, "data": unit, "landscape": unit}
+    share = real_number(max_ui_fraction)
+    if share is None or not 0 < share < 1:
+        raise ValueError(f"max_ui_fraction is the share of time redraws may take, between 0 and 1, like "
+                         f"max_ui_fraction=0.05; got {short(max_ui_fraction)}")
+    unit = share / (4 + own)
+    return {"plots": 3 * unit, "data": unit, "own": unit}
 
 
-def _time_plots(loop: Any, wanted: set[str], max_points: int, ghosts: int, smoothing: float, fps: float,
-                landscape_share: float) -> list[Any]:
-    """The plots over training time that were asked for and fit the loop; the loss plot first."""
-    makers = {
-        "loss": lambda: LossPlot(loop, max_points, ghosts, smoothing),
-        "accuracy": lambda: AccuracyPlot(loop, max_points) if loop.classification else None,
-        "grad_norm": lambda: GradNormPlot(loop, max_points, smoothing),
-        "gradients": lambda: GradHistogramPlot(loop),
-        "update_ratio": lambda: UpdateRatioPlot(loop),
-        "network": lambda: NetworkView(loop, live=False),  # the dashboard redraws it, in turn with the others
-        "step_landscape": lambda: StepLandscapePlot(loop, fps / 2, landscape_share),  # measures on its own budget
-    }
-    plots = [make() for name, make in makers.items() if name in wanted]
-    return [plot for plot in plots if plot is not None]
+def _wanted_plots(plots: Iterable[str] | None) -> set[str]:
+    """The names of the plots asked for (the defaults when None), checked; the loss is always among them."""
+    if plots is None:
+        return set(default_plots()) | {"loss"}
+    names = list(plots) if isinstance(plots, Iterable) and not isinstance(plots, str) else None
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"plots is a list of plot names, like plots=('loss', 'accuracy'); got {plots!r}")
+    unknown = sorted(set(names) - set(PLOTS))
+    if unknown:
+        raise ValueError(f"unknown plots {unknown}; choose from {tuple(PLOTS)}")
+    return set(names) | {"loss"}
+
+
+def _make_plots(loop: Loop, wanted: set[str], options: PlotOptions) -> dict[str, Plot]:
+    """The plots asked for that fit the loop, in the registry's order (the loss first)."""
+    made = {name: kind.make(loop, options) for name, kind in PLOTS.items() if name in wanted}
+    return {name: plot for name, plot in made.items() if plot is not None}
+
+
+def _in_turn(plots: list[Plot], frame: int) -> Plot | None:
+    """The plot whose turn it is at this frame (None when there are none)."""
+    return plots[frame % len(plots)] if plots else None
 
 
 def _close_tree(widget: widgets.Widget) -> None:

@@ -10,15 +10,19 @@ it a slower budget than the other plots, and the grid stays small (60 x 60 by de
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from trainlab.widgets.live_figure import Quantized
-from trainlab.widgets.live_plots import new_figure
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import new_figure
 
-__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_plot_for", "data_view_name", "axis_over"]
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
+
+__all__ = ["DecisionBoundaryPlot", "PredictionCurvePlot", "data_view_name", "axis_over"]
 
 _MAX_DATA_POINTS = 1000  # training points drawn (an even subset beyond this)
 _CURVE_POINTS = 200
@@ -27,32 +31,20 @@ _PALETTE = ["#f59322", "#0877bd", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#bcbd22", "#17becf"]
 
 
-def data_view_name(loop: Any) -> str | None:
+def data_view_name(loop: Loop) -> str | None:
     """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
     shape = loop.input_shape  # read first: a DataLoader's whole data is collected only for a plane or a line
     if shape == (2,) and loop.classification:
-        return DecisionBoundaryPlot.name
+        return "decision_boundary"
     if shape == (1,) and not loop.classification and loop.train_data[1][0].numel() == 1:
-        return PredictionCurvePlot.name
+        return "prediction"
     return None
 
 
-def data_plot_for(loop: Any, grid: int = 60) -> "DecisionBoundaryPlot | PredictionCurvePlot | None":
-    """The data view that fits the loop's data, or None."""
-    name = data_view_name(loop)
-    if name == DecisionBoundaryPlot.name:
-        return DecisionBoundaryPlot(loop, grid)
-    if name == PredictionCurvePlot.name:
-        return PredictionCurvePlot(loop)
-    return None
-
-
-class DecisionBoundaryPlot:
+class DecisionBoundaryPlot(Plot):
     """The model's prediction over the input plane (probability of class 1, or the class) with the data."""
 
-    name = "decision_boundary"
-
-    def __init__(self, loop: Any, grid: int = 60) -> None:
+    def __init__(self, loop: Loop, grid: int = 60) -> None:
         inputs, targets = loop.train_data
         points = inputs.detach().cpu().double().numpy()
         labels = targets.detach().cpu().reshape(len(targets), -1)
@@ -80,14 +72,14 @@ class DecisionBoundaryPlot:
     def reset(self) -> None:
         """Nothing is cached: every redraw asks the model again."""
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Colour the plane by the model's current predictions (one forward pass over the grid)."""
         outputs = loop.predict(self._grid).detach().cpu().float()
         z = self._colour(loop, outputs).reshape(self._shape)
         # A byte a cell: class indices as they are, probabilities in 255 shades (all a colour scale shows).
         self.figure.send_traces([0], z=[z.astype(np.uint8) if self.classes > 2 else Quantized(z, 0.0, 1.0)])
 
-    def _colour(self, loop: Any, outputs: torch.Tensor) -> np.ndarray:
+    def _colour(self, loop: Loop, outputs: torch.Tensor) -> np.ndarray:
         """P(class 1) for two classes (shades show the model's confidence); the class index for more."""
         if outputs.dim() == 1 or outputs.shape[1] == 1:  # one score per sample: bce
             scores = outputs.reshape(-1)
@@ -98,12 +90,10 @@ class DecisionBoundaryPlot:
         return outputs.argmax(1).numpy().astype(np.float32)
 
 
-class PredictionCurvePlot:
+class PredictionCurvePlot(Plot):
     """The model's prediction for every x across the data's range, drawn over the training points."""
 
-    name = "prediction"
-
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         inputs, targets = loop.train_data
         x = inputs.detach().cpu().double().numpy()[:, 0]
         y = targets.detach().cpu().double().numpy().reshape(-1)
@@ -119,7 +109,7 @@ class PredictionCurvePlot:
     def reset(self) -> None:
         """Nothing is cached: every redraw asks the model again."""
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Draw the model's current curve (one forward pass over the x grid)."""
         outputs = loop.predict(self._grid).detach().cpu().double().reshape(-1).numpy()
         if len(outputs) == len(self._grid):

@@ -11,7 +11,7 @@ not stop the training it only watches.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,20 +19,21 @@ from trainlab.errors import LoopBusyError
 from trainlab.events import Handle
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.widgets.budget import RenderBudget
-from trainlab.widgets.live_plots import new_figure
-from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["StepLandscapePlot"]
 
 _WAITING = "Press Backward (or Play): where the next update lands shows here"
 
 
-class StepLandscapePlot:
+class StepLandscapePlot(Plot):
     """The open batch's loss at w + t·(update), t from 0 to 3; t = 1 (the update itself) marked."""
 
-    name = "step_landscape"
-
-    def __init__(self, loop: Any, fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
+    def __init__(self, loop: Loop, fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
         self.budget = RenderBudget(fps, max_ui_fraction)
         self.figure = new_figure("Where this step lands", "t  (0 = now, 1 = this update, 2 = twice as far)",
                                  "this batch's loss")
@@ -47,7 +48,7 @@ class StepLandscapePlot:
         self._measured: tuple | None = None  # the batch (and settings) the latest landscape belongs to
         self._drawn: Any = _WAITING  # what the figure shows: a landscape, a failure, or the waiting note
 
-    def attach(self, loop: Any) -> list[Handle]:
+    def attach(self, loop: Loop) -> list[Handle]:
         """Measure after every backward the budget allows; measure again after a live change."""
         return [loop.on("after_backward", self._after_backward, observer=True),  # both only read the loop
                 loop.on("after_change", self._after_change, observer=True)]
@@ -56,7 +57,7 @@ class StepLandscapePlot:
         """Forget the landscape (the loop moved in time): the next redraw shows the waiting note."""
         self.latest, self.failure, self._measured = None, None, None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Show the latest landscape; measure the open batch's first if it has its gradients and none was taken."""
         if loop.next_stage == "update" and self._measured != _batch_key(loop):
             self._measure(loop)
@@ -83,16 +84,16 @@ class StepLandscapePlot:
         self.figure.send_traces([0, 1, 2], x=[_EMPTY] * 3, y=[_EMPTY] * 3)
         self.figure.send_layout(annotations=[_note(text)])
 
-    def _after_backward(self, loop: Any) -> None:
+    def _after_backward(self, loop: Loop) -> None:
         if self.budget.due():
             with self.budget.spending():
                 self._measure(loop)
 
-    def _after_change(self, loop: Any) -> None:
+    def _after_change(self, loop: Loop) -> None:
         """The lr, clipping, weight decay or optimizer changed: the open batch's update lands elsewhere now."""
         self._measured = None
 
-    def _measure(self, loop: Any) -> None:
+    def _measure(self, loop: Loop) -> None:
         """Measure the open batch's landscape; a failure is kept to be shown, never raised into the step."""
         key = _batch_key(loop)
         try:
@@ -107,7 +108,7 @@ class StepLandscapePlot:
 _EMPTY = np.empty(0, np.float64)
 
 
-def _batch_key(loop: Any) -> tuple:
+def _batch_key(loop: Loop) -> tuple:
     """Which batch the loop is in (its step, its loss tensor: a new one for every batch), and the weights,
     optimizer and lrs as they are (``loop.revision``): edited in a cell, the update lands elsewhere."""
     return loop.state.step, id(loop.last_loss), loop.revision

@@ -163,11 +163,12 @@ class LiveFigure(anywidget.AnyWidget):
     #: Frames that may be on their way to a page, undrawn, before the figure waits for it.
     max_undrawn = 10
 
-    def __init__(self, layout: Any = None) -> None:
+    def __init__(self, layout: Any = None, *, figure: go.Figure | None = None) -> None:
+        """An empty figure with ``layout``, or one drawn once from a whole plotly ``figure`` (subplots too)."""
         super().__init__(library=plotly_library())
         self.figure_id = self.model_id
         _FIGURES[self.figure_id] = self
-        self._figure = go.Figure(layout=layout)
+        self._figure = go.Figure(layout=layout) if figure is None else figure
         self._lock = threading.RLock()
         self._frame = 0  # frames sent
         self._drawn = 0  # the newest frame a view has drawn

@@ -2,7 +2,7 @@
 histograms, update ratios. (``plot_history`` and ``compare_runs`` are the static ones.)
 
 Each plot is a ``LiveFigure`` (``live_figure.py``: its module docstring describes the interface
-``new_figure`` / ``send_traces`` / ``send_layout``) with a fixed set of traces made once; a redraw
+``send_traces`` / ``send_layout``; ``plot_style.new_figure`` makes one) with a fixed set of traces made once; a redraw
 only sends new numpy arrays to them (as binary buffers), at most ``max_points`` per trace, and
 skips what has not changed since the last one.
 Time-axis plots mark every hyperparameter change ("lr=0.3") and draw runs left behind
@@ -12,19 +12,22 @@ by a rewind/restore as faint "ghost" curves, so a learner can compare.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 
 from trainlab.widgets.live_figure import LiveFigure
-from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_COLOR, GHOST_OPACITY, LEGEND, LINEAR_AXIS, LOG_AXIS,
-                                         MODEBAR, RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks)
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import (GHOST_COLOR, GHOST_OPACITY,
+                                         RAW_COLOR, RAW_OPACITY, TRAIN_COLOR, VAL_COLOR, change_marks, new_figure, y_axis)
 from trainlab.widgets.series import Downsampler, Ema, downsample
 
-__all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot",
-           "new_figure", "epoch_end_steps"]
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
+
+__all__ = ["LossPlot", "AccuracyPlot", "GradNormPlot", "GradHistogramPlot", "UpdateRatioPlot", "epoch_end_steps"]
 
 _EMPTY = np.empty(0, np.float64)
 _HISTOGRAM_BINS = 30
@@ -32,25 +35,6 @@ _HISTOGRAM_SAMPLE = 100_000  # gradients bigger than this are subsampled (evenly
 # Per-epoch curves show a marker per epoch up to this many epochs; past it the markers merge into a
 # thick band that costs the page a shape each and says nothing the line does not.
 _MARKERS_UP_TO = 40
-
-
-def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
-               width: int = 460, height: int = 280) -> LiveFigure:
-    """An empty, compact live figure; ``uirevision`` keeps the learner's zoom across redraws.
-
-    No template: the page picks a light or a dark one, as its theme is.
-    """
-    return LiveFigure(layout=go.Layout(
-        title=dict(text=title, font=dict(size=14)), width=width, height=height,
-        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", modebar=MODEBAR,
-        xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
-        yaxis=y_axis(y_title, log_y), legend=LEGEND,
-    ))
-
-
-def y_axis(title: str, log: bool) -> dict[str, Any]:
-    """A y axis titled ``title``, on a log or a linear scale."""
-    return dict(title=dict(text=title, standoff=4), **(LOG_AXIS if log else LINEAR_AXIS))
 
 
 def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np.ndarray | None = None) -> np.ndarray:
@@ -66,7 +50,7 @@ def epoch_end_steps(epoch_column: np.ndarray, epochs: list[int], step_column: np
     return np.where(rows > 0, np.asarray(step_column)[np.maximum(rows - 1, 0)], 0).astype(np.float64)
 
 
-class _TimePlot:
+class _TimePlot(Plot):
     """What the time-axis plots share: change marks, and a reset after the loop moves in time."""
 
     def __init__(self, figure: LiveFigure) -> None:
@@ -93,9 +77,7 @@ class LossPlot(_TimePlot):
     everything that follows to 0, while a log one shows the spike and the recovery alike.
     """
 
-    name = "loss"
-
-    def __init__(self, loop: Any, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500, ghosts: int = 5, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Loss", "step", "loss"))
         self.max_points = max_points
         self.ghosts = ghosts
@@ -116,8 +98,13 @@ class LossPlot(_TimePlot):
                                           layout=widgets.Layout(width="auto"))
         self.log_scale.observe(lambda change: self.figure.send_layout(yaxis=y_axis("loss", change["new"])),
                                names="value")
-        self.widget = widgets.VBox([self.figure, self.log_scale])  # what the dashboard shows
+        self._box = widgets.VBox([self.figure, self.log_scale])
         self.reset()
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The plot with its log-scale box under it."""
+        return self._box
 
     @property
     def loss_trace(self) -> go.Scatter:
@@ -134,7 +121,7 @@ class LossPlot(_TimePlot):
         self._n_epochs: int | None = None
         self._ghost_ids: list[int] | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the history's latest numbers on the figure (skipped if nothing changed)."""
         history = loop.history
         changes = list(history.changes)  # a copy: another thread may append to it
@@ -186,9 +173,7 @@ class GradNormPlot(_TimePlot):
     are an unreadable band of colour.
     """
 
-    name = "grad_norm"
-
-    def __init__(self, loop: Any, max_points: int = 500, smoothing: float = 0.9) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500, smoothing: float = 0.9) -> None:
         super().__init__(new_figure("Gradient norm per parameter (smoothed)", "step", "‖gradient‖", log_y=True))
         self.max_points = max_points
         self.smoothing = smoothing
@@ -204,7 +189,7 @@ class GradNormPlot(_TimePlot):
         self._emas = [Ema(self.smoothing) for _ in self.param_names]
         self._n: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the latest gradient norms on the figure (skipped if no step was added)."""
         history = loop.history
         changes = list(history.changes)
@@ -217,12 +202,10 @@ class GradNormPlot(_TimePlot):
         self._mark_changes(changes)
 
 
-class AccuracyPlot:
+class AccuracyPlot(Plot):
     """Train and validation accuracy per epoch (classification only)."""
 
-    name = "accuracy"
-
-    def __init__(self, loop: Any, max_points: int = 500) -> None:
+    def __init__(self, loop: Loop, max_points: int = 500) -> None:
         self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
         self.figure.layout.yaxis.range = [0, 1.02]
         self.max_points = max_points
@@ -235,7 +218,7 @@ class AccuracyPlot:
         """Forget cached state (the history was replaced)."""
         self._n: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Put the per-epoch accuracies on the figure (skipped if no epoch ended)."""
         history = loop.history
         if len(history.epoch) == self._n:
@@ -246,12 +229,10 @@ class AccuracyPlot:
         self.figure.send_traces([0, 1], x=xs, y=ys, mode=[_epoch_mode(x) for x in xs])
 
 
-class GradHistogramPlot:
+class GradHistogramPlot(Plot):
     """The distribution of each parameter's gradient values at the latest backward pass."""
 
-    name = "gradients"
-
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.figure = new_figure("Gradient values (latest step)", "gradient value", "count", log_y=True)
         self.params = [(name, p) for name, p in loop.model.named_parameters() if p.requires_grad]
         for name, _ in self.params:
@@ -262,7 +243,7 @@ class GradHistogramPlot:
         """Forget cached state."""
         self._key: tuple | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Histogram every parameter's current ``.grad`` (skipped if no backward ran since the last time)."""
         key = (loop.state.step, loop.next_stage)
         if key == self._key:
@@ -273,12 +254,10 @@ class GradHistogramPlot:
                 y=[h[1] for h in histograms])
 
 
-class UpdateRatioPlot:
+class UpdateRatioPlot(Plot):
     """How far the last update moved each parameter relative to its size (‖Δw‖ / ‖w‖), with 1e-3 marked."""
 
-    name = "update_ratio"
-
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self.figure = new_figure("Update / weight ratio (last update)", "parameter", "‖Δw‖ / ‖w‖", log_y=True)
         self.figure.add_bar(name="update / weight", x=list(loop.param_names), y=np.zeros(len(loop.param_names)))
         # A rule of thumb for big networks: around 1e-3. Small nets learn well above it; near 1 the lr is too high.
@@ -292,7 +271,7 @@ class UpdateRatioPlot:
         """Forget cached state."""
         self._key: int | None = None
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         """Show the last update's ratios (skipped if no update ran since the last time)."""
         key = loop.state.step
         if key == self._key:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -27,11 +27,15 @@ import torch
 
 from trainlab.errors import LoopBusyError
 from trainlab.inside import activation_stats, neuron_activations, neuron_details, neuron_layers
-from trainlab.options import is_whole_number
+from trainlab.arguments import whole_number
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_figure import Quantized
-from trainlab.widgets.live_plots import new_figure
+from trainlab.widgets.plot import Plot
+from trainlab.widgets.plot_style import new_figure
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["NetworkView"]
 
@@ -45,7 +49,7 @@ _EMPTY = np.empty(0, np.float64)
 # How soon the last update of a burst is drawn once the loop is free (a Pause's plots settle at once).
 _RETRY = 0.1
 
-class NetworkView(widgets.VBox):
+class NetworkView(widgets.VBox, Plot):
     """The inside of the network, live: a picture per neuron (MLP on 2-D inputs) or per-layer statistics.
 
     Example::
@@ -54,13 +58,11 @@ class NetworkView(widgets.VBox):
         tl.Dashboard(loop, plots=("loss", "network"))  # or inside the dashboard
     """
 
-    name = "network"
-
-    def __init__(self, loop: Any, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
+    def __init__(self, loop: Loop, *, max_neurons: int = 8, grid: int = 20, live: bool = True,
                  fps: float = 2.0, max_ui_fraction: float = 0.05) -> None:
         self._handles: list = []  # first: Widget.__del__ closes even a view that failed while being built
-        _check_size("max_neurons", max_neurons, 1, "max_neurons=8 shows each layer's first 8 neurons")
-        _check_size("grid", grid, 2, "grid=20 draws each neuron's square with 20 x 20 points")
+        whole_number(max_neurons, "max_neurons", 1, "8 (each layer's first 8 neurons)")
+        whole_number(grid, "grid", 2, "20 (each neuron's square drawn with 20 x 20 points)")
         self.loop = loop
         self.layers = neuron_layers(loop.model) if loop.input_shape == (2,) else None
         self.shown = [min(layer.width, max_neurons) for layer in self.layers] if self.layers else []
@@ -100,7 +102,7 @@ class NetworkView(widgets.VBox):
         """Forget what was drawn (the loop moved in time)."""
         self._key = None
 
-    def redraw(self, loop: Any = None) -> None:
+    def redraw(self, loop: Loop | None = None) -> None:
         """Draw the network as it is now (skipped if its weights did not change since the last redraw)."""
         loop = loop or self.loop
         # ``loop.revision`` moves with every update and jump in time, and with a weight edited in a
@@ -124,7 +126,7 @@ class NetworkView(widgets.VBox):
                 getattr(self, name).close()
         super().close()
 
-    def _on_update(self, loop: Any) -> None:
+    def _on_update(self, loop: Loop) -> None:
         if self.figure.out_of_sight:  # nobody sees it: measure nothing (it catches up when seen again)
             return
         if self._budget.due():
@@ -185,7 +187,7 @@ class NetworkView(widgets.VBox):
 class _NeuronMosaic:
     """The figure of squares and lines, and how to redraw it."""
 
-    def __init__(self, loop: Any, layers: list, shown: list[int], grid: int) -> None:
+    def __init__(self, loop: Loop, layers: list, shown: list[int], grid: int) -> None:
         inputs = loop.train_data[0].detach().cpu().double().numpy()
         xs, ys = axis_over(inputs[:, 0], grid), axis_over(inputs[:, 1], grid)
         gx, gy = np.meshgrid(xs, ys)  # row = x2, column = x1: as a heatmap's z
@@ -228,7 +230,7 @@ class _NeuronMosaic:
         margin = (self.height - (n * (self.grid + self.gap_y) - self.gap_y)) / 2
         return self.height - margin - (j + 1) * self.grid - j * self.gap_y
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         activations = neuron_activations(loop, self.layers, self.points)
         z = np.full((self.height, self.width), np.nan)
         for c, values in enumerate(activations):
@@ -280,7 +282,7 @@ class _NeuronMosaic:
 class _LayerStats:
     """For models whose neurons are not pictures of a plane: each layer's activation mean, spread and dead ReLUs."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         # Nothing measured here: the loop may be training on another thread (a dashboard playing);
         # the first redraw measures, and the view guards it.
         self.figure = new_figure("Activations per layer (256 training samples)", "layer", "value")
@@ -291,7 +293,7 @@ class _LayerStats:
         self._note: str | None = None
         self._say(_STATS_NOTE)  # until the first redraw finds out whether there is anything to measure
 
-    def redraw(self, loop: Any) -> None:
+    def redraw(self, loop: Loop) -> None:
         stats = activation_stats(loop)
         self._say(_STATS_NOTE if stats else _NOTHING_INSIDE)
         names = [s.name for s in stats]
@@ -311,12 +313,6 @@ class _LayerStats:
 _STATS_NOTE = "this model's neurons are not pictures of a 2-D plane: per-layer numbers instead"
 _NOTHING_INSIDE = ("no layers to look inside: this model has no submodules (nn.Linear, nn.Conv2d...) whose "
                    "outputs could be measured;<br>build it from layers to see their activations here")
-
-
-def _check_size(name: str, value: Any, least: int, example: str) -> None:
-    """A whole number of at least ``least``, or a ValueError naming the argument, before anything is built."""
-    if not is_whole_number(value) or value < least:
-        raise ValueError(f"{name} must be a whole number of at least {least}, like {example}; got {value!r}")
 
 
 def _kernel_event_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,4 +1,5 @@
-"""What the live and the static plots share: their colours, and how a hyperparameter change is marked.
+"""What the live and the static plots share: their colours, axes, an empty styled figure, and how a
+hyperparameter change is marked.
 
 A change is a dotted vertical line where it was made, labelled "lr=0.3". Changes made at
 the same step share one mark, keeping each name's last value, so dragging a slider back
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-__all__ = ["TEMPLATE", "TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "RAW_COLOR", "RAW_OPACITY",
-           "CHANGE_COLOR", "MAX_CHANGE_MARKS", "LOG_AXIS", "LINEAR_AXIS", "EPOCH_AXIS", "LEGEND", "MODEBAR",
-           "change_marks"]
+import plotly.graph_objects as go
 
-TEMPLATE = "plotly_white"
+from trainlab.widgets.live_figure import LiveFigure
+
+__all__ = ["TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "RAW_COLOR", "RAW_OPACITY",
+           "CHANGE_COLOR", "MAX_CHANGE_MARKS", "LOG_AXIS", "LINEAR_AXIS", "EPOCH_AXIS", "LEGEND", "MODEBAR",
+           "change_marks", "new_figure", "y_axis"]
+
 TRAIN_COLOR = "#1f77b4"  # plotly's first colour: training curves
 VAL_COLOR = "#ff7f0e"  # its second: validation curves
 GHOST_COLOR = "#969696"  # runs left behind by a rewind/restore, where one colour is enough (the live loss plot)
@@ -74,3 +78,22 @@ def change_marks(changes: Sequence[Change], x_of_step: Callable[[int], float | N
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
+               width: int = 460, height: int = 280) -> LiveFigure:
+    """An empty, compact live figure; ``uirevision`` keeps the learner's zoom across redraws.
+
+    No template: the page picks a light or a dark one, as its theme is.
+    """
+    return LiveFigure(layout=go.Layout(
+        title=dict(text=title, font=dict(size=14)), width=width, height=height,
+        margin=dict(l=50, r=10, t=36, b=36), uirevision="keep", modebar=MODEBAR,
+        xaxis=dict(title=dict(text=x_title, standoff=4), **(EPOCH_AXIS if x_title == "epoch" else {})),
+        yaxis=y_axis(y_title, log_y), legend=LEGEND,
+    ))
+
+
+def y_axis(title: str, log: bool) -> dict[str, Any]:
+    """A y axis titled ``title``, on a log or a linear scale."""
+    return dict(title=dict(text=title, standoff=4), **(LOG_AXIS if log else LINEAR_AXIS))

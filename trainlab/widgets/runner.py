@@ -16,9 +16,12 @@ import math
 import threading
 import time
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from trainlab.errors import LoopBusyError
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["Runner", "pause_all"]
 
@@ -56,7 +59,7 @@ class Runner:
     still on the runner thread and still owning the loop, to draw the final state.
     """
 
-    def __init__(self, loop: Any, on_batch: Callable[[], None] = lambda: None,
+    def __init__(self, loop: Loop, on_batch: Callable[[], None] = lambda: None,
                  on_stop: Callable[[], None] = lambda: None) -> None:
         self.loop = loop
         self.on_batch = on_batch
@@ -183,7 +186,7 @@ class Runner:
             self._reached.set()  # a wait() ends with playing
             self._holding.set()
 
-    def _play(self, loop: Any) -> None:
+    def _play(self, loop: Loop) -> None:
         pause = self._pause
         released = time.monotonic()  # when the last batch started, for the pace
         while not pause.is_set() or (self._finish_batch and loop.next_stage != "forward"):

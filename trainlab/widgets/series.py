@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from trainlab.arguments import number_in, whole_number
+
 __all__ = ["Downsampler", "Ema", "downsample"]
 
 
@@ -179,14 +181,10 @@ def _argmax(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 
 
 def checked_max_points(max_points: int) -> int:
-    """``max_points`` as an int, or a ValueError saying what to pass."""
-    if max_points < 8:
-        raise ValueError(f"max_points must be at least 8; got {max_points!r}")
-    return int(max_points)
+    """``max_points`` as an int (8.7 is refused, not cut to 8), or a ValueError saying what to pass."""
+    return whole_number(max_points, "max_points", 8, "500")
 
 
 def checked_smoothing(smoothing: float) -> float:
     """``smoothing`` as a float, or a ValueError saying what to pass."""
-    if not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be in [0, 1); got {smoothing!r}")
-    return float(smoothing)
+    return number_in(smoothing, "smoothing", 0, 1, "0.9", high_open=True)

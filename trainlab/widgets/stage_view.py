@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import torch
 
 from trainlab.events import STAGES
+
+if TYPE_CHECKING:
+    from trainlab.loop import Loop
 
 __all__ = ["StageView", "stage_html", "last_stage", "STAGE_SENTENCES", "LOSS_FORMULAS"]
 
@@ -50,7 +53,7 @@ class StageView(widgets.HTML):
         super().__init__(**kwargs)
         self.samples = samples
 
-    def redraw(self, loop: Any, playing: bool = False) -> None:
+    def redraw(self, loop: Loop, playing: bool = False) -> None:
         """Show the loop's current state (call it only while no other thread runs a stage).
 
         ``playing``: update ratios are the latest measured (measuring each update would cost a copy).
@@ -58,7 +61,7 @@ class StageView(widgets.HTML):
         self.value = stage_html(loop, self.samples, playing)
 
 
-def stage_html(loop: Any, samples: int = 5, playing: bool = False) -> str:
+def stage_html(loop: Loop, samples: int = 5, playing: bool = False) -> str:
     """The stage view's HTML for ``loop``: the four stages, then details of the one that just ran."""
     done = last_stage(loop)
     details = {"forward": _forward_details, "loss": _loss_details, "backward": _backward_details,
@@ -77,7 +80,7 @@ def stage_html(loop: Any, samples: int = 5, playing: bool = False) -> str:
     return f"<div class='trainlab-stages'>{_stage_row(done, loop.next_stage)}{body}</div>"
 
 
-def last_stage(loop: Any) -> str | None:
+def last_stage(loop: Loop) -> str | None:
     """The stage that ran last in the current batch (or "update" after a finished step), or None."""
     due = loop.next_stage
     if due in _DONE_BEFORE:
@@ -85,7 +88,7 @@ def last_stage(loop: Any) -> str | None:
     return "update" if _last_status(loop) == "updated" else None  # else: nothing yet, restored, or skipped
 
 
-def _last_status(loop: Any) -> str | None:
+def _last_status(loop: Loop) -> str | None:
     """The last step's status ("updated", "skipped", "restored"), if it describes where the loop is now."""
     log = loop.last_log
     return log.get("status") if log.get("step") == loop.state.step else None
@@ -106,7 +109,7 @@ def _stage_row(done: str | None, due: str) -> str:
     return f"<table style='width:100%;table-layout:fixed'><tr>{''.join(cells)}</tr></table>"
 
 
-def _forward_details(loop: Any, samples: int) -> str:
+def _forward_details(loop: Loop, samples: int) -> str:
     inputs, targets = loop.batch
     outputs = loop.last_predictions.detach()  # the part of the outputs that holds the predictions
     k = min(samples, len(targets))
@@ -124,7 +127,7 @@ def _forward_details(loop: Any, samples: int) -> str:
     return _table(caption, header, rows)
 
 
-def _loss_details(loop: Any, samples: int) -> str:
+def _loss_details(loop: Loop, samples: int) -> str:
     value = float(loop.last_loss.detach())
     formula = LOSS_FORMULAS.get(loop.loss_name, "")
     formula_line = f" = {html.escape(formula)}" if formula else ""
@@ -132,7 +135,7 @@ def _loss_details(loop: Any, samples: int) -> str:
             f"{len(loop.batch[1])} samples = <b>{value:.4g}</b></p>")
 
 
-def _backward_details(loop: Any, samples: int) -> str:
+def _backward_details(loop: Loop, samples: int) -> str:
     norms = loop.last_grad_norms
     rows = [[html.escape(name), f"{norm:.3g}", _bar(norm, max(norms.values(), default=0.0))]
             for name, norm in norms.items()]
@@ -140,7 +143,7 @@ def _backward_details(loop: Any, samples: int) -> str:
     return _table(caption, ["parameter", "gradient norm", ""], rows)
 
 
-def _update_details(loop: Any, samples: int, playing: bool = False) -> str:
+def _update_details(loop: Loop, samples: int, playing: bool = False) -> str:
     ratios = loop.update_ratios(recent=playing)
     if not ratios:
         return "<p>The last update was undone (rewind/restore): nothing to compare.</p>"
@@ -154,7 +157,7 @@ def _update_details(loop: Any, samples: int, playing: bool = False) -> str:
     return _clipping(loop) + _table(caption, ["parameter", "update / weight", ""], rows)
 
 
-def _clipping(loop: Any) -> str:
+def _clipping(loop: Loop) -> str:
     """With clip_grad_norm: the gradients' total norm before and after clipping, for the update that just ran."""
     log = loop.last_log
     if "clipped_grad_norm" not in log:
@@ -165,7 +168,7 @@ def _clipping(loop: Any) -> str:
             f"<b>{before:.3g}</b>, {verdict} <b>{after:.3g}</b> before the update.</p>")
 
 
-def _predicted_classes(loop: Any, outputs: torch.Tensor) -> torch.Tensor | None:
+def _predicted_classes(loop: Loop, outputs: torch.Tensor) -> torch.Tensor | None:
     """The class each output predicts (multi-label: 0 or 1 per label), or None when accuracy means nothing."""
     kind = loop.accuracy_kind
     if kind is None:

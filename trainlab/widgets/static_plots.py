@@ -20,8 +20,9 @@ from plotly.subplots import make_subplots
 
 from trainlab.history import Branch, History
 from trainlab.lr_finder import LRFinderResult
-from trainlab.options import is_whole_number
-from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LEGEND, LOG_AXIS, TEMPLATE, TRAIN_COLOR,
+from trainlab.arguments import is_whole_number
+from trainlab.widgets.live_figure import LiveFigure
+from trainlab.widgets.plot_style import (EPOCH_AXIS, GHOST_OPACITY, LEGEND, LOG_AXIS, TRAIN_COLOR,
                                          VAL_COLOR, change_marks)
 from trainlab.widgets.series import Downsampler
 
@@ -43,7 +44,7 @@ def plot_history(
     steps: bool = False,
     changes: bool = True,
     log_y: bool = False,
-) -> go.FigureWidget:
+) -> LiveFigure:
     """Train vs validation curves per epoch, one subplot per metric, with changes marked and abandoned runs as ghosts.
 
     ``branches``: True draws the last few abandoned runs, a number that many of the latest, False none;
@@ -87,12 +88,12 @@ def plot_history(
             fig.update_yaxes(row=1, col=col, **LOG_AXIS)
     if changes:
         _mark_changes(fig, len(metrics), history.changes, positions)
-    fig.update_layout(height=340, template=TEMPLATE, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+    fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 40, "b": 40},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.2})
-    return go.FigureWidget(fig)
+    return LiveFigure(figure=fig)
 
 
-def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val_loss") -> go.FigureWidget:
+def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val_loss") -> LiveFigure:
     """One metric of several runs (histories, abandoned branches or loops) on one plot, one named curve each."""
     if not isinstance(runs, Mapping) or not runs:
         raise ValueError("compare_runs takes a dict that names each run, like {'lr 0.1': loop_a, 'lr 1.0': "
@@ -115,19 +116,19 @@ def compare_runs(runs: Mapping[str, History | Branch | Loop], metric: str = "val
         else:
             raise ValueError(f"run {label!r} has no {metric!r}; it records {_names(run)}")
         fig.add_trace(go.Scatter(x=x, y=y, name=str(label), mode=mode, marker={"size": 4}))
-    fig.update_layout(height=340, template=TEMPLATE, title=metric,
+    fig.update_layout(height=340, title=metric,
                       xaxis_title="step" if per_step else "epoch", yaxis_title=metric,
                       margin={"l": 50, "r": 20, "t": 40, "b": 40})
-    return go.FigureWidget(fig)
+    return LiveFigure(figure=fig)
 
 
 # --- helpers ---------------------------------------------------------------------------
 
 
-def plot_lr_finder(result: LRFinderResult) -> go.FigureWidget:
+def plot_lr_finder(result: LRFinderResult) -> LiveFigure:
     """The learning-rate finder's loss against lr, on a log axis, with its suggestion marked."""
-    fig = go.FigureWidget(layout=go.Layout(
-        title=dict(text="Learning-rate finder", font=dict(size=14)), width=460, height=300, template=TEMPLATE,
+    fig = go.Figure(layout=go.Layout(
+        title=dict(text="Learning-rate finder", font=dict(size=14)), width=460, height=300,
         margin=dict(l=50, r=10, t=36, b=36), xaxis=dict(title="learning rate", type="log"),
         yaxis=dict(title="loss"), legend=LEGEND))
     fig.add_scatter(x=result.lrs, y=result.raw_losses, mode="lines", name="loss per batch",
@@ -147,7 +148,7 @@ def plot_lr_finder(result: LRFinderResult) -> go.FigureWidget:
         low, top = float(np.min(losses)), max(float(losses[0]), float(np.quantile(losses, 0.9)))
         spread = max(top - low, 1e-12)
         fig.update_yaxes(range=[low - 0.1 * spread, top + 0.5 * spread])  # room above for the rise to show
-    return fig
+    return LiveFigure(figure=fig)
 
 
 def _is_loop(obj: Any) -> bool:

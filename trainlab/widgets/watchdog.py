@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from trainlab.arguments import positive_number
+
 __all__ = ["Watchdog", "NOBODY_WATCHING"]
 
 #: Why the dashboard paused itself, as shown in its alert line.
@@ -32,9 +34,7 @@ class Watchdog:
     """
 
     def __init__(self, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be above 0 seconds, like 10; got {timeout!r}")
-        self.timeout = timeout
+        self.timeout = positive_number(timeout, "watch_timeout", "10")  # seconds
         self._clock = clock
         self._since = clock()  # no silence before this counts
         self._cell_running = False
