@@ -436,3 +436,8 @@ def test_a_check_wants_a_function():
         tl.check_step("my_step", mlp_loop())
     with pytest.raises(ValueError, match="steps"):
         tl.check_step(seeds_step, mlp_loop(), steps=0)
+
+
+def test_a_loop_that_accumulates_micro_batches_is_refused():
+    with pytest.raises(ValueError, match="accumulate=1"):
+        tl.check_step(seeds_step, mlp_loop(accumulate=2))

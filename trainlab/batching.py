@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor, nn
 from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
-                              TensorDataset)
+                              TensorDataset, default_collate)
 
-__all__ = ["as_tensors", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
+__all__ = ["as_tensors", "as_targets", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
            "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs",
            "loader_generators", "kept_generators"]
 
@@ -87,11 +87,12 @@ def like(inputs: Any, example: Any, what: str) -> Any:
     return dict(zip(inputs, converted)) if isinstance(inputs, dict) else tuple(converted)
 
 
-def as_tensors(data: Any, what: str = "data") -> tuple[Any, Tensor]:
+def as_tensors(data: Any, what: str = "data") -> tuple[Any, Any]:
     """``(inputs, y)`` tensors from a pair, a Dataset of pairs, or (all of) a DataLoader's batches.
 
     ``inputs`` is a tensor of any dtype (int64 token ids pass as they are), or several: a
-    tuple or dict of tensors with one row per sample.
+    tuple or dict of tensors with one row per sample. So is ``y``: several targets (a tuple or
+    dict, a multi-task model's) reach the loss as they are.
     """
     if isinstance(data, DataLoader):
         inputs, targets = _collect(data, what)
@@ -100,21 +101,24 @@ def as_tensors(data: Any, what: str = "data") -> tuple[Any, Tensor]:
     elif isinstance(data, Dataset):
         inputs, targets = _stack_dataset(data, what)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        inputs, targets = as_inputs(data[0], what), _as_tensor(data[1], what)
+        inputs = as_inputs(data[0], what)
+        targets = as_targets(data[1], n_rows(inputs), what)
     else:
         raise ValueError(
             f"{what} must be a pair (X, y) of tensors, a Dataset of (x, y) pairs or a DataLoader; "
             f"got {type(data).__name__}"
         )
-    sizes = {len(t) for t in leaves(inputs)}
-    if len(sizes) > 1:
-        raise ValueError(f"{what}'s inputs have different numbers of rows {sorted(sizes)}; give each one row per sample")
-    if n_rows(inputs) != len(targets):
+    for part, name in ((inputs, "inputs"), (targets, "targets")):
+        sizes = {len(t) for t in leaves(part)}
+        if len(sizes) > 1:
+            raise ValueError(f"{what}'s {name} have different numbers of rows {sorted(sizes)}; give each one row "
+                             "per sample")
+    if n_rows(inputs) != n_rows(targets):
         raise ValueError(
-            f"{what} has {n_rows(inputs)} inputs but {len(targets)} targets; "
+            f"{what} has {n_rows(inputs)} inputs but {n_rows(targets)} targets; "
             "give one target per input (X and y need the same first dimension)"
         )
-    if len(targets) == 0:
+    if n_rows(targets) == 0:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
     return inputs, targets
 
@@ -126,6 +130,13 @@ def as_inputs(part: Any, what: str) -> Any:
     if isinstance(part, (tuple, list)) and part and all(_is_array(p) for p in part):
         return tuple(_as_tensor(value, what) for value in part)
     return _as_tensor(part, what)
+
+
+def as_targets(part: Any, n: int, what: str) -> Any:
+    """One target tensor, or several (a dict, or a tuple/list of tensors other than one per sample)."""
+    several = isinstance(part, dict) or (isinstance(part, (tuple, list)) and 0 < len(part) != n
+                                         and all(_is_array(p) for p in part))
+    return as_inputs(part, what) if several else _as_tensor(part, what)
 
 
 def _is_array(value: Any) -> bool:
@@ -146,14 +157,17 @@ def _collect(loader: DataLoader, what: str) -> tuple[Any, Tensor]:
         batches = [_pair(batch, what) for batch in loader]
     if not batches:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
-    inputs = batches[0][0]
-    if isinstance(inputs, Tensor):
-        joined = torch.cat([b[0] for b in batches])
-    elif isinstance(inputs, dict):
-        joined = {key: torch.cat([b[0][key] for b in batches]) for key in inputs}
-    else:
-        joined = tuple(torch.cat([b[0][i] for b in batches]) for i in range(len(inputs)))
-    return joined, torch.cat([b[1] for b in batches])
+    return _joined([b[0] for b in batches]), _joined([b[1] for b in batches])
+
+
+def _joined(parts: list[Any]) -> Any:
+    """Batches of one tensor, or of several (a tuple or dict), joined along the samples."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {key: torch.cat([part[key] for part in parts]) for key in first}
+    return tuple(torch.cat([part[i] for part in parts]) for i in range(len(first)))
 
 
 def loader_generators(loader: DataLoader) -> list[torch.Generator]:
@@ -178,7 +192,8 @@ def _pair(batch: Any, what: str) -> tuple[Any, Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise ValueError(f"{what}: each batch must be an (inputs, targets) pair; the DataLoader's collate_fn "
                          f"returned a {type(batch).__name__}")
-    return as_inputs(batch[0], what), _as_tensor(batch[1], what)
+    inputs = as_inputs(batch[0], what)
+    return inputs, as_targets(batch[1], n_rows(inputs), what)
 
 
 def _as_tensor(part: Any, what: str) -> Tensor:
@@ -191,23 +206,67 @@ def _as_tensor(part: Any, what: str) -> Tensor:
     return tensor
 
 
-def _stack_dataset(dataset: Dataset, what: str) -> tuple[Tensor, Tensor]:
+def _stack_dataset(dataset: Dataset, what: str) -> tuple[Any, Any]:
     try:
         n = len(dataset)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"{what}: the Dataset has no len(); trainlab needs a sized Dataset") from None
     if n == 0:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
+    first = dataset[0]
+    if isinstance(first, (tuple, list)) and len(first) == 2 and any(map(_is_several, first)):
+        # Items like ({"x": ..., "mask": ...}, y) or (x, (y1, y2)): read as a DataLoader of it reads them.
+        items = [first] + [dataset[i] for i in range(1, n)]
+        inputs, targets = _pair(_collated(items, what), what)
+        _warn_if_random(dataset, items[0])
+        return inputs, targets
     inputs, targets = [], []
     for i in range(n):  # one pass: each item is checked against item 0 as it is read
-        x, y = _dataset_item(dataset[i], i, what)
+        x, y = _dataset_item(first if i == 0 else dataset[i], i, what)
         if i and (x.shape != inputs[0].shape or y.shape != targets[0].shape):
             raise ValueError(f"{what}: Dataset item {i} has input shape {tuple(x.shape)} and target shape "
                              f"{tuple(y.shape)}, but item 0 has {tuple(inputs[0].shape)} and "
                              f"{tuple(targets[0].shape)}; every item needs the same shapes to be batched")
         inputs.append(x)
         targets.append(y)
+    _warn_if_random(dataset, first)
     return torch.stack(inputs), torch.stack(targets)
+
+
+def _is_several(part: Any) -> bool:
+    """Several inputs or targets in one item: a dict, or a tuple/list of tensors or arrays."""
+    return isinstance(part, dict) or (isinstance(part, (tuple, list)) and bool(part) and all(map(_is_array, part)))
+
+
+def _collated(items: list[Any], what: str) -> Any:
+    try:
+        return default_collate(items)
+    except (TypeError, RuntimeError) as error:
+        raise ValueError(f"{what}: the Dataset's items cannot be batched together ({error}); give every item "
+                         "the same layout and shapes") from None
+
+
+def _warn_if_random(dataset: Dataset, first: Any) -> None:
+    """A plain Dataset is read once: warn when reading item 0 again gives something else (random augmentation)."""
+    with torch.random.fork_rng(devices=[]):  # the second read leaves torch's random stream as it was
+        again = dataset[0]
+    if not _same(first, again):
+        warnings.warn("the Dataset's items change from one read to the next (random augmentation?), but a plain "
+                      "Dataset is read once, when the loop is built, so every epoch sees the same items; wrap it "
+                      "in a DataLoader (DataLoader(dataset, batch_size=32, shuffle=True)) to fetch items each epoch",
+                      stacklevel=5)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two dataset items hold the same numbers (tensors, arrays, numbers, nested in tuples and dicts)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(map(_same, a, b))
+    try:
+        return bool(torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
+    except (TypeError, ValueError, RuntimeError):
+        return a == b
 
 
 def _dataset_item(item: Any, i: int, what: str) -> tuple[Tensor, Tensor]:
@@ -259,7 +318,8 @@ class EpochSampler:
 
     The order is the loop's own (a seeded shuffle, or the data's order), or ``draw()``'s: a
     DataLoader's sampler, listed once per epoch. With ``drop_last``, a tail shorter than the
-    batch size is left out, as a DataLoader does.
+    batch size is left out, as a DataLoader does. With ``no_single`` (a model whose BatchNorm
+    cannot train on one sample), a one-sample tail joins the batch before it.
     """
 
     def __init__(self, n: int, shuffle: bool, seed: int, draw: Callable[[], Tensor | None] | None = None,
@@ -273,6 +333,7 @@ class EpochSampler:
         self._generator_state = self.generator.get_state()  # it only moves when an epoch starts
         self.order: Tensor | None = None  # this epoch's order (None: not drawn yet)
         self.position = n  # samples of this epoch already handed out; n means "epoch done"
+        self.no_single = False  # never hand out a one-sample batch (BatchNorm fails on one)
 
     @property
     def epoch_done(self) -> bool:
@@ -293,8 +354,11 @@ class EpochSampler:
     def check_batch_size(self, size: int) -> int:
         """``size``, if a batch of it can be drawn (with drop_last, not above the samples of an epoch)."""
         if self.drop_last and size > self.n:
-            raise ValueError(f"the DataLoader drops a last batch shorter than the batch size (drop_last=True), so "
-                             f"a batch size above its {self.n} samples leaves no batch at all")
+            raise ValueError(f"the data's last batch is dropped when shorter than the batch size (drop_last=True), "
+                             f"so a batch size above its {self.n} samples leaves no batch at all")
+        if self.no_single and size == 1:
+            raise ValueError("the model's BatchNorm cannot train on a batch of one sample (it needs more than one "
+                             "value per channel); use a batch size of at least 2")
         return size
 
     def short_of(self, batch_size: int) -> bool:
@@ -304,21 +368,25 @@ class EpochSampler:
     def take(self, batch_size: int) -> tuple[int, int]:
         """Claim the next ``batch_size`` samples (fewer at the epoch's end): returns (start, stop)."""
         start = self.position
-        self.position = min(start + batch_size, self.n)
+        stop = min(start + batch_size, self.n)
+        if self.no_single and not self.drop_last and self.n - stop == 1:
+            stop = self.n  # a one-sample tail joins this batch: BatchNorm cannot train on one sample
+        self.position = stop
         if self.drop_last and self.n - self.position < batch_size:
             self.position = self.n  # the tail is too short for a batch: dropped
-        return start, min(start + batch_size, self.n)
+        return start, stop
 
     def indices(self, start: int, stop: int) -> Tensor:
         """The sample indices at positions start..stop of this epoch's order."""
         return self.order[start:stop] if self.order is not None else torch.arange(start, stop)
 
-    def rows(self, inputs: Any, targets: Tensor, start: int, stop: int) -> tuple[Any, Tensor]:
+    def rows(self, inputs: Any, targets: Any, start: int, stop: int) -> tuple[Any, Any]:
         """The (inputs, targets) rows for positions start..stop of this epoch's order."""
         if self.order is None:  # views: no copy when the data is not shuffled
-            return map_tensors(inputs, lambda t: t[start:stop]), targets[start:stop]
+            return map_tensors(inputs, lambda t: t[start:stop]), map_tensors(targets, lambda t: t[start:stop])
         index = self.order[start:stop]
-        return map_tensors(inputs, lambda t: t.index_select(0, index)), targets.index_select(0, index)
+        return (map_tensors(inputs, lambda t: t.index_select(0, index)),
+                map_tensors(targets, lambda t: t.index_select(0, index)))
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the same sequence of batches later."""

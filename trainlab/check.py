@@ -68,8 +68,9 @@ def check_step(my_step: Callable[..., Any], loop: Loop, steps: int = 1) -> Check
                     watched.rng_for[len(watched.calls)] = expected.rng
                     mark = watched.mark()
                     try:
-                        returned = my_step(watched.model, watched.optimizer, watched.loss_fn,
-                                           _cloned(expected.inputs), expected.targets.clone())
+                        with loop.autocast():  # the precision the loop's own model and loss run in
+                            returned = my_step(watched.model, watched.optimizer, watched.loss_fn,
+                                               _cloned(expected.inputs), expected.targets.clone())
                     except Exception as error:  # the learner's code failed: say where, and why if we know
                         return _failed(error, watched.attempt(mark), number, "step")
                     difference = _compare(expected, watched.attempt(mark, returned), loop.loss_fn, watched.names)
@@ -98,7 +99,8 @@ def check_loop(my_train_epoch: Callable[..., Any], loop: Loop) -> CheckReport:
             watched.rng_for = {i: step.rng for i, step in enumerate(expected)}
             loader = EpochBatches([(step.inputs, step.targets) for step in expected], loop.seed)
             try:
-                my_train_epoch(watched.model, watched.optimizer, watched.loss_fn, loader)
+                with loop.autocast():
+                    my_train_epoch(watched.model, watched.optimizer, watched.loss_fn, loader)
             except Exception as error:
                 number = max(len(watched.calls), 1)
                 return _failed(error, watched.batch_attempt(number - 1), number, "batch")
@@ -630,6 +632,10 @@ def _check_ready(loop: Loop, what: str) -> None:
     if loop.next_stage != "forward":
         raise StageError(f"{what}() runs between batches, and this batch is at {loop.next_stage}(); "
                          "call loop.step() to finish it first")
+    if loop.accumulate > 1:
+        raise ValueError(f"{what}() compares one batch per update, and this loop makes each update from "
+                         f"{loop.accumulate} micro-batches (accumulate={loop.accumulate}); check against a loop "
+                         "built with accumulate=1")
     if planted(loop) is not None:
         raise ValueError(f"this loop has a planted fault (the bug clinic), so its own step is not the right "
                          f"answer; {what}() against a loop built without fault=")

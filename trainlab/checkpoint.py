@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS, is_whole_number, real_number, setting_numbers
+from trainlab.options import OPTIMIZERS_BY_NAME, is_whole_number, real_number, setting_numbers
 
 __all__ = ["FORMAT", "VERSION", "Counters", "Place", "LoopState", "write", "read", "upgrade", "check_model",
            "check_position", "check_optimizer_groups"]
@@ -36,7 +36,11 @@ class Counters(TypedDict):
     epoch_sums: list[float]  # this epoch's loss * samples, samples, correct predictions
 
 
-class Place(TypedDict):
+class _DevicePlace(TypedDict, total=False):
+    cuda_rng: torch.Tensor  # device="cuda": the GPU generator's part of the loop's stream (absent on a CPU)
+
+
+class Place(_DevicePlace):
     """Where a loop is in its run, without its weights: what a batch's start records."""
 
     rng: torch.Tensor  # the loop's own random stream (dropout, augmentation); never written in place
@@ -105,7 +109,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(target)!r} has checkpoint version {payload.get('version')!r}; "
                               f"this trainlab reads versions 1 to {VERSION}")
     _expect_keys(payload, _KEYS, "the checkpoint")
-    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state")
+    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state", optional={"cuda_rng"})
     return upgrade(payload)
 
 
@@ -129,12 +133,16 @@ def _history_v1_to_v2(history: Any) -> Any:
     return upgraded
 
 
-def check_model(saved: Any, current: dict[str, Tensor]) -> None:
-    """Refuse a model state that does not fit the loop's model, naming the first mismatch."""
+def check_model(saved: Any, current: dict[str, Tensor], optional: set[str] = frozenset()) -> None:
+    """Refuse a model state that does not fit the loop's model, naming the first mismatch.
+
+    ``optional``: keys an older checkpoint may lack (non-persistent buffers, captured since version 2's files)."""
     if not isinstance(saved, dict):
         raise CheckpointError("the checkpoint's model state is not a dict of tensors")
-    _expect_keys(saved, set(current), "the checkpoint's model (another architecture?)")
+    _expect_keys(saved, set(current) - (optional - set(saved)), "the checkpoint's model (another architecture?)")
     for name, tensor in current.items():
+        if name not in saved:
+            continue
         other = saved[name]
         if not isinstance(other, Tensor):
             raise CheckpointError(f"the checkpoint's {name!r} is a {type(other).__name__}, not a tensor")
@@ -172,7 +180,7 @@ def check_position(state: dict[str, Any], n_train: int, shuffle: bool | None = N
         raise CheckpointError(f"the checkpoint's position in the epoch ({position!r}) does not fit "
                               f"{n_train} training samples")
     _check_shuffle(order, position, n_train, shuffle)
-    if state["optimizer_type"] is not None and state["optimizer_type"] not in OPTIMIZERS:
+    if state["optimizer_type"] is not None and state["optimizer_type"] not in OPTIMIZERS_BY_NAME:
         raise CheckpointError(f"the checkpoint's optimizer {state['optimizer_type']!r} is unknown")
     if not is_whole_number(state["batch_size"]) or state["batch_size"] < 1:
         raise CheckpointError(f"the checkpoint's batch size {state['batch_size']!r} is not valid")
@@ -214,10 +222,10 @@ def check_optimizer_groups(state: dict[str, Any]) -> None:
 
 
 
-def _expect_keys(mapping: Any, expected: set[str], what: str) -> None:
+def _expect_keys(mapping: Any, expected: set[str], what: str, optional: set[str] = frozenset()) -> None:
     if not isinstance(mapping, dict):
         raise CheckpointError(f"{what} is not a dict")
-    missing, extra = expected - set(mapping), set(mapping) - expected
+    missing, extra = expected - set(mapping), set(mapping) - expected - optional
     if missing or extra:
         parts = [f"missing {sorted(missing)}" if missing else "", f"unexpected {sorted(map(str, extra))}" if extra else ""]
         raise CheckpointError(f"{what} does not match: {'; '.join(p for p in parts if p)}")

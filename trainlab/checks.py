@@ -8,6 +8,7 @@ a shape error deep inside the first step.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -33,9 +34,11 @@ def check_flags(model: Any, on_nonfinite: str, scheduler_interval: str, threads:
         raise ValueError(f"scheduler_interval must be 'epoch' or 'step'; got {scheduler_interval!r}")
     if threads is not None and not (is_whole_number(threads) and threads >= 1):
         raise ValueError(f"threads must be a whole number, at least 1, or None; got {threads!r}")
-    for name, flag in (("shuffle", shuffle), ("accuracy", accuracy)):
-        if flag is not None and not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True, False or None (the default); got {flag!r}")
+    if shuffle is not None and not isinstance(shuffle, bool):
+        raise ValueError(f"shuffle must be True, False or None (the default); got {shuffle!r}")
+    if accuracy is not None and not isinstance(accuracy, (bool, int, str)):
+        raise ValueError(f"accuracy must be True, False or None (the default), or the target it reads when there "
+                         f"are several (accuracy=0, accuracy='label'); got {accuracy!r}")
 
 
 def check_count(value: Any, what: str, least: int = 1) -> int:
@@ -68,7 +71,36 @@ def rewind_bytes(megabytes: Any) -> int:
     return int(number * 2**20)
 
 
-_RANDOM_LAYERS = (nn.modules.dropout._DropoutNd, nn.RReLU)
+# torch.nn layers known to draw no random numbers in forward: any other layer (a layer of one's own,
+# Dropout, RReLU, FractionalMaxPool2d, an RNN or attention with dropout) runs on the loop's stream.
+_DETERMINISTIC_LAYERS = frozenset("""
+    Sequential ModuleList ModuleDict ParameterList ParameterDict Identity Flatten Unflatten
+    Linear Bilinear LazyLinear Conv1d Conv2d Conv3d ConvTranspose1d ConvTranspose2d ConvTranspose3d
+    LazyConv1d LazyConv2d LazyConv3d LazyConvTranspose1d LazyConvTranspose2d LazyConvTranspose3d
+    Embedding EmbeddingBag BatchNorm1d BatchNorm2d BatchNorm3d LazyBatchNorm1d LazyBatchNorm2d LazyBatchNorm3d
+    SyncBatchNorm InstanceNorm1d InstanceNorm2d InstanceNorm3d LazyInstanceNorm1d LazyInstanceNorm2d
+    LazyInstanceNorm3d LayerNorm GroupNorm RMSNorm LocalResponseNorm CrossMapLRN2d
+    ReLU ReLU6 LeakyReLU PReLU ELU SELU CELU GELU SiLU Mish Sigmoid Tanh Softmax LogSoftmax Softmin Softmax2d
+    Softplus Softsign Hardtanh Hardswish Hardsigmoid Hardshrink Softshrink Tanhshrink Threshold LogSigmoid GLU
+    MaxPool1d MaxPool2d MaxPool3d AvgPool1d AvgPool2d AvgPool3d AdaptiveAvgPool1d AdaptiveAvgPool2d
+    AdaptiveAvgPool3d AdaptiveMaxPool1d AdaptiveMaxPool2d AdaptiveMaxPool3d LPPool1d LPPool2d LPPool3d
+    MaxUnpool1d MaxUnpool2d MaxUnpool3d ZeroPad1d ZeroPad2d ZeroPad3d ConstantPad1d ConstantPad2d ConstantPad3d
+    ReflectionPad1d ReflectionPad2d ReflectionPad3d ReplicationPad1d ReplicationPad2d ReplicationPad3d
+    CircularPad1d CircularPad2d CircularPad3d Upsample UpsamplingNearest2d UpsamplingBilinear2d PixelShuffle
+    PixelUnshuffle ChannelShuffle Fold Unfold CosineSimilarity PairwiseDistance
+    RNNCell LSTMCell GRUCell TransformerEncoder TransformerDecoder TransformerEncoderLayer
+    TransformerDecoderLayer Transformer
+""".split())
+_WITH_DROPOUT_SETTING = ("RNN", "LSTM", "GRU", "MultiheadAttention")  # deterministic with dropout=0
+
+
+def _deterministic(module: nn.Module) -> bool:
+    cls = type(module)
+    if not cls.__module__.startswith("torch.nn.modules"):  # one's own, parametrized, compiled: maybe random
+        return False
+    if cls.__name__ in _WITH_DROPOUT_SETTING:
+        return not getattr(module, "dropout", 0)
+    return cls.__name__ in _DETERMINISTIC_LAYERS
 
 
 def watched_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
@@ -83,9 +115,35 @@ def watched_parameters(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]
 
 
 def may_draw_random_numbers(model: nn.Module) -> bool:
-    """Whether forward may use the RNG: a random torch layer, or any layer of the user's own."""
-    return any(isinstance(m, _RANDOM_LAYERS) or not type(m).__module__.startswith("torch.nn")
-               for m in model.modules())
+    """Whether forward may use the RNG: any layer not known to be deterministic (an allowlist of torch.nn's)."""
+    return not all(map(_deterministic, model.modules()))
+
+
+def fails_on_one_sample(model: nn.Module, inputs: Any, targets: Any) -> bool:
+    """Whether a one-sample batch fails in train mode (BatchNorm on (n, features): one value per channel).
+
+    Tried only for a model with a BatchNorm, on one sample, leaving no trace (statistics put back)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return False
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    flags = [(module, module.training) for module in model.modules()]
+    if not model.training:  # as the loop's forward does: a BatchNorm frozen inside a training model stays frozen
+        model.train()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            call_model(model, head(inputs, 1))
+        return False
+    except ValueError as error:
+        return "more than 1 value per channel" in str(error)
+    except Exception:
+        return False
+    finally:
+        for module, training in flags:
+            module.training = training
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in buffers and b.shape == buffers[name].shape:
+                    b.copy_(buffers[name])
 
 
 def in_model_dtype(model: nn.Module, inputs: Any) -> torch.dtype | None:
@@ -127,7 +185,7 @@ def not_one_number(loss: Any) -> str:
 
 def non_finite_data(inputs: Any, targets: Tensor) -> str | None:
     """Which part of a batch holds NaN/inf ("inputs" or "targets"), or None if it is all finite."""
-    for name, tensors in (("inputs", leaves(inputs)), ("targets", [targets])):
+    for name, tensors in (("inputs", leaves(inputs)), ("targets", leaves(targets))):
         if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
             return name
     return None
@@ -142,27 +200,59 @@ def non_finite_advice(inputs: Any, targets: Tensor) -> str:
     return "Undo recent updates with loop.rewind(), lower the learning rate (loop.lr = ...) and continue"
 
 
-def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Any, targets: Tensor,
-          part: int | str | None = None) -> None:
-    """Run the model and loss on two samples now, so shape mistakes are reported at build time."""
-    x, y = head(inputs, 2), targets[:2]
+def probe(model: nn.Module, loss_fn: Any, kind: str | None, inputs: Any, targets: Any,
+          part: int | str | None = None, target_part: int | str | None = None, named_loss: bool = True,
+          warn: bool = True) -> None:
+    """Run the model and loss on two samples now, so shape mistakes are reported at build time.
+
+    ``named_loss``: a loss of the loop's (or torch's) whose targets must match the outputs' shape; with a
+    loss function of one's own, a shape that differs only by a 1 (n, 1 vs n) is tried both ways and only
+    warned about when the two give different losses (``warn``)."""
+    x, y = head(inputs, 2), head(targets, 2)
     try:
         outputs = quiet_forward(model, x)
     except Exception as error:
         raise ValueError(f"the model failed on a batch of the data ({_describe(x)}): {error}. "
                          f"{_input_hint(x)}") from error
     predictions = _predictions(outputs, part)
+    chosen, chosen_y = pick(targets, target_part), pick(y, target_part)
     if kind == "multiclass":
-        _check_class_scores(predictions, targets, first_tensor(x), getattr(loss_fn, "ignore_index", None))
-    if kind is None and predictions.shape != y.shape and predictions.dim() and predictions.numel() == y.numel():
+        _check_class_scores(predictions, chosen, first_tensor(x), getattr(loss_fn, "ignore_index", None))
+    mismatch = (kind is None and isinstance(chosen_y, Tensor) and predictions.shape != chosen_y.shape
+                and predictions.dim() and predictions.numel() == chosen_y.numel())
+    if mismatch and named_loss:
         raise ValueError(f"the model outputs shape {tuple(predictions.shape[1:])} per sample but the targets have "
-                         f"{tuple(y.shape[1:])}; reshape the targets (e.g. y.view(-1, 1)) so they match")
+                         f"{tuple(chosen_y.shape[1:])}; reshape the targets (e.g. y.view(-1, 1)) so they match")
     try:
         loss = loss_fn(outputs, y)
     except Exception as error:
-        raise ValueError(f"the loss function failed on the model's outputs: {error}") from error
+        hint = _loss_hint(kind, predictions, chosen_y)
+        raise ValueError(f"the loss function failed on the model's outputs: {error}{hint}") from error
     if not isinstance(loss, Tensor) or loss.dim() != 0:
         raise ValueError(not_one_number(loss))
+    if mismatch and warn and isinstance(outputs, Tensor) and _broadcasts(loss_fn, outputs, y, loss):
+        warnings.warn(f"the model outputs shape {tuple(predictions.shape[1:])} per sample but the targets have "
+                      f"{tuple(chosen_y.shape[1:])}, and your loss function gives another value when they are "
+                      "reshaped to match: if it compares them directly they broadcast to (n, n); squeeze the "
+                      "outputs (out.squeeze(-1)) or reshape the targets (y.view(-1, 1))", stacklevel=4)
+
+
+def _broadcasts(loss_fn: Any, outputs: Tensor, y: Tensor, loss: Tensor) -> bool:
+    """Whether a loss function of one's own gives another loss once the outputs are shaped like the targets."""
+    try:
+        matched = loss_fn(outputs.reshape(y.shape), y)
+        return not bool(torch.isclose(matched.detach().float(), loss.detach().float(), rtol=1e-5, atol=1e-7))
+    except Exception:
+        return True
+
+
+def _loss_hint(kind: str | None, predictions: Tensor, targets: Any) -> str:
+    """For class scores laid out (n, tokens, classes): torch wants the classes on dim 1."""
+    if (kind == "multiclass" and isinstance(targets, Tensor) and predictions.dim() == targets.dim() + 1 >= 3
+            and predictions.shape[:-1] == targets.shape):
+        return (f". The outputs have shape {tuple(predictions.shape)}: cross-entropy wants the class scores on "
+                "dim 1, (n, classes, tokens...); return logits.transpose(1, -1) (or permute) from the model")
+    return ""
 
 
 def _describe(x: Any) -> str:
@@ -200,12 +290,21 @@ def _predictions(outputs: Any, part: int | str | None) -> Tensor:
 
 
 def _check_class_scores(outputs: Tensor, targets: Tensor, x: Tensor, ignore_index: int | None) -> None:
-    """A classifier gives one score per class, and at least as many classes as the labels name."""
-    if outputs.dim() != 2:
+    """A classifier gives one score per class (per sample, or per token: (n, classes, d1, ...) against
+    targets (n, d1, ...)), and at least as many classes as the labels name."""
+    per_token = outputs.dim() >= 3 and (
+        targets.shape[1:] == outputs.shape[1:] if targets.is_floating_point() else
+        targets.dim() == outputs.dim() - 1 and targets.shape[1:] == outputs.shape[2:])
+    if outputs.dim() != 2 and not per_token:
         hint = ("; the inputs have no feature axis: give them shape (n, 1) with X.view(-1, 1)" if x.dim() == 1
-                else "")
-        raise ValueError(f"a classifier must output one score per class for each sample, shape (batch, classes); "
+                else _token_hint(outputs, targets))
+        raise ValueError(f"a classifier must output one score per class for each sample, shape (batch, classes), "
+                         f"or for each token, (batch, classes, tokens...) against targets (batch, tokens...); "
                          f"on 2 samples the model outputs shape {tuple(outputs.shape)}{hint}")
+    if outputs.dim() == 2 and targets.dim() > 1 and not targets.is_floating_point():
+        raise ValueError(f"the targets hold a class per token, shape {tuple(targets.shape)}, but the model outputs "
+                         f"one score per class for each sample, shape {tuple(outputs.shape)}; for per-token "
+                         "classes, return scores of shape (batch, classes, tokens...)")
     if targets.is_floating_point():
         return
     labels = targets[targets != ignore_index] if ignore_index is not None else targets  # -100: "no label"
@@ -216,8 +315,16 @@ def _check_class_scores(outputs: Tensor, targets: Tensor, x: Tensor, ignore_inde
         raise ValueError(f"the targets hold class {bottom}, but classes are numbered from 0; "
                          f"fix the labels (or give the loss ignore_index={bottom} if it marks 'no label')")
     if top >= classes:
-        raise ValueError(f"the targets hold class {top} but the model outputs {classes} scores per sample; "
+        unit = "sample" if outputs.dim() == 2 else "token"
+        raise ValueError(f"the targets hold class {top} but the model outputs {classes} scores per {unit}; "
                          f"build it with at least {top + 1} outputs")
+
+
+def _token_hint(outputs: Tensor, targets: Tensor) -> str:
+    if outputs.dim() == targets.dim() + 1 and outputs.shape[1:-1] == targets.shape[1:]:
+        return ("; the class scores must be on dim 1: return logits.transpose(1, -1) from the model "
+                f"(shape (batch, {outputs.shape[-1]}, {', '.join(map(str, outputs.shape[1:-1]))}))")
+    return ""
 
 
 def predict_batch(inputs: Any, train_x: Any, device: torch.device) -> Any:

@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from trainlab.errors import StageError
+from trainlab.metrics import clip_grad_norm
+from trainlab.optimizers import needs_closure
 from trainlab.options import is_whole_number, real_number
 
 if TYPE_CHECKING:
@@ -85,10 +87,13 @@ def step_landscape(loop: Loop, t_max: float = 3.0, points: int = 25) -> StepLand
         landed = proposed_update(loop)
         inputs, targets = loop.batch
         outside = torch.get_rng_state()
-        drawn = loop.open_batch.forward_rng  # the random state the batch's forward drew from (None: no dropout)
+        opened = loop.open_batch
+        drawn = opened.forward_rng  # the random state the batch's forward drew from (None: no dropout)
         rng = outside if drawn is None else drawn
+        cuda = loop.device if opened.forward_cuda_rng is not None else None  # on a GPU: its generator's part
         try:  # every t draws the forward's dropout masks; torch's random state is left as it was
-            losses = [_batch_loss(loop, _along(start, landed, value), inputs, targets, rng) for value in t]
+            losses = [_on_device_stream(cuda, opened.forward_cuda_rng, _batch_loss, loop,
+                                        _along(start, landed, value), inputs, targets, rng) for value in t]
         finally:
             torch.set_rng_state(outside)
         return StepLandscape(t, np.asarray(losses, np.float64), loop.state.step + 1, loop.lr)
@@ -100,12 +105,17 @@ def proposed_update(loop: Loop) -> dict[str, Tensor]:
     The loop's own optimizer step, with its clipping, on copies of the parameters, their
     gradients and the optimizer's state: exact for any optimizer, and nothing real moves.
     """
+    if needs_closure(loop.optimizer):
+        raise ValueError(f"{type(loop.optimizer).__name__} evaluates the loss again inside its step: where it lands "
+                         "is known only by taking the step")
     named = dict(loop.model.named_parameters())
     scratch = {name: _scratch_parameter(p) for name, p in named.items()}
     memo = {id(named[name]): copy_ for name, copy_ in scratch.items()}
     optimizer = copy.deepcopy(loop.optimizer, memo)  # its state, keyed by the scratch parameters
+    if loop.clip_grad_value is not None:
+        nn.utils.clip_grad_value_(list(scratch.values()), loop.clip_grad_value)
     if loop.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(list(scratch.values()), loop.clip_grad_norm)
+        clip_grad_norm(list(scratch.values()), loop.clip_grad_norm)
     optimizer.step()
     return {name: p.detach() for name, p in scratch.items()}
 
@@ -125,6 +135,18 @@ def _along(start: dict[str, Tensor], landed: dict[str, Tensor], t: float) -> dic
     return {name: w + t * (landed[name] - w) for name, w in start.items()}
 
 
+def _on_device_stream(device: torch.device | None, state: Tensor | None, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, on a GPU with the device's generator set to ``state`` first (and put back after)."""
+    if device is None:
+        return fn(*args)
+    outside = torch.cuda.get_rng_state(device)
+    torch.cuda.set_rng_state(state, device)
+    try:
+        return fn(*args)
+    finally:
+        torch.cuda.set_rng_state(outside, device)
+
+
 def _batch_loss(loop: Loop, weights: dict[str, Tensor], inputs: Any, targets: Tensor, rng: Tensor) -> float:
     """The batch's loss with ``weights`` substituted; buffers are copies, dropout's mask the same every time."""
     buffers = {name: b.clone() for name, b in loop.model.named_buffers()}
@@ -133,6 +155,6 @@ def _batch_loss(loop: Loop, weights: dict[str, Tensor], inputs: Any, targets: Te
     else:
         args, kwargs = ((inputs,) if isinstance(inputs, Tensor) else tuple(inputs)), {}
     torch.set_rng_state(rng)
-    with torch.no_grad():
+    with torch.no_grad(), loop.autocast():  # under autocast too, as the batch ran (precision=)
         outputs = functional_call(loop.model, {**weights, **buffers}, args, kwargs or None)
         return float(loop.loss_fn(outputs, targets))

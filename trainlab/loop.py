@@ -12,23 +12,26 @@ several epochs. The loop owns the batching, so ``loop.batch_size`` and ``loop.lr
 moment and take effect at the next batch / next update.
 
 The loop holds its parts: the data (``data.py``), its run state and open batch (``state.py``), and
-its ``TimeTravel`` (``time_travel.py``: snapshot, restore, rewind, reset, save, load, excursion).
+its ``TimeTravel`` (``time_travel.py``: snapshot, restore, rewind, reset, save, load, excursion). Its
+methods come in four files: the stages and strides here, what a learner reads in ``readouts.py``, the
+live hyperparameters in ``hyperparameters.py`` and the moves in time in ``travel.py``.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import call_model, loader_settings
+from trainlab.batching import call_model, loader_settings, n_rows
 from trainlab.callbacks import attached
 from trainlab.checks import (check_count, check_flags, may_draw_random_numbers, non_finite_advice, not_one_number,
                              pick_device, rewind_bytes, watched_parameters)
+from trainlab import hyperparameters, readouts, travel
+from trainlab.hyperparameters import check_clip_value, clipping_allowed
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Event, Events, Handle
@@ -36,12 +39,12 @@ from trainlab.faults import plant_asked
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
-from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, pick
-from trainlab.schedules import check_scheduler_argument, make_scheduler, step_after_epoch
-from trainlab.options import (check_batch_size, check_clip, check_seed, choose_optimizer, make_loss, set_lr,
-                              set_weight_decay, switched_optimizer)
-from trainlab.snapshot import Snapshot
-from trainlab.state import Batch, OpenBatch, RunState, State
+from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, ignored_label, pick
+from trainlab.optimizers import GroupShares, needs_closure
+from trainlab.precision import autocast_context
+from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
+from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
+from trainlab.state import Batch, CudaStream, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -58,15 +61,37 @@ class Loop:
         loop = tl.Loop(tl.models.mlp(2, [16, 16], 2), (X, y), "cross_entropy", lr=0.1)
         loop.fit(epochs=10)
 
-    ``lr`` defaults to 0.01 (or an optimizer object's own lr), ``batch_size`` to 32 and ``shuffle`` to
-    True (or a DataLoader's own settings). ``validation_split`` holds out a seeded random fraction of
-    the data (``loop.val_indices`` lists which samples). ``scheduler`` is a ``torch.optim.lr_scheduler``
-    object or a function ``optimizer -> scheduler``, stepped after every epoch
-    (``scheduler_interval="epoch"``) or every update (``"step"``). ``clip_grad_norm`` scales the
-    gradients down before each update so their total norm is at most this (None: no clipping); live,
-    like ``lr``. ``outputs`` names the part of what the model returns that holds its predictions, for
-    accuracy and plots, when it returns a tuple or dict (``outputs=0``, ``outputs="logits"``); the loss
-    always gets all of it. ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
+    What it accepts (the README's "Bring your own model" has the details):
+
+    - ``data``: ``(X, y)`` tensors or arrays, a ``Dataset`` (read once) or a ``DataLoader`` (drawn through).
+      X may be several inputs (a tuple or dict: ``model(*X)``, ``model(**X)``), y several targets (a
+      tuple or dict, passed to the loss as they are; ``accuracy=0`` or ``"label"`` names the one accuracy
+      reads). ``validation_split`` holds out a seeded random fraction (``loop.val_indices``), or give
+      ``val_data``. ``drop_last`` drops a last batch shorter than the batch size (a DataLoader's own is
+      used); a model whose BatchNorm cannot train on one sample never gets a one-sample batch (such a
+      tail joins the batch before it).
+    - ``loss_fn``: "mse", "cross_entropy", "bce", or any callable ``loss(outputs, targets)``.
+      Classification is per sample (outputs ``(n, classes)``) or per token / pixel (outputs ``(n, classes,
+      d1, ...)`` against targets ``(n, d1, ...)``; accuracy leaves out the loss's ``ignore_index``).
+      ``outputs`` names the part of a tuple or dict the model returns that holds its predictions
+      (``outputs=0``, ``outputs="logits"``); the loss always gets all of it.
+    - ``optimizer``: a name (every ``torch.optim`` class: "sgd", "adagrad", "lbfgs", ...), an object
+      (its groups keep their lr ratios under ``lr=`` and ``loop.lr``; a group built with weight decay 0
+      keeps 0 under ``loop.weight_decay``), or a list stepped together (``[SparseAdam(sparse),
+      Adam(dense)]``). LBFGS gets a closure that runs the model and loss again. ``lr`` defaults to 0.01
+      (or the object's own).
+    - ``scheduler``: a ``torch.optim.lr_scheduler`` object or a function ``optimizer -> scheduler``,
+      stepped after every epoch (``scheduler_interval="epoch"``) or update (``"step"``); a
+      ReduceLROnPlateau after every epoch with ``scheduler_metric`` ("val_loss" by default, else "loss";
+      "val_accuracy" for ``mode="max"``).
+    - ``clip_grad_norm`` (the gradients' total norm at most this) and ``clip_grad_value`` (each entry at
+      most this in size, applied first): None for no clipping; live, like ``lr``.
+    - ``accumulate=k``: each update from k micro-batches of ``batch_size`` (each loss divided by k; the
+      epoch's last update takes what is left); ``step()`` runs all k, ``state.step`` counts updates.
+    - ``precision="bf16"``: the forward pass and loss under ``torch.autocast`` in bfloat16.
+    - ``batch_size`` defaults to 32 and ``shuffle`` to True (or a DataLoader's own settings).
+
+    ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
     16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
     steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
     whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
@@ -78,36 +103,44 @@ class Loop:
                  validation_split: float = 0.0, val_data: Any = None, *,
                  momentum: float | None = None, weight_decay: float | None = None,
                  optimizer_options: dict[str, Any] | None = None, scheduler: Any = None,
-                 scheduler_interval: str = "epoch", clip_grad_norm: float | None = None, fault: str | None = None,
-                 outputs: int | str | None = None, accuracy: bool | None = None, device: str | torch.device = "cpu",
+                 scheduler_interval: str = "epoch", scheduler_metric: str | None = None,
+                 clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
+                 outputs: int | str | None = None, accuracy: bool | int | str | None = None,
+                 drop_last: bool | None = None, accumulate: int = 1, precision: str | None = None,
+                 device: str | torch.device = "cpu", fault: str | None = None,
                  on_nonfinite: str = "raise", rewind_memory_mb: float = 16, threads: int | None = 1) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training."""
         check_flags(model, on_nonfinite, scheduler_interval, threads, shuffle, accuracy)
         check_seed(seed)
         rewind_budget = rewind_bytes(rewind_memory_mb)
         check_scheduler_argument(scheduler)  # before a given optimizer object is touched
-        self._clip = check_clip(clip_grad_norm)
+        self._clip, self._clip_value = check_clip(clip_grad_norm), check_clip_value(clip_grad_value)
+        self.accumulate = check_count(accumulate, "accumulate (micro-batches per update)")
         self.device = pick_device(device)
+        self.autocast = autocast_context(precision, self.device)  # what the model and loss run in: with loop.autocast()
+        self.precision = precision
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
         loader_batch, loader_shuffle = loader_settings(data)
         batch_size = check_batch_size(batch_size if batch_size is not None else loader_batch or 32)
         self._part = outputs
         self._data = LoopData(data, self.model, self.loss_fn, self.loss_name, accuracy, outputs, self.device, shuffle,
-                             validation_split, val_data, seed)
+                             validation_split, val_data, seed, drop_last)
+        self._data.context = self.autocast
         self.accuracy_kind = self._data.accuracy_kind
+        # Which of several targets accuracy reads, and the label it leaves out (per token: ignore_index).
+        self._target_part, self._ignore = self._data.target_part, ignored_label(self.loss_fn)
         self.train_indices, self.val_indices = self._data.train_indices, self._data.val_indices
         # Facts fixed at build: the validation data (X, y) or None, whether it validates and records
         # accuracy, and one sample's input shape, like (2,) or (1, 8, 8) (None: a model of several inputs).
         self.val_data, self.has_validation = self._data.val, self._data.val is not None
-        self.classification = self.accuracy_kind is not None
+        # What accuracy counts: "sample", "token" (per token or pixel), "label" (multi-label), or None.
+        self.classification, self.accuracy_unit = self.accuracy_kind is not None, self._data.accuracy_unit
         self.input_shape = self._data.input_shape
         self.optimizer, self._optimizer_name = choose_optimizer(optimizer, self.model, lr, momentum, weight_decay,
                                                                 optimizer_options)
-        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
-        self._given_optimizer = None if self._optimizer_name else self.optimizer
-        self.scheduler = make_scheduler(scheduler, self.optimizer)
-        self.scheduler_interval, self.on_nonfinite, self.seed = scheduler_interval, on_nonfinite, seed
+        self._use_optimizer(scheduler, scheduler_interval, scheduler_metric)
+        self.on_nonfinite, self.seed = on_nonfinite, seed
         if threads is not None:
             use_threads(self, threads)
         self.param_names, self._params = watched_parameters(self.model)  # measured, in module order
@@ -122,11 +155,27 @@ class Loop:
         self._time.mark_initial()
         plant_asked(self, fault)  # the bug clinic: a classic mistake, planted through the loop's public parts
 
+    def _use_optimizer(self, scheduler: Any, interval: str, metric: str | None) -> None:
+        """Settle the optimizer just chosen: what may be rebuilt, its groups' decay, its scheduler."""
+        # By name, an optimizer can be rebuilt (set_optimizer, restore); an object is kept as given.
+        self._given_optimizer = None if self._optimizer_name else self.optimizer
+        self._decay = GroupShares(self.optimizer)  # which groups a live weight decay moves
+        clipping_allowed(self, self._clip or self._clip_value)
+        if needs_closure(self.optimizer) and self.accumulate > 1:
+            raise ValueError(f"{type(self.optimizer).__name__} evaluates the loss again inside its step, on one "
+                             "batch: it cannot accumulate micro-batches (accumulate=1)")
+        self.scheduler, self.scheduler_interval = make_scheduler(scheduler, self.optimizer), interval
+        self._metric = plateau_metric(self.scheduler, interval, metric, self._data.val is not None,
+                                      self.accuracy_kind is not None)  # what a ReduceLROnPlateau watches
+
     def _start_run(self, seed: int, batch_size: int, shuffle: bool | None, loader_shuffle: bool | None) -> None:
         """The run's state at step 0, and what the steps keep between them."""
         # The loop's own random stream (dropout, augmentation): swapped in around forward and
         # fetching, so two loops with the same seed give the same numbers and torch's is left alone.
         self._run = RunState(torch.Generator().manual_seed(seed).get_state(), batch_size)
+        if self.device.type == "cuda":  # dropout on a GPU draws from the device's generator: part of the stream
+            self._run.cuda = CudaStream(self.device.index if self.device.index is not None else
+                                        torch.cuda.current_device(), seed)
         self._run.sampler = self._data.sampler(shuffle, loader_shuffle, seed, self._run.with_rng)
         self._run.sampler.check_batch_size(batch_size)
         self._ratios = RatioMeter(self.param_names, self._params)  # how far updates move the weights
@@ -137,135 +186,23 @@ class Loop:
         self.last_log: dict[str, Any] = {}
         self.last_epoch_log: dict[str, float] = {}
 
-    # --- what a learner looks at ---------------------------------------------------
+    # --- what a learner looks at: properties defined in readouts.py ---------------------------------------
 
-    @property
-    def state(self) -> State:
-        """The counters: ``epoch`` (completed epochs), ``step`` (completed updates), ``skipped`` batches."""
-        return self._run.counters
-
-    @property
-    def next_stage(self) -> str:
-        """The stage that is due: "forward", "loss", "backward" or "update"."""
-        return self._batch.due if self._batch is not None else "forward"
-
-    @property
-    def batch(self) -> tuple[Any, Tensor] | None:
-        """The open batch's ``(inputs, targets)``, or None between batches."""
-        return (self._batch.inputs, self._batch.targets) if self._batch is not None else None
-
-    @property
-    def open_batch(self) -> OpenBatch | None:
-        """A read-only look at the open batch: inputs, targets, what its stages filled in, its random state."""
-        return OpenBatch.of(self._batch) if self._batch is not None else None
-
-    @property
-    def last_outputs(self) -> Any:
-        """What the model returned for the open batch (after forward), or None."""
-        return self._batch.outputs if self._batch is not None else None
-
-    @property
-    def last_predictions(self) -> Tensor | None:
-        """The part of the open batch's outputs that holds the predictions (see ``outputs=``), or None."""
-        return pick(self._batch.outputs, self._part) if self._batch is not None and self._batch.outputs is not None else None
-
-    @property
-    def last_loss(self) -> Tensor | None:
-        """The open batch's loss (after loss()), or None."""
-        return self._batch.loss if self._batch is not None else None
-
-    @property
-    def last_grad_norms(self) -> dict[str, float]:
-        """{parameter name: gradient norm} from the last backward(), this batch's or the last update's."""
-        batch = self._batch if self._batch is not None and self._batch.grad_norms is not None else self._last_batch
-        return batch.grad_norms if batch is not None and batch.grad_norms is not None else {}
-
-    @property
-    def n_train(self) -> int:
-        """The number of training samples (one epoch)."""
-        return self._run.sampler.n
-
-    @property
-    def epoch_progress(self) -> tuple[int, int]:
-        """(samples of this epoch already trained on, samples per epoch)."""
-        return self._run.progress(self._batch)
-
-    @property
-    def train_data(self) -> tuple[Any, Tensor]:
-        """The training split ``(X, y)`` (from a DataLoader: all its batches, collected when first asked)."""
-        return self._data.whole_train
-
-    def first_train_samples(self, n: int) -> tuple[Any, Tensor]:
-        """The first ``n`` training samples ``(X, y)`` (from a DataLoader, only those, moving no random stream)."""
-        with self._guard:  # fetching draws random numbers (augmentation): not while another thread trains
-            return self._data.first_train(n)
+    state, next_stage, batch, open_batch = readouts.state, readouts.next_stage, readouts.batch, readouts.open_batch
+    last_outputs, last_predictions, last_loss = readouts.last_outputs, readouts.last_predictions, readouts.last_loss
+    last_grad_norms, n_train, epoch_progress = readouts.last_grad_norms, readouts.n_train, readouts.epoch_progress
+    train_data, first_train_samples = readouts.train_data, readouts.first_train_samples
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
                 f"lr={self.lr:g}, batch_size={self._run.batch_size}, loss={self.loss_name})")
 
-    # --- live hyperparameters ----------------------------------------------------------
+    # --- live hyperparameters: properties defined in hyperparameters.py, each checked and recorded ----------
 
-    @property
-    def lr(self) -> float:
-        """The learning rate (the first group's); setting it scales every group's alike, from the next update."""
-        return self.optimizer.param_groups[0]["lr"]
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._record_change("lr", set_lr(self.optimizer, value))
-
-    @property
-    def batch_size(self) -> int:
-        """Samples per batch; setting it applies from the next batch, never mid-batch."""
-        return self._run.batch_size
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        self._run.batch_size = self._run.sampler.check_batch_size(check_batch_size(value))
-        self._record_change("batch_size", self._run.batch_size)
-
-    @property
-    def weight_decay(self) -> float:
-        """L2 penalty on the weights (the optimizer's ``weight_decay``); live, from the next update."""
-        return float(self.optimizer.param_groups[0].get("weight_decay", 0.0))
-
-    @weight_decay.setter
-    def weight_decay(self, value: float) -> None:
-        self._record_change("weight_decay", set_weight_decay(self.optimizer, value))
-
-    @property
-    def clip_grad_norm(self) -> float | None:
-        """The most the gradients' total norm may be at an update (None: no clipping); live."""
-        return self._clip
-
-    @clip_grad_norm.setter
-    def clip_grad_norm(self, value: float | None) -> None:
-        self._clip = check_clip(value)
-        self._record_change("clip_grad_norm", self._clip)
-
-    @property
-    def optimizer_name(self) -> str:
-        """The optimizer's name: "sgd", "adam", ... (or its class name when given as an object)."""
-        return self._optimizer_name or type(self.optimizer).__name__
-
-    def set_optimizer(self, name: str, **options: Any) -> None:
-        """Switch to another optimizer by name (fresh state, same lr and weight decay) from the next update.
-
-        Example: ``loop.set_optimizer("sgd", momentum=0.9)``; while the dashboard plays, use its menu."""
-        with self._guard:  # the optimizer must not change under a step running in another thread
-            self.optimizer = switched_optimizer(name, self.model, self.lr, self.weight_decay, self.scheduler, options)
-            self._optimizer_name = name.lower()
-            self._record_change("optimizer", self._optimizer_name)
-
-    def update_ratios(self, recent: bool = False) -> dict[str, float]:
-        """How far the last update moved each parameter, relative to its size: ||change|| / ||weights||.
-
-        Measured when asked, by replaying the last update from a keyframe ({} when the keyframes
-        no longer reach it). ``recent=True``, for plots redrawn while training: the latest update
-        measured so far, at no cost, and the next update is measured."""
-        with self._guard:
-            return self._time.update_ratios(recent)
+    lr, batch_size, weight_decay = hyperparameters.lr, hyperparameters.batch_size, hyperparameters.weight_decay
+    weight_decay_groups, optimizer_name = hyperparameters.weight_decay_groups, hyperparameters.optimizer_name
+    clip_grad_norm, clip_grad_value = hyperparameters.clip_grad_norm, hyperparameters.clip_grad_value
+    set_optimizer = hyperparameters.set_optimizer
 
     def _record_change(self, name: str, value: Any, replayable: bool = False) -> None:
         """Note a live change for the history and the widgets. ``replayable``: a replay makes it too (a scheduler)."""
@@ -320,14 +257,21 @@ class Loop:
     # midway is undone by the time travel (``undo_batch``, ``undo_update``), so a retry starts clean.
 
     def _forward(self) -> Any:
-        batch = self._batch or self._open_batch()
+        batch = self._batch
+        if batch is None:
+            batch = self._open_batch()
+        elif batch.finished:  # accumulate=k: the update's next micro-batch
+            batch = self._next_micro_batch(batch)
         self.events.fire_before("before_forward", self)
         if not self.model.training:
             self.model.train()
         if self._random_model:  # kept (a reference, not a copy): the step's landscape draws the same masks
             batch.forward_rng = self._run.rng
+            if self._run.cuda is not None:
+                batch.forward_cuda_rng = self._run.cuda.state
         try:
-            outputs = (self._run.with_rng(call_model, self.model, batch.inputs) if self._random_model
+            outputs = (self._run_model(batch.inputs) if self.autocast is not nullcontext else
+                       self._run.with_rng(call_model, self.model, batch.inputs) if self._random_model
                        else call_model(self.model, batch.inputs))
         except BaseException:
             self._time.undo_batch(batch, retry=True)  # BatchNorm may have moved its statistics already
@@ -336,13 +280,28 @@ class Loop:
         self.events.fire("after_forward", self)
         return outputs
 
+    def _run_model(self, inputs: Any) -> Any:
+        """The model on ``inputs``: on the loop's random stream if it may draw, under autocast with ``precision``."""
+        with self.autocast():
+            return self._run.with_rng(call_model, self.model, inputs) if self._random_model \
+                else call_model(self.model, inputs)
+
+    def _loss_of(self, outputs: Any, targets: Any) -> Tensor:
+        with self.autocast():
+            return self.loss_fn(outputs, targets)
+
     def _loss(self) -> Tensor:
         batch = self._batch
         self.events.fire_before("before_loss", self)
-        loss = self.loss_fn(batch.outputs, batch.targets)
-        if not isinstance(loss, Tensor) or loss.dim() != 0:
-            raise ValueError(not_one_number(loss))
-        value = loss.item()  # the step's one sync for the loss
+        try:  # a loss that raises puts the batch back, like forward and backward (BatchNorm's statistics)
+            loss = (self.loss_fn(batch.outputs, batch.targets) if self.autocast is nullcontext
+                    else self._loss_of(batch.outputs, batch.targets))
+            if not isinstance(loss, Tensor) or loss.dim() != 0:
+                raise ValueError(not_one_number(loss))
+            value = loss.item()  # the step's one sync for the loss
+        except BaseException:
+            self._time.undo_batch(batch, retry=True)
+            raise
         if not math.isfinite(value):
             return self._non_finite(batch, loss, "loss", "loss", f"the loss is {value} at step {self.state.step + 1}")
         batch.loss, batch.loss_value = loss, value
@@ -352,16 +311,19 @@ class Loop:
     def _backward(self) -> dict[str, float]:
         batch = self._batch
         self.events.fire_before("before_backward", self)
-        for p in self._params:  # zeroed here, so after update() they can still be read
-            p.grad = None
-        try:
-            batch.loss.backward()
-        except BaseException:  # the graph may be half used up: the batch starts again from forward
+        if not batch.micro:  # zeroed here (at an update's first micro-batch), so after update() they can be read
+            for p in self._params:
+                p.grad = None
+        kind = self.accuracy_kind
+        try:  # whatever fails (the graph may be half used up): the batch starts again from forward
+            (batch.loss / self.accumulate if self.accumulate > 1 else batch.loss).backward()
+            targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
+            correct = count_correct(kind, pick(batch.outputs, self._part).detach(), targets,
+                                    ignore_index=self._ignore) if kind else None
+            norms = grad_norms(self._params, correct)  # one sync for every layer and the accuracy
+        except BaseException:
             self._time.undo_batch(batch, retry=True)
             raise
-        kind = self.accuracy_kind
-        correct = count_correct(kind, pick(batch.outputs, self._part).detach(), batch.targets) if kind else None
-        norms = grad_norms(self._params, correct)  # one sync for every layer and the accuracy
         batch.correct = norms.pop() if kind else 0.0
         bad = first_non_finite(self.param_names, self._params, norms)
         if bad is not None:
@@ -376,14 +338,19 @@ class Loop:
         self.events.fire_before("before_update", self)
         grad_norm = math.sqrt(math.fsum([v * v for v in batch.grad_norms.values()]))
         before = self._ratios.weights() if self._ratios.wanted else None
+        closure = needs_closure(self.optimizer)
+        found = (self._slots.copy_buffers(), self._run.capture()) if closure else None  # its closure moves them
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
-            clipped = batch.clip_gradients(self._params, self._clip, grad_norm)
-            self.optimizer.step()
+            clipped = batch.clip_gradients(self._params, self._clip, grad_norm, self._clip_value)
+            if closure:
+                self.optimizer.step(self._closure(batch))
+            else:
+                self.optimizer.step()
             lr = self.lr
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
         except BaseException:
-            self._time.undo_update(batch)  # the batch stays open at update, its gradients still there
+            self._time.undo_update(batch, found)  # the batch stays open at update, its gradients still there
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
         if before is not None:
@@ -394,6 +361,23 @@ class Loop:
             self._time.note_still()
             self.events.fire("after_update", self)
         return log
+
+    def _closure(self, batch: Batch) -> Callable[[], Tensor]:
+        """For an optimizer that evaluates the loss again (LBFGS): the batch's loss and gradients, first as
+        backward() left them (a hand loop's first call), then afresh at the weights it tries."""
+        first = [True]
+
+        def closure() -> Tensor:
+            if first:
+                first.clear()
+                return batch.loss
+            for p in self._params:
+                p.grad = None
+            loss = self._loss_of(self._run_model(batch.inputs), batch.targets)
+            loss.backward()
+            return loss
+
+        return closure
 
     def _updated(self) -> None:
         """The step has committed: note the loop as it left it, and tell the handlers."""
@@ -464,52 +448,29 @@ class Loop:
         Example: ``result = loop.find_lr(); loop.lr = result.suggestion``."""
         return find_lr(self, start, end, steps, **options)
 
-    # --- moving in time (time_travel.py) ----------------------------------------------------
+    # --- moving in time: each delegates to the loop's TimeTravel (travel.py, time_travel.py) --------------
 
-    def snapshot(self, name: str | None = None) -> Snapshot:
-        """An exact copy of the loop's state to ``restore`` later (mid-batch: the batch's start)."""
-        return self._time.snapshot(name)
-
-    def restore(self, snapshot: Snapshot) -> None:
-        """Go back exactly to ``snapshot``; the run left behind is kept in ``history.branches``."""
-        self._time.restore(snapshot)
-
-    def rewind(self, steps: int = 1) -> int:
-        """Undo the last ``steps`` updates (an open batch is dropped too); returns the step now reached."""
-        return self._time.rewind(steps)
-
-    @property
-    def rewind_depth(self) -> int:
-        """How many updates ``rewind`` can undo right now."""
-        return self._time.rewind_depth
-
-    def reset(self) -> None:
-        """Back to the initial weights and step 0, keeping the current lr and batch size."""
-        self._time.reset()
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a checkpoint to ``path`` atomically (mid-batch: the batch's start)."""
-        self._time.save(path)
-
-    def load(self, path: str | os.PathLike) -> None:
-        """Load a checkpoint from ``save``; a bad file raises CheckpointError and changes nothing."""
-        self._time.load(path)
-
-    def excursion(self) -> AbstractContextManager[None]:
-        """Steps that are not part of the run: inside, nothing is recorded, no handler runs and the scheduler
-        is not stepped; afterwards the loop is exactly as it was (weights, optimizer, position, history...).
-        Example: ``with loop.excursion(): loop.lr = 1.0; loop.step()`` (the lr finder's way to try lrs)."""
-        return self._time.excursion()
+    snapshot, restore, rewind, rewind_depth = travel.snapshot, travel.restore, travel.rewind, travel.rewind_depth
+    reset, save, load, excursion = travel.reset, travel.save, travel.load, travel.excursion
+    update_ratios = travel.update_ratios
 
     def evaluate(self, data: Any = None) -> dict[str, float]:
-        """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients."""
+        """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients.
+        A model that samples in eval mode draws from a copy of the loop's random stream: the same numbers
+        each time at the same point of the run, and the run itself is left as it was."""
         with self._guard:
-            return self._data.scores(data)
+            return self._on_stream(self._data.scores, data, advance=False)
 
     def predict(self, inputs: Any) -> Tensor:
         """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
         with self._guard:
-            return self._data.predictions(inputs)
+            return self._on_stream(self._data.predictions, inputs, advance=False)
+
+    def _on_stream(self, fn: Callable[..., Any], *args: Any, advance: bool) -> Any:
+        """``fn(*args)`` on the loop's random stream if the model may draw (``advance``: the run's, else a copy)."""
+        if not self._random_model:
+            return fn(*args)
+        return self._run.with_rng(fn, *args) if advance else self._run.on_copy_of_rng(fn, *args)
 
     # --- inside a batch ------------------------------------------------------------------------
 
@@ -533,7 +494,25 @@ class Loop:
         except BaseException:
             run.go_to(opened.place)
             raise
-        self._batch = Batch(inputs, targets, start, opened, len(targets))
+        if self.accumulate == 1:
+            self._batch = Batch(inputs, targets, start, opened, len(targets) if isinstance(targets, Tensor)
+                                else n_rows(targets))
+        else:  # the first of the update's micro-batches; the last one when the epoch has no more samples
+            self._batch = Batch(inputs, targets, start, opened, n_rows(targets), last=sampler.epoch_done,
+                                take_size=run.batch_size)
+        return self._batch
+
+    def _next_micro_batch(self, batch: Batch) -> Batch:
+        """accumulate=k: the update's next micro-batch, as large as its first was meant to be."""
+        run = self._run
+        try:  # a failed fetch puts the whole update back, like a failed stage
+            _, inputs, targets = run.take_batch(self._data, batch.take_size)
+        except BaseException:
+            self._time.undo_batch(batch, retry=True)
+            raise
+        last = batch.micro + 2 >= self.accumulate or run.sampler.epoch_done
+        self._batch = Batch(inputs, targets, batch.start, batch.opened, n_rows(targets), micro=batch.micro + 1,
+                            last=last, carried=batch.totals(), take_size=batch.take_size)
         return self._batch
 
     @property
@@ -556,7 +535,8 @@ class Loop:
 
     def _commit(self, batch: Batch, lr: float, grad_norm: float, clipped: float) -> dict[str, Any]:
         """Close a batch that updated the weights: its log, the history, the epoch's sums, the rewind buffer."""
-        log = batch.log(self._run.counters, lr, grad_norm, clipped if self._clip is not None else None,
+        clipping = self._clip is not None or self._clip_value is not None
+        log = batch.log(self._run.counters, lr, grad_norm, clipped if clipping else None,
                         accuracy=self.accuracy_kind is not None)
         self.history.record_step(log, batch.grad_norms.values())
         self._run.count_update(batch)
@@ -583,7 +563,8 @@ class Loop:
         index, log = self._run.end_epoch(accuracy=self.accuracy_kind is not None)
         try:
             if self._data.val is not None:
-                log.update({f"val_{k}": v for k, v in self._data.scores().items()})
+                # Part of the run (a hand loop's validation draws from torch's one stream too): it advances the stream.
+                log.update({f"val_{k}": v for k, v in self._on_stream(self._data.scores, advance=True).items()})
         finally:  # even if validation fails, the epoch has ended: record what we have
             self.history.record_epoch(index, log)
             self.last_epoch_log = {"epoch": index, **log}
@@ -594,6 +575,6 @@ class Loop:
         """Step an epoch scheduler; any scheduler's new lr is recorded as a change, for the plots and sliders."""
         if self.scheduler is not None:
             used = self.last_log.get("lr", self.lr)
-            step_after_epoch(self.scheduler, self.scheduler_interval, log)
+            step_after_epoch(self.scheduler, self.scheduler_interval, log, self._metric)
             if self.lr != used:
                 self._record_change("lr", self.lr, replayable=True)

@@ -69,7 +69,7 @@ def find_lr(loop: Loop, start: float = 1e-7, end: float = 10.0, steps: int = 100
     """
     start, end, steps, smoothing, diverge = _checked(start, end, steps, rule, smoothing, diverge)
     with loop.hold():  # a dashboard playing in the background: LoopBusyError, nothing changed
-        if loop.next_stage != "forward":
+        if loop.open_batch is not None:  # (with accumulate, an update's next micro-batch is due at forward)
             raise StageError(f"find_lr() runs between batches, and this batch is at {loop.next_stage}(); "
                              "call loop.step() to finish it first")
         interrupted: list[bool] = []  # Ctrl-C between batches: stop, put the loop back, then raise

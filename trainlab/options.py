@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from trainlab.arguments import is_bool, is_whole_number, positive_or_none, real_number, short
 
-__all__ = ["LOSSES", "OPTIMIZERS", "make_loss", "loss_name", "make_optimizer", "check_optimizer_options",
+__all__ = ["LOSSES", "OPTIMIZERS", "OPTIMIZERS_BY_NAME", "make_loss", "loss_name", "make_optimizer",
+           "check_optimizer_options",
            "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
            "check_targets", "real_number", "setting_numbers", "set_lr", "set_weight_decay",
            "choose_optimizer", "switched_optimizer"]
@@ -26,11 +27,19 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "bce": nn.BCEWithLogitsLoss,
 }
 
+#: The optimizers the dashboard's menu offers.
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "rmsprop": torch.optim.RMSprop,
+}
+
+#: Every torch.optim optimizer by its lower-case class name ("adagrad", "nadam", "lbfgs", ...).
+OPTIMIZERS_BY_NAME: dict[str, type[torch.optim.Optimizer]] = {
+    **{name.lower(): cls for name, cls in sorted(vars(torch.optim).items())
+       if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer) and cls is not torch.optim.Optimizer},
+    **OPTIMIZERS,
 }
 
 
@@ -53,9 +62,9 @@ def loss_name(loss_fn: Any) -> str:
 
 def check_targets(loss_name: str, kind: str | None, targets: Tensor, what: str) -> Tensor:
     """The targets, if the loss can use them (class labels of any integer type become int64); else a ValueError."""
-    if kind == "multiclass" and not targets.is_floating_point() and targets.dim() != 1:
-        raise ValueError(f"{what}: {loss_name} needs one class index per sample, shape (n,); "
-                         f"got shape {tuple(targets.shape)}; flatten them with y.view(-1)")
+    if kind == "multiclass" and not targets.is_floating_point() and (targets.dim() == 0 or targets.shape[1:] == (1,)):
+        raise ValueError(f"{what}: {loss_name} needs one class index per sample, shape (n,) (or one per token, "
+                         f"(n, tokens)); got shape {tuple(targets.shape)}; flatten them with y.view(-1)")
     if kind == "multiclass" and targets.is_floating_point() and targets.dim() == 1:
         raise ValueError(f"{what}: {loss_name} needs class indices as int64 targets; got {targets.dtype}; "
                          "convert them with y.long()")
@@ -75,8 +84,11 @@ _SMALL_INTS = (torch.int8, torch.uint8, torch.int16, torch.int32)
 
 def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
                    options: dict[str, Any]) -> torch.optim.Optimizer:
-    """An optimizer over the model's parameters: built from a name, or the given object."""
+    """An optimizer over the model's parameters: built from a name, or the given object (or several)."""
     options = check_optimizer_options(options)
+    if isinstance(optimizer, (list, tuple)) and optimizer and all(
+            isinstance(o, torch.optim.Optimizer) for o in optimizer):
+        optimizer = _several(optimizer) if len(optimizer) > 1 else optimizer[0]
     if isinstance(optimizer, torch.optim.Optimizer):
         if options:
             raise ValueError("optimizer options (momentum, weight_decay, optimizer_options) apply only "
@@ -87,20 +99,33 @@ def make_optimizer(optimizer: Any, model: nn.Module, lr: float | None,
             if number is None or not 0 <= number < math.inf:
                 raise ValueError(f"the optimizer's learning rate is {group.get('lr')!r}; build it with a finite lr "
                                  "like lr=0.01 (or pass lr= to the Loop)")
-        if lr is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        if lr is not None:  # as loop.lr = lr: the groups keep the ratios they were built with
+            set_lr(optimizer, lr)
         return optimizer
-    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)} "
-                         "or pass a torch.optim.Optimizer")
-    cls = OPTIMIZERS[optimizer.lower()]
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS_BY_NAME:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS_BY_NAME)} "
+                         "or pass a torch.optim.Optimizer (or a list of them, stepped together)")
+    cls = OPTIMIZERS_BY_NAME[optimizer.lower()]
     options = _check_option_values(cls, options)
     try:
         return cls(model.parameters(), lr=0.01 if lr is None else lr, **options)
     except (TypeError, ValueError) as error:
         raise ValueError(f"bad options for {optimizer!r}: {error}. {cls.__name__} accepts the "
                          f"keyword arguments of torch.optim.{cls.__name__}") from None
+
+
+def _several(optimizers: Any) -> torch.optim.Optimizer:
+    """Several optimizers stepped together, each over its own parameters."""
+    from trainlab.optimizers import Optimizers
+
+    seen: set[int] = set()
+    for optimizer in optimizers:
+        ids = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        if ids & seen:
+            raise ValueError("two of the optimizers hold the same parameter; give each its own parameters "
+                             "(SparseAdam for the sparse embeddings, Adam for the rest, say)")
+        seen |= ids
+    return Optimizers(optimizers)
 
 
 def choose_optimizer(optimizer: Any, model: nn.Module, lr: Any, momentum: Any, weight_decay: Any,
@@ -119,7 +144,9 @@ def switched_optimizer(name: Any, model: nn.Module, lr: float, weight_decay: flo
         raise ValueError("this loop's scheduler drives its optimizer; build a new Loop to change both")
     if not isinstance(name, str):
         raise ValueError(f"set_optimizer takes a name like 'adam'; got {name!r}")
-    options.setdefault("weight_decay", weight_decay)
+    cls = OPTIMIZERS_BY_NAME.get(name.lower())
+    if cls is None or "weight_decay" in inspect.signature(cls).parameters:  # LBFGS, Rprop have none
+        options.setdefault("weight_decay", weight_decay)
     return make_optimizer(name, model, lr, options)
 
 
@@ -190,13 +217,16 @@ def set_lr(optimizer: torch.optim.Optimizer, value: Any) -> float:
     return value
 
 
-def set_weight_decay(optimizer: torch.optim.Optimizer, value: Any) -> float:
-    """Set every parameter group's weight decay; returns it (ValueError for an optimizer without one)."""
+def set_weight_decay(optimizer: torch.optim.Optimizer, value: Any, shares: list[float] | None = None) -> float:
+    """Set the parameter groups' weight decay, each ``value * share`` (its share as built: 0 stays 0); returns it.
+
+    ValueError for an optimizer without a weight decay."""
     value = check_weight_decay(value)
-    if "weight_decay" not in optimizer.param_groups[0]:
+    groups = optimizer.param_groups
+    if not all("weight_decay" in group for group in groups):
         raise ValueError(f"{type(optimizer).__name__} has no weight_decay setting")
-    for group in optimizer.param_groups:
-        group["weight_decay"] = value
+    for group, share in zip(groups, shares or [1.0] * len(groups)):
+        group["weight_decay"] = value * share if share != 1.0 else value
     return value
 
 

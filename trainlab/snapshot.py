@@ -35,8 +35,9 @@ class Snapshot:
     def nbytes(self) -> int:
         """Memory held by the snapshot's own tensors: weights and optimizer state (the rest is small)."""
         model = sum(t.nbytes for t in self.state["model"].values())
-        optimizer = sum(v.nbytes for per_param in self.state["optimizer"]["state"].values()
-                        for v in per_param.values() if isinstance(v, Tensor))
+        optimizer = sum(t.nbytes for per_param in self.state["optimizer"]["state"].values()
+                        for v in per_param.values() for t in (v if isinstance(v, list) else [v])
+                        if isinstance(t, Tensor))
         return model + optimizer + _RNG_BYTES
 
     def __repr__(self) -> str:
@@ -85,7 +86,9 @@ def _copy_values(mapping: dict[str, Any]) -> dict[str, Any]:
 def _copy_leaf(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.detach().clone()
-    return list(value) if isinstance(value, list) else value  # tuples are immutable
+    if isinstance(value, list):  # LBFGS keeps lists of tensors (its history of directions)
+        return [item.detach().clone() if isinstance(item, Tensor) else item for item in value]
+    return value  # tuples are immutable
 
 
 def clone_tree(value: Any) -> Any:

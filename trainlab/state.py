@@ -21,11 +21,12 @@ from torch import Tensor, nn
 from trainlab.batching import EpochSampler
 from trainlab.checkpoint import Place
 from trainlab.history import HistoryMark
+from trainlab.metrics import clip_grad_norm, total_norm
 
 if TYPE_CHECKING:
     from trainlab.data import LoopData
 
-__all__ = ["State", "RunState", "Batch", "BatchStart", "OpenBatch"]
+__all__ = ["State", "RunState", "CudaStream", "Batch", "BatchStart", "OpenBatch"]
 
 
 @dataclass
@@ -46,14 +47,18 @@ class RunState:
     sampler: EpochSampler = None  # type: ignore[assignment]  # set once the data's sampler is made
     counters: State = field(default_factory=State)
     epoch_sums: list = field(default_factory=lambda: [0.0, 0, 0.0])  # loss * samples, samples, correct
+    cuda: CudaStream | None = None  # device="cuda": the GPU generator's part of the loop's stream
 
     def capture(self) -> Place:
         """Where the run is now, as a checkpoint records it (the rng is shared: it is never written in place)."""
         counters = self.counters
-        return {"rng": self.rng, "sampler": self.sampler.state(),
-                "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
-                             "epoch_sums": list(self.epoch_sums)},
-                "batch_size": self.batch_size}
+        place: Place = {"rng": self.rng, "sampler": self.sampler.state(),
+                        "counters": {"epoch": counters.epoch, "step": counters.step, "skipped": counters.skipped,
+                                     "epoch_sums": list(self.epoch_sums)},
+                        "batch_size": self.batch_size}
+        if self.cuda is not None:
+            place["cuda_rng"] = self.cuda.state
+        return place
 
     def apply(self, place: Place) -> None:
         """Go back to ``place``: its position, sums and random stream, its counters and batch size."""
@@ -68,6 +73,8 @@ class RunState:
         sums = place["counters"]["epoch_sums"]
         self.epoch_sums = [float(sums[0]), int(sums[1]), float(sums[2])]
         self.rng = place["rng"].clone()
+        if self.cuda is not None and "cuda_rng" in place:
+            self.cuda.state = place["cuda_rng"].clone()
 
     def start_epoch(self) -> None:
         """Draw the next epoch's order and start its sums afresh."""
@@ -81,21 +88,24 @@ class RunState:
             return batch.start, sampler.n
         return (0 if sampler.epoch_done else sampler.position), sampler.n
 
-    def take_batch(self, data: LoopData) -> tuple[int, Any, Tensor]:
-        """The next batch of this epoch: (its start in the epoch's order, inputs, targets)."""
+    def take_batch(self, data: LoopData, size: int | None = None) -> tuple[int, Any, Any]:
+        """The next batch of this epoch (of ``size`` samples, or the batch size): (its start in the epoch's order,
+        inputs, targets)."""
         sampler = self.sampler
-        start, stop = sampler.take(self.batch_size)
+        start, stop = sampler.take(size or self.batch_size)
         if data.fetch is None:
             return (start, *sampler.rows(*data.train, start, stop))
         # Fetched afresh, with the loop's random stream (augmentation is random, and replays exactly).
         return (start, *self.with_rng(data.fetched, sampler.indices(start, stop)))
 
     def count_update(self, batch: Batch) -> None:
-        """An update was made with ``batch``: it counts in the epoch's sums and the step counter."""
-        sums, size = self.epoch_sums, batch.size
-        sums[0] += batch.loss_value * size
+        """An update was made with ``batch`` (and the micro-batches before it): it counts in the epoch's sums and the
+        step counter."""
+        sums = self.epoch_sums
+        loss_sum, size, correct = batch.totals()
+        sums[0] += loss_sum
         sums[1] += size
-        sums[2] += batch.correct
+        sums[2] += correct
         self.counters.step += 1
 
     def end_epoch(self, accuracy: bool) -> tuple[int, dict[str, float]]:
@@ -110,6 +120,11 @@ class RunState:
 
     def with_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` with the loop's random stream as torch's (dropout, augmentation, a sampler)."""
+        if self.cuda is not None:  # on a GPU, dropout draws from the device's generator
+            return self.cuda.around(self._with_cpu_rng, fn, *args)
+        return self._with_cpu_rng(fn, *args)
+
+    def _with_cpu_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
         outside = torch.get_rng_state()
         torch.set_rng_state(self.rng)
         try:
@@ -117,6 +132,42 @@ class RunState:
         finally:
             self.rng = torch.get_rng_state()
             torch.set_rng_state(outside)
+
+    def on_copy_of_rng(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with a copy of the loop's random stream as torch's: reproducible; the run's stream stays."""
+        kept, kept_cuda = self.rng, self.cuda.state if self.cuda is not None else None
+        try:
+            return self.with_rng(fn, *args)
+        finally:
+            self.rng = kept
+            if self.cuda is not None:
+                self.cuda.state = kept_cuda
+
+
+class CudaStream:
+    """The loop's random stream on a GPU: the device generator's state, swapped in with the CPU's.
+
+    It starts as ``torch.manual_seed(seed)`` leaves the device (``torch.manual_seed`` seeds every device),
+    so a hand loop that seeds torch once meets the same dropout masks. ``api`` is ``torch.cuda`` (a test
+    gives a stand-in, to check the routing on a machine without a GPU).
+    """
+
+    def __init__(self, index: int, seed: int, api: Any = None) -> None:
+        self.index, self.api = index, api if api is not None else torch.cuda
+        outside = self.api.get_rng_state(index)
+        self.api.manual_seed(seed)  # the current device's generator, as torch.manual_seed seeds it
+        self.state: Tensor = self.api.get_rng_state(index)
+        self.api.set_rng_state(outside, index)
+
+    def around(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with this state as the device generator's; the state it leaves is kept."""
+        outside = self.api.get_rng_state(self.index)
+        self.api.set_rng_state(self.state, self.index)
+        try:
+            return fn(*args)
+        finally:
+            self.state = self.api.get_rng_state(self.index)
+            self.api.set_rng_state(outside, self.index)
 
 
 @dataclass(eq=False)
@@ -147,12 +198,18 @@ class Batch:
     """One batch from the moment forward() draws it until update() (or a skip) closes it."""
 
     inputs: Any  # what the model is called with: a tensor (or a tuple / dict of tensors)
-    targets: Tensor
-    start: int  # the position of its first sample in this epoch's order
+    targets: Any  # a tensor (or several: a tuple / dict, passed to the loss as they are)
+    start: int  # the position of its first sample in this epoch's order (of the update's first micro-batch)
     opened: BatchStart  # the loop as it was when the batch opened: what a failed stage puts back
     size: int  # the number of samples, len(targets) (counted once: a tensor's len() is not free)
+    # accumulate=k: each micro-batch is a Batch; the update's first one opened it (``opened``, ``start``).
+    micro: int = 0  # which micro-batch of the update: 0 ... k - 1
+    last: bool = True  # the update's last micro-batch: update() is due after its backward
+    carried: tuple = (0.0, 0, 0.0)  # the earlier micro-batches': loss * samples, samples, correct
+    take_size: int = 0  # samples per micro-batch, fixed for the update (its first micro-batch's batch size)
     outputs: Any = None  # forward(): what the model returned
     forward_rng: Tensor | None = None  # forward(): the loop's random state it drew from (dropout's masks)
+    forward_cuda_rng: Tensor | None = None  # forward() on a GPU: the device generator's part of it
     loss: Tensor | None = None  # loss(): 0-d, attached to the graph
     loss_value: float = 0.0  # loss() as a float (the step's one sync for the loss)
     grad_norms: dict[str, float] | None = None  # backward(): {parameter name: gradient norm}
@@ -166,30 +223,50 @@ class Batch:
             return "forward"
         if self.loss is None:
             return "loss"
-        return "backward" if self.grad_norms is None else "update"
+        if self.grad_norms is None:
+            return "backward"
+        return "update" if self.last else "forward"  # accumulate=k: the update's next micro-batch
+
+    @property
+    def finished(self) -> bool:
+        """A micro-batch whose backward ran, and more micro-batches follow before the update."""
+        return not self.last and self.grad_norms is not None
+
+    def totals(self) -> tuple[float, int, float]:
+        """Over the update's micro-batches up to this one: loss * samples, samples, right predictions."""
+        loss_sum, samples, correct = self.carried
+        return loss_sum + self.loss_value * self.size, samples + self.size, correct + self.correct
 
     def log(self, counters: State, lr: float, grad_norm: float, clipped: float | None,
             accuracy: bool) -> dict[str, Any]:
         """The log of the update this batch makes (Keras-style: flat numbers); ``clipped``: None unless clipping."""
-        size = self.size
+        size, loss, correct = self.size, self.loss_value, self.correct
+        if self.micro:  # accumulate=k: over the update's micro-batches, sample-weighted
+            loss_sum, size, correct = self.totals()
+            loss = loss_sum / size
         log: dict[str, Any] = {"step": counters.step + 1, "epoch": counters.epoch, "status": "updated",
-                               "loss": self.loss_value, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
+                               "loss": loss, "lr": lr, "batch_size": size, "grad_norm": grad_norm}
         if clipped is not None:
             log["clipped_grad_norm"] = clipped
         if accuracy:
-            log["accuracy"] = self.correct / size
+            log["accuracy"] = correct / size
         return log
 
-    def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float) -> float:
-        """Scale the gradients so their total norm is at most ``clip``; returns the norm after.
+    def clip_gradients(self, params: list[nn.Parameter], clip: float | None, grad_norm: float,
+                       clip_value: float | None = None) -> float:
+        """Clip the gradients: each at most ``clip_value`` in size, then their total norm at most ``clip``;
+        returns the norm after.
 
-        torch's own clip_grad_norm_, so a hand loop using it gets the same numbers. Once per
-        batch: an update that failed and is called again must not scale them twice.
+        torch's own clip_grad_value_ and clip_grad_norm_, so a hand loop using them gets the same numbers.
+        Once per batch: an update that failed and is called again must not scale them twice.
         """
         if self.clipped_norm is None:
             self.clipped_norm = grad_norm
+            if clip_value is not None:
+                nn.utils.clip_grad_value_(params, clip_value)
+                self.clipped_norm = grad_norm = total_norm(params)  # one sync, only when clipping by value
             if clip is not None:
-                nn.utils.clip_grad_norm_(params, clip)
+                clip_grad_norm(params, clip)
                 self.clipped_norm = min(grad_norm, clip)
         return self.clipped_norm
 
@@ -208,9 +285,13 @@ class OpenBatch:
     loss: Tensor | None  # loss()'s result, or None
     grad_norms: dict[str, float] | None  # backward()'s result (a copy), or None
     forward_rng: Tensor | None  # the random state forward drew from (dropout's masks); None for a model without randomness
+    micro_batch: int = 1  # accumulate=k: which micro-batch of the update is open, 1 ... k
+    micro_batches: int = 1  # k
+    forward_cuda_rng: Tensor | None = None  # on a GPU: the device generator's state forward drew from
 
     @classmethod
-    def of(cls, batch: Batch) -> "OpenBatch":
-        """The view of ``batch`` as it is now."""
+    def of(cls, batch: Batch, micro_batches: int = 1) -> "OpenBatch":
+        """The view of ``batch`` as it is now (``micro_batches``: the loop's accumulate)."""
         norms = dict(batch.grad_norms) if batch.grad_norms is not None else None
-        return cls(batch.inputs, batch.targets, batch.due, batch.outputs, batch.loss, norms, batch.forward_rng)
+        return cls(batch.inputs, batch.targets, batch.due, batch.outputs, batch.loss, norms, batch.forward_rng,
+                   batch.micro + 1, micro_batches, batch.forward_cuda_rng)

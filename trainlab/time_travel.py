@@ -29,6 +29,7 @@ from trainlab import checkpoint
 from trainlab.checkpoint import LoopState
 from trainlab.errors import CheckpointError, ReplayError, StageError
 from trainlab.events import Events
+from trainlab.optimizers import children, needs_closure, zero_gradient
 from trainlab.options import is_whole_number, make_optimizer
 from trainlab.keyframes import Keyframe, Keyframes
 from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state, optimizer_copy
@@ -75,29 +76,52 @@ class ModelSlots:
 
     Reading by name each time (not by a reference cached at build) sees a buffer the model
     reassigns, like d2l's ``self.moving_mean = ...``, at the cost of a dict lookup per tensor.
+    Non-persistent buffers (``register_buffer(..., persistent=False)``: not in the state_dict) are
+    captured too, by the same keys: a model may change them in forward (a counter, a cache).
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.slots = list(_slots(model))
+        slots = list(_slots(model))
+        self.slots = [slot[:4] for slot in slots if slot[4]]  # the state_dict's
+        self.extra = [slot[:3] for slot in slots if not slot[4]]  # non-persistent buffers: (key, holder, name)
+        self.extra_keys = {key for key, _, _ in self.extra}
         # A model with its own state_dict (hooks, an override) is asked for it every time.
         self.custom = [key for key, _, _, _ in self.slots] != list(model.state_dict(keep_vars=True))
         self.parameter_keys = {key for key, _, _, is_buffer in self.slots if not is_buffer}
-        self.has_buffers = self.custom or len(self.parameter_keys) < len(self.slots)
+        self.has_buffers = self.custom or len(self.parameter_keys) < len(self.slots) or bool(self.extra)
 
     def tensors(self) -> Iterator[tuple[str, Tensor]]:
-        """(key, tensor) for every weight and persistent buffer, as the model holds them now."""
+        """(key, tensor) for every weight and buffer (non-persistent ones last), as the model holds them now."""
         if self.custom:
             yield from self.model.state_dict(keep_vars=True).items()
-            return
-        for key, holder, name, _ in self.slots:
+        else:
+            for key, holder, name, _ in self.slots:
+                yield key, holder[name]
+        for key, holder, name in self.extra:
             yield key, holder[name]
 
     def copy_buffers(self) -> dict[str, Tensor]:
-        """Copies of the persistent buffers (BatchNorm's running statistics), by state_dict key."""
+        """Copies of the buffers (BatchNorm's running statistics, non-persistent ones too), by key."""
         if not self.has_buffers:
             return {}
         return {key: tensor.detach().clone() for key, tensor in self.tensors() if key not in self.parameter_keys}
+
+    def load(self, tensors: dict[str, Tensor], strict: bool = True) -> None:
+        """Put these weights and buffers (from ``tensors()``, or ``copy_buffers()`` with strict=False) back."""
+        if not self.extra:
+            self.model.load_state_dict(tensors, strict=strict)
+            return
+        self.model.load_state_dict({k: v for k, v in tensors.items() if k not in self.extra_keys}, strict=strict)
+        with torch.no_grad():
+            for key, holder, name in self.extra:
+                saved, current = tensors.get(key), holder[name]
+                if saved is None:  # a checkpoint from before they were captured: left as they are
+                    continue
+                if current.shape == saved.shape and current.dtype == saved.dtype:
+                    current.copy_(saved)
+                else:
+                    holder[name] = saved.detach().clone().to(current.device)
 
     def versions(self) -> int:
         """The sum of every weight's and buffer's version counter: it grows whenever one is written in place."""
@@ -111,14 +135,14 @@ class ModelSlots:
         return total
 
 
-def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str, bool]]:
-    """state_dict's walk: parameters, persistent buffers, then each child module, by key (and whether a buffer)."""
+def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str, bool, bool]]:
+    """state_dict's walk: parameters, buffers, then each child module, by key (whether a buffer, whether persistent)."""
     for name, param in module._parameters.items():
         if param is not None:
-            yield prefix + name, module._parameters, name, False
+            yield prefix + name, module._parameters, name, False, True
     for name, buffer in module._buffers.items():
-        if buffer is not None and name not in module._non_persistent_buffers_set:
-            yield prefix + name, module._buffers, name, True
+        if buffer is not None:
+            yield prefix + name, module._buffers, name, True, name not in module._non_persistent_buffers_set
     for name, child in module._modules.items():
         if child is not None:
             yield from _slots(child, f"{prefix}{name}.")
@@ -232,7 +256,7 @@ class TimeTravel:
         with loop._guard:
             payload = checkpoint.read(path)
             state = payload["state"]
-            checkpoint.check_model(state["model"], loop.model.state_dict())
+            checkpoint.check_model(state["model"], dict(loop._slots.tensors()), optional=loop._slots.extra_keys)
             fetch, sampler = loop._data.fetch, loop._run.sampler  # a sampler of its own: any indices, repeats too
             checkpoint.check_position(state, loop.n_train, shuffle=sampler.shuffle,
                                       n_items=len(fetch.dataset) if fetch and fetch.sampler else None)
@@ -343,7 +367,7 @@ class TimeTravel:
     def apply(self, state: LoopState) -> None:
         """Put a captured state back (model, optimizer, scheduler, randomness, position, counters)."""
         loop = self.loop
-        loop.model.load_state_dict(state["model"])
+        loop._slots.load(state["model"])
         if state["optimizer_type"] != loop._optimizer_name:  # set_optimizer happened in between
             loop._optimizer_name = state["optimizer_type"]
             loop.optimizer = (make_optimizer(loop._optimizer_name, loop.model, None, {})
@@ -498,29 +522,31 @@ class TimeTravel:
         """
         loop = self.loop
         if batch.opened.buffers:
-            loop.model.load_state_dict(batch.opened.buffers, strict=False)
+            loop._slots.load(batch.opened.buffers, strict=False)
         if retry:
             loop._run.go_to(batch.opened.place)
         loop._batch = None
         loop.model.zero_grad(set_to_none=True)
 
-    def undo_update(self, batch: Batch) -> None:
+    def undo_update(self, batch: Batch, before: tuple[dict[str, Tensor], Any] | None = None) -> None:
         """Put back the weights, optimizer and scheduler state an interrupted update changed.
 
         Without a copy made before every update: the last keyframe and a replay give them back.
-        Buffers keep this batch's forward (BatchNorm's statistics: an update never touches them); the
-        gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
+        Buffers keep this batch's forward (BatchNorm's statistics: an update never touches them; with an
+        optimizer that re-evaluates the loss, ``before`` holds them and the place as the update found them);
+        the gradients stay, so update() can be called again; so do live settings set meanwhile (lr).
         """
         loop = self.loop
         held = self.hold(whole=False)
         optimizer, optimizer_name = loop.optimizer, loop._optimizer_name  # set_optimizer may have run mid-batch
         settings = [{k: v for k, v in group.items() if k != "params"} for group in loop.optimizer.param_groups]
-        buffers, place = loop._slots.copy_buffers(), loop._run.capture()  # as the forward left them
+        # as the forward left them
+        buffers, place = before if before is not None else (loop._slots.copy_buffers(), loop._run.capture())
         self.go_to(batch.opened)
         if loop.optimizer is not optimizer:  # a fresh optimizer, set in this batch: nothing of it to undo
             loop.optimizer, loop._optimizer_name = optimizer, optimizer_name
         if buffers:
-            loop.model.load_state_dict(buffers, strict=False)
+            loop._slots.load(buffers, strict=False)
         loop._run.go_to(place)
         self.put_back(held)
         for group, setting in zip(loop.optimizer.param_groups, settings):
@@ -530,12 +556,13 @@ class TimeTravel:
 
 def _check_optimizer_kind(scratch: torch.optim.Optimizer) -> None:
     """torch loads any optimizer's settings into any other: refuse settings that lack this kind's own."""
-    for group in scratch.param_groups:
-        missing = set(scratch.defaults) - set(group)
-        if missing:
-            raise ValueError(f"it was saved with another kind of optimizer than this loop's "
-                             f"{type(scratch).__name__} (its settings lack {', '.join(sorted(missing))}); "
-                             "build the loop with the optimizer that saved it")
+    for optimizer in children(scratch):
+        for group in optimizer.param_groups:
+            missing = set(optimizer.defaults) - set(group) - {"differentiable"}  # torch's copies add it, False
+            if missing:
+                raise ValueError(f"it was saved with another kind of optimizer than this loop's "
+                                 f"{type(optimizer).__name__} (its settings lack {', '.join(sorted(missing))}); "
+                                 "build the loop with the optimizer that saved it")
 
 
 def _check_place(state: LoopState, n_generators: int) -> None:
@@ -561,11 +588,15 @@ def _check_state_indices(saved: dict[str, Any]) -> None:
 
 def _try_one_step(optimizer: torch.optim.Optimizer) -> None:
     """One step with zero gradients on scratch parameters: fails if the loaded state does not fit them."""
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            p.grad = torch.zeros_like(p)
+    for child in children(optimizer):
+        for group in child.param_groups:
+            for p in group["params"]:
+                p.grad = zero_gradient(child, p)
     try:
-        optimizer.step()
+        if needs_closure(optimizer):  # LBFGS: a zero gradient ends its step at once
+            optimizer.step(lambda: torch.zeros(()))
+        else:
+            optimizer.step()
     except Exception as error:
         raise ValueError(f"its optimizer state does not fit this model's parameters ({type(error).__name__}: "
                          f"{error})") from None

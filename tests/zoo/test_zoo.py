@@ -7,6 +7,7 @@ dashboard, and an exact (torch.equal) match with a plain PyTorch loop after seve
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -22,8 +23,31 @@ STEPS = 6  # more than one epoch (4 batches of 16 out of 64 samples; 3 for the d
 
 
 def steps_per_epoch(case: Case) -> int:
+    if case.updates_per_epoch is not None:
+        return case.updates_per_epoch
     data = case.data()
-    return len(data) if isinstance(data, DataLoader) else math.ceil(len(data[1]) / BATCH)
+    return len(data) if isinstance(data, DataLoader) else math.ceil(n_samples(data[1]) / BATCH)
+
+
+def n_samples(targets) -> int:
+    """The samples in a batch's targets (one tensor, or several: a tuple)."""
+    return len(targets[0]) if isinstance(targets, tuple) else len(targets)
+
+
+def autocast(case: Case):
+    """What the case's forward pass and loss run in: bf16 autocast (precision="bf16"), or nothing."""
+    if case.loop_options.get("precision") == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def micro_batches_before_update(loop: tl.Loop) -> None:
+    """With accumulate=k: run the update's first k - 1 micro-batches, stage by stage."""
+    for _ in range(loop.accumulate - 1):
+        loop.forward()
+        loop.loss()
+        loop.backward()
+        assert loop.next_stage == "forward" and loop.state.step == 0
 
 
 def predict_inputs(case: Case):
@@ -40,10 +64,11 @@ def test_stages_one_at_a_time(case):
     assert loop.next_stage == "forward"
     with pytest.raises(tl.StageError):
         loop.backward()
+    micro_batches_before_update(loop)  # accumulate=k; nothing for the others
 
     outputs = loop.forward()
     inputs, targets = loop.batch
-    assert len(targets) == BATCH
+    assert n_samples(targets) == BATCH
     assert part(outputs, case.loop_options.get("outputs")).shape[0] == BATCH
     assert loop.next_stage == "loss"
 
@@ -58,7 +83,7 @@ def test_stages_one_at_a_time(case):
     assert loop.next_stage == "update"
 
     log = loop.update()
-    assert log["status"] == "updated" and log["loss"] == loss.item()
+    assert log["status"] == "updated" and (log["loss"] == loss.item() or loop.accumulate > 1)
     assert loop.state.step == 1 and loop.next_stage == "forward"
     assert changed(initial, weights(loop.model))
     assert_same_weights(weights(loop.model), weights(hand_train(case, 1)[0]), "after one stage-by-stage step")
@@ -84,6 +109,10 @@ def test_fit_evaluate_predict(case):
     assert math.isfinite(result["loss"])
     if case.loss not in ("mse",):
         assert 0.0 <= result["accuracy"] <= 1.0
+    if case.random_in_eval:  # drawn from a copy of the loop's stream: the same numbers at the same point
+        assert loop.evaluate(data) == result
+        assert torch.equal(loop.predict(predict_inputs(case)), loop.predict(predict_inputs(case)))
+        return
     if not isinstance(data, DataLoader):  # the whole data set in eval mode, without gradients
         X, y = data
         loss_fn = nn.CrossEntropyLoss() if case.loss == "cross_entropy" else nn.MSELoss() if case.loss == "mse" \
@@ -91,7 +120,7 @@ def test_fit_evaluate_predict(case):
         reference = build_model(case)
         reference.load_state_dict(loop.model.state_dict())
         reference.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(case):
             expected = loss_fn(call(reference, X), y).item()
         assert result["loss"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
@@ -101,7 +130,7 @@ def test_fit_evaluate_predict(case):
     reference = build_model(case)
     reference.load_state_dict(loop.model.state_dict())
     reference.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(case):
         expected = part(call(reference, inputs), case.loop_options.get("outputs"))
     torch.testing.assert_close(predictions, expected)
 
@@ -160,7 +189,7 @@ def test_headless_dashboard(case):
     try:
         dash.buttons["Step"].click()
         assert loop.state.step == 1, dash.alert.value
-        for label in ("Forward", "Loss", "Backward", "Update"):
+        for label in ("Forward", "Loss", "Backward") * loop.accumulate + ("Update",):
             dash.buttons[label].click()
         assert loop.state.step == 2, dash.alert.value
         dash.buttons["Step"].click()
@@ -186,6 +215,7 @@ def test_find_lr_puts_the_loop_back_exactly(case):
 def test_step_landscape_starts_at_the_batch_loss_and_touches_nothing(case):
     loop, twin = make_loop(case), make_loop(case)
     for each in (loop, twin):
+        micro_batches_before_update(each)
         each.forward()
         each.loss()
         each.backward()

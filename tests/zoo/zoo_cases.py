@@ -15,10 +15,18 @@ draws its batches in trainlab's documented order:
   each batch is ``collate_fn([dataset[i] for i in chunk])``, a short tail dropped with drop_last.
 - random numbers in forward (dropout) and in ``__getitem__``/samplers: the loop's stream
   starts as ``torch.manual_seed(seed)``, so the hand loop seeds torch once before training.
+
+The entries of issue 26 (the second half of ``ZOO``) train with ``hand_train_epochs``, a hand loop
+that knows where each epoch ends: it divides each micro-batch's loss by k and steps every k batches
+and at the epoch's end (``accumulate``), runs the forward pass and loss under autocast
+(``precision="bf16"``), clips by value, steps several optimizers, steps a ReduceLROnPlateau with the
+epoch's accuracy, drops a short tail (``drop_last``) or joins a one-sample tail to the batch before
+(BatchNorm), as trainlab documents.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -29,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset, 
 
 import trainlab as tl
 
-__all__ = ["Case", "ZOO", "make_loop", "hand_train", "hand_batches", "call", "part", "weights", "assert_same_weights"]
+__all__ = ["Case", "ZOO", "make_loop", "hand_train", "hand_batches", "hand_epochs", "build_optimizer", "call", "part",
+           "weights", "assert_same_weights"]
 
 N = 64  # samples per data set
 BATCH = 16  # 4 batches per epoch (3 for the drop_last entry)
@@ -48,6 +57,16 @@ class Case:
     loop_options: dict[str, Any] = field(default_factory=dict)  # batch_size, shuffle, outputs, accuracy
     inputs: Callable[[], Any] | None = None  # inputs for predict (default: the data's X)
     seed: int = 0
+    params: Callable[[nn.Module], Any] | None = None  # the optimizer's parameter groups (default: all parameters)
+    random_in_eval: bool = False  # the model draws random numbers in eval mode too (FractionalMaxPool2d)
+    updates_per_epoch: int | None = None  # when not one per batch of BATCH (accumulate, drop_last, a joined tail)
+
+    @property
+    def by_epochs(self) -> bool:
+        """Whether the hand loop must know where epochs end (the entries of issue 26)."""
+        keys = {"accumulate", "precision", "clip_grad_value", "scheduler", "drop_last"}
+        return bool(keys & set(self.loop_options)) or self.params is not None or self.updates_per_epoch is not None \
+            or not isinstance(self.optimizer, (str, type))
 
     def __repr__(self) -> str:
         return self.name
@@ -75,8 +94,16 @@ def make_loop(case: Case, **overrides: Any) -> tl.Loop:
     options.update(overrides)
     if isinstance(case.optimizer, str):
         return tl.Loop(model, case.data(), case.loss, optimizer=case.optimizer, **case.options, **options)
-    optimizer = case.optimizer(model.parameters(), **case.options)
-    return tl.Loop(model, case.data(), case.loss, optimizer=optimizer, **options)
+    return tl.Loop(model, case.data(), case.loss, optimizer=build_optimizer(case, model), **options)
+
+
+def build_optimizer(case: Case, model: nn.Module) -> Any:
+    """The case's optimizer object over the model (its parameter groups), or several (a function's list)."""
+    if isinstance(case.optimizer, str):
+        return HAND_OPTIMIZERS[case.optimizer](model.parameters(), **case.options)
+    if not isinstance(case.optimizer, type):  # a function: model -> optimizer(s)
+        return case.optimizer(model)
+    return case.optimizer(case.params(model) if case.params else model.parameters(), **case.options)
 
 
 def call(model: nn.Module, inputs: Any) -> Any:
@@ -118,17 +145,84 @@ def hand_batches(case: Case, data: Any) -> Iterator[tuple[Any, Tensor]]:
                     break
                 yield data.collate_fn([data.dataset[i] for i in chunk.tolist()])
     X, y = data
-    n = len(y)
+    n = len(y[0]) if isinstance(y, tuple) else len(y)  # several targets: a tuple
     shuffle = case.loop_options.get("shuffle", True)
     while True:
         order = torch.randperm(n, generator=own) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
             index = order[start:start + batch_size]
-            yield _rows(X, index), y[index]
+            yield _rows(X, index), _rows(y, index)
+
+
+def hand_epochs(case: Case, data: tuple[Any, Any]) -> Iterator[list[tuple[Any, Any]]]:
+    """Each epoch's batches of (X, y) tensors, in trainlab's order: a short tail dropped with drop_last, a
+    one-sample tail joined to the batch before with BatchNorm (targets may be several: a tuple)."""
+    X, y = data
+    n = len(y[0]) if isinstance(y, tuple) else len(y)
+    batch_size = case.loop_options.get("batch_size", BATCH)
+    drop_last = case.loop_options.get("drop_last", False)
+    joins = not drop_last and any(isinstance(m, nn.BatchNorm1d) for m in build_model(case).modules())
+    own = torch.Generator().manual_seed(case.seed)
+    while True:
+        order = torch.randperm(n, generator=own) if case.loop_options.get("shuffle", True) else torch.arange(n)
+        starts = list(range(0, n, batch_size))
+        if drop_last and n - starts[-1] < batch_size:
+            starts.pop()
+        stops = [min(start + batch_size, n) for start in starts]
+        if joins and n - starts[-1] == 1:
+            starts.pop()
+            stops.pop()
+            stops[-1] = n
+        yield [(_rows(X, order[a:b]), _rows(y, order[a:b])) for a, b in zip(starts, stops)]
+
+
+def hand_train_epochs(case: Case, steps: int) -> tuple[nn.Module, list[float]]:
+    """``steps`` updates of a hand loop that knows where epochs end (see the module's docstring)."""
+    model = build_model(case)
+    loss_fn = HAND_LOSSES[case.loss]() if isinstance(case.loss, str) else case.loss
+    built = build_optimizer(case, model)
+    optimizers = built if isinstance(built, list) else [built]
+    options = case.loop_options
+    scheduler = options["scheduler"](optimizers[0]) if "scheduler" in options else None
+    k, clip_value = options.get("accumulate", 1), options.get("clip_grad_value")
+    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if options.get("precision") == "bf16"
+                else contextlib.nullcontext)
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(case.seed)
+        model.train()
+        for batches in hand_epochs(case, case.data()):
+            correct, samples, update = 0.0, 0, [0.0, 0]
+            for i, (inputs, targets) in enumerate(batches):
+                with autocast():
+                    outputs = call(model, inputs)
+                    loss = loss_fn(outputs, targets)
+                if i % k == 0:
+                    for optimizer in optimizers:
+                        optimizer.zero_grad()
+                (loss / k if k > 1 else loss).backward()
+                size = len(targets[0]) if isinstance(targets, tuple) else len(targets)
+                update = [update[0] + loss.item() * size, update[1] + size]
+                samples += size
+                if scheduler is not None:
+                    correct += (part(outputs, options.get("outputs")).argmax(1) == targets).sum().item()
+                if (i + 1) % k == 0 or i == len(batches) - 1:
+                    if clip_value is not None:
+                        nn.utils.clip_grad_value_(model.parameters(), clip_value)
+                    for optimizer in optimizers:
+                        optimizer.step()
+                    losses.append(loss.item() if k == 1 else update[0] / update[1])
+                    update = [0.0, 0]
+                    if len(losses) == steps:
+                        return model, losses
+            if scheduler is not None:
+                scheduler.step(correct / samples)
 
 
 def hand_train(case: Case, steps: int) -> tuple[nn.Module, list[float]]:
     """``steps`` updates of a plain PyTorch loop; returns the model and each step's loss."""
+    if case.by_epochs:
+        return hand_train_epochs(case, steps)
     model = build_model(case)
     data = case.data()
     loss_fn = HAND_LOSSES[case.loss]() if isinstance(case.loss, str) else case.loss
@@ -446,6 +540,118 @@ def logits_and_penalty(outputs: tuple[Tensor, Tensor], targets: Tensor) -> Tenso
     return F.cross_entropy(logits, targets) + 1e-3 * features.pow(2).mean()
 
 
+# --- 16-25 (issue 26): the optimizer's own groups, sparse gradients, random layers, per-token classes, ---
+# --- several targets, a BatchNorm tail, accumulation, bf16, a plateau scheduler ---------------------
+
+def adamw_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """The usual AdamW recipe: weights decay, biases do not; the output layer learns more slowly."""
+    first, last = model[0], model[-1]
+    return [{"params": [first.weight], "weight_decay": 0.05},
+            {"params": [first.bias, last.bias], "weight_decay": 0.0},
+            {"params": [last.weight], "weight_decay": 0.05, "lr": 0.003}]
+
+
+class SparseBag(nn.Module):
+    """An embedding with sparse gradients (mean of the tokens) -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 8, sparse=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.fc(self.embedding(tokens).mean(dim=1))
+
+
+def sparse_and_dense(model: nn.Module) -> list[torch.optim.Optimizer]:
+    """The usual recipe for sparse embeddings: SparseAdam for them, Adam for the rest."""
+    return [torch.optim.SparseAdam(list(model.embedding.parameters()), lr=0.05),
+            torch.optim.Adam(list(model.fc.parameters()), lr=0.01)]
+
+
+def fractional_pool_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.FractionalMaxPool2d(2, output_size=5),
+                         nn.Flatten(), nn.Linear(4 * 5 * 5, 10))
+
+
+class GRUWithDropout(nn.Module):
+    """Two GRU layers with dropout between them (a random layer that is no nn.Dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, num_layers=2, dropout=0.5, batch_first=True)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.rnn(x)[1][-1])
+
+
+class Tagger(nn.Module):
+    """Token ids (b, SEQ) -> one score per tag for each token, (b, tags, SEQ): a part-of-speech tagger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, 8)
+        self.rnn = nn.LSTM(8, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.fc(self.rnn(self.embedding(tokens))[0]).transpose(1, 2)
+
+
+def tagged_data() -> tuple[Tensor, Tensor]:
+    tokens = torch.randint(1, VOCAB, (N, SEQ), generator=_gen(15))
+    tags = tokens % 3
+    tags[torch.arange(N) % 3 == 0, -2:] = -100  # padding in every third sentence: no tag
+    return tokens, tags
+
+
+class TwoHeads(nn.Module):
+    """A class and a number from the same features: multi-task, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(10, 16)
+        self.classes = nn.Linear(16, 3)
+        self.value = nn.Linear(16, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.tanh(self.body(x))
+        return self.classes(h), self.value(h).squeeze(-1)
+
+
+def two_target_data() -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    X, y = tabular_data()
+    return X, (y, X[:, 0] - X[:, 1])
+
+
+def class_and_value(outputs: tuple[Tensor, Tensor], targets: tuple[Tensor, Tensor]) -> Tensor:
+    (logits, value), (label, target) = outputs, targets
+    return F.cross_entropy(logits, label) + F.mse_loss(value, target)
+
+
+def tabular_65() -> tuple[Tensor, Tensor]:
+    X = torch.randn(N + 1, 10, generator=_gen(16))  # 65 = 4 * 16 + 1: a one-sample tail
+    return X, _labels(X, 3, 16)
+
+
+def tabular_70() -> tuple[Tensor, Tensor]:
+    X = torch.randn(N + 6, 10, generator=_gen(17))  # 70: with drop_last, 4 batches and 6 dropped
+    return X, _labels(X, 3, 17)
+
+
+def plateau_on_accuracy(optimizer: torch.optim.Optimizer) -> Any:
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", patience=0, factor=0.5)
+
+
+def bn_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def dropout_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+
+
 # --- the zoo ------------------------------------------------------------------------------------
 
 ZOO = [
@@ -472,4 +678,23 @@ ZOO = [
     Case("dict_inputs", NamedInputs, named_input_data, nn.CrossEntropyLoss(), "adam", dict(lr=0.01)),
     Case("tuple_output", LogitsAndFeatures, tabular_data, logits_and_penalty, "sgd", dict(lr=0.1),
          loop_options=dict(outputs=0, accuracy=True)),
+    # issue 26
+    Case("plateau_on_accuracy_drop_last", dropout_mlp, tabular_70, "cross_entropy", torch.optim.SGD,
+         dict(lr=0.2, momentum=0.9), updates_per_epoch=4,
+         loop_options=dict(scheduler=plateau_on_accuracy, scheduler_metric="accuracy", drop_last=True)),
+    Case("adamw_param_groups", dropout_mlp, tabular_data, "cross_entropy", torch.optim.AdamW, dict(lr=0.01),
+         params=adamw_groups),
+    Case("sparse_embedding_two_optimizers", SparseBag, token_data(2), "cross_entropy", sparse_and_dense, {}),
+    Case("fractional_max_pool", fractional_pool_cnn, cifar_data, "cross_entropy", "sgd", dict(lr=0.05),
+         random_in_eval=True),
+    Case("gru_dropout_between_layers", GRUWithDropout, sequence_data, "cross_entropy", "adam", dict(lr=0.01)),
+    Case("per_token_tagger", Tagger, tagged_data, nn.CrossEntropyLoss(ignore_index=-100), "adam", dict(lr=0.01)),
+    Case("two_targets", TwoHeads, two_target_data, class_and_value, "sgd", dict(lr=0.1),
+         loop_options=dict(outputs=0, accuracy=0)),
+    Case("batchnorm_joined_tail", bn_mlp, tabular_65, "cross_entropy", "sgd", dict(lr=0.1, momentum=0.9),
+         updates_per_epoch=4),
+    Case("accumulate_two", dropout_mlp, tabular_data, "cross_entropy", "adam", dict(lr=0.01),
+         loop_options=dict(accumulate=2), updates_per_epoch=2),
+    Case("bf16_clip_value", CifarNet, cifar_data, "cross_entropy", "sgd", dict(lr=0.05, momentum=0.9),
+         loop_options=dict(precision="bf16", clip_grad_value=0.05)),
 ]

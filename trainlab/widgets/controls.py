@@ -104,7 +104,7 @@ class Controls:
             disabled=loop.scheduler is not None, style=_WIDE, layout=widgets.Layout(width="180px", flex="0 0 auto"),
             tooltip="a scheduler drives this loop's optimizer" if loop.scheduler is not None else "")
         self.weight_decay = widgets.FloatText(
-            value=loop.weight_decay, step=1e-4, description="weight decay", tooltip=_SETTING_TIPS["weight_decay"],
+            value=loop.weight_decay, step=1e-4, description="weight decay", tooltip=_decay_tooltip(loop),
             style=_WIDE, layout=widgets.Layout(width="200px", flex="0 0 auto"))
         self.speed_dropdown = widgets.Dropdown(
             options=[(_speed_label(speed), speed) for speed in SPEEDS], value=0, description="speed",
@@ -162,6 +162,7 @@ class Controls:
                 self.optimizer_dropdown.options = (*self.optimizer_dropdown.options, name)
             self.optimizer_dropdown.value = name
             self.weight_decay.value = loop.weight_decay
+            self.weight_decay.tooltip = _decay_tooltip(loop)
         finally:
             self._local.syncing = False
 
@@ -260,6 +261,16 @@ def _speed_label(speed: float) -> str:
     if not speed:
         return "max"
     return f"{speed:g} step/s" if speed == 1 else f"{speed:g} steps/s"
+
+
+def _decay_tooltip(loop: Loop) -> str:
+    """The weight-decay box's tooltip; with several parameter groups, which of them it moves."""
+    n = len(loop.optimizer.param_groups)
+    moved = getattr(loop, "weight_decay_groups", list(range(n)))
+    if n == 1:
+        return _SETTING_TIPS["weight_decay"]
+    return (f"{_SETTING_TIPS['weight_decay']}. Moves parameter groups {', '.join(map(str, moved))} of {n} (those "
+            "built with a weight decay, keeping their ratios); the others stay at 0")
 
 
 def _optimizer_options(loop: Loop) -> tuple[str, ...]:

@@ -34,6 +34,8 @@ _PALETTE = ["#f59322", "#0877bd", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 def data_view_name(loop: Loop) -> str | None:
     """The data view that fits the loop's data: "decision_boundary", "prediction", or None (images, many features)."""
     shape = loop.input_shape  # read first: a DataLoader's whole data is collected only for a plane or a line
+    if shape not in ((2,), (1,)) or not isinstance(loop.train_data[1], torch.Tensor):  # several targets: no view
+        return None
     if shape == (2,) and loop.classification:
         return "decision_boundary"
     if shape == (1,) and not loop.classification and loop.train_data[1][0].numel() == 1:

@@ -206,7 +206,8 @@ class AccuracyPlot(Plot):
     """Train and validation accuracy per epoch (classification only)."""
 
     def __init__(self, loop: Loop, max_points: int = 500) -> None:
-        self.figure = new_figure("Accuracy per epoch", "epoch", "accuracy")
+        per_token = getattr(loop, "accuracy_unit", None) == "token"  # a class per token or pixel
+        self.figure = new_figure("Accuracy per epoch" + (" (per token)" if per_token else ""), "epoch", "accuracy")
         self.figure.layout.yaxis.range = [0, 1.02]
         self.max_points = max_points
         self.figure.add_scatter(name="train accuracy", mode="lines+markers", line=dict(color=TRAIN_COLOR))

@@ -77,7 +77,18 @@ def stage_html(loop: Loop, samples: int = 5, playing: bool = False) -> str:
     else:
         body = ("<p>Nothing has run yet. Press <b>Forward</b> to send the first batch through the model, "
                 "or <b>Step</b> for a whole batch.</p>")
-    return f"<div class='trainlab-stages'>{_stage_row(done, loop.next_stage)}{body}</div>"
+    return f"<div class='trainlab-stages'>{_stage_row(done, loop.next_stage)}{_micro_batch(loop)}{body}</div>"
+
+
+def _micro_batch(loop: Loop) -> str:
+    """With accumulate=k: which micro-batch of the update is open (the update comes after the k-th's backward)."""
+    k = getattr(loop, "accumulate", 1)
+    batch = loop.open_batch
+    if k == 1 or batch is None:
+        return ""
+    done = " (its backward has run)" if batch.grad_norms is not None else ""
+    return (f"<p>Micro-batch <b>{batch.micro_batch} of {k}</b>{done} of update {loop.state.step + 1}: each "
+            f"micro-batch's gradients add up (its loss divided by {k}); the optimizer steps after the last.</p>")
 
 
 def last_stage(loop: Loop) -> str | None:
@@ -85,6 +96,8 @@ def last_stage(loop: Loop) -> str | None:
     due = loop.next_stage
     if due in _DONE_BEFORE:
         return _DONE_BEFORE[due]
+    if getattr(loop, "accumulate", 1) > 1 and loop.open_batch is not None:  # between an update's micro-batches
+        return "backward"
     return "update" if _last_status(loop) == "updated" else None  # else: nothing yet, restored, or skipped
 
 
@@ -112,7 +125,8 @@ def _stage_row(done: str | None, due: str) -> str:
 def _forward_details(loop: Loop, samples: int) -> str:
     inputs, targets = loop.batch
     outputs = loop.last_predictions.detach()  # the part of the outputs that holds the predictions
-    k = min(samples, len(targets))
+    size = _n_samples(targets)
+    k = min(samples, size)
     classes = _predicted_classes(loop, outputs[:k])
     predicted = "predicted labels" if str(loop.accuracy_kind).startswith("multilabel") else "predicted class"
     header = ["sample", "input", "output"] + ([predicted] if classes is not None else []) + ["target"]
@@ -121,9 +135,12 @@ def _forward_details(loop: Loop, samples: int) -> str:
         row = [str(i), _sample_inputs(inputs, i), _numbers(outputs[i])]
         if classes is not None:
             row.append(_numbers(classes[i]))
-        row.append(_numbers(targets[i]))
+        row.append(_sample_inputs(targets, i))
         rows.append(row)
-    caption = f"Forward: the outputs for the first {k} of the batch's {len(targets)} samples, next to their targets."
+    caption = f"Forward: the outputs for the first {k} of the batch's {size} samples, next to their targets."
+    if loop.accuracy_kind == "multiclass" and outputs.dim() > 2:
+        caption += (" Each token (or pixel) gets a class: accuracy counts the tokens predicted right, leaving out "
+                    "those whose target is the loss's ignore_index.")
     return _table(caption, header, rows)
 
 
@@ -132,7 +149,7 @@ def _loss_details(loop: Loop, samples: int) -> str:
     formula = LOSS_FORMULAS.get(loop.loss_name, "")
     formula_line = f" = {html.escape(formula)}" if formula else ""
     return (f"<p>Loss: <b>{html.escape(str(loop.loss_name))}</b>{formula_line}, over the batch of "
-            f"{len(loop.batch[1])} samples = <b>{value:.4g}</b></p>")
+            f"{_n_samples(loop.batch[1])} samples = <b>{value:.4g}</b></p>")
 
 
 def _backward_details(loop: Loop, samples: int) -> str:
@@ -177,6 +194,13 @@ def _predicted_classes(loop: Loop, outputs: torch.Tensor) -> torch.Tensor | None
         return outputs.argmax(1)
     threshold = 0.5 if kind.endswith("_probs") else 0.0  # probabilities vs. raw scores (logits)
     return (outputs.reshape(len(outputs), -1) > threshold).long().squeeze(1)  # binary: (k,); multi-label: (k, labels)
+
+
+def _n_samples(targets: Any) -> int:
+    """The samples in a batch's targets: one tensor, or several (a tuple or dict)."""
+    if isinstance(targets, torch.Tensor):
+        return len(targets)
+    return len(next(iter(targets.values())) if isinstance(targets, dict) else targets[0])
 
 
 def _sample_inputs(inputs: Any, i: int) -> str:
