@@ -57,3 +57,12 @@ def test_the_repo2docker_command_takes_the_flags_it_is_given():
         pytest.fail("repo2docker is not installed: pip install jupyter-repo2docker (tests/test_binder.py uses it too)")
     help_text = subprocess.run([repo2docker, "--help"], capture_output=True, text=True, timeout=60).stdout
     assert flags and all(flag in help_text for flag in flags), flags
+
+
+def test_the_presets_it_lists_are_the_dashboard_s_and_each_family_has_one():
+    from trainlab.widgets.playground_panel import FAMILIES, PRESETS
+
+    listed = re.findall(r"^\| `\"(\w+)\"` \|", TEXT, re.M)
+    assert listed and set(listed) == set(PRESETS)
+    shown = {name for preset in listed for name in PRESETS[preset]}
+    assert all(set(names) <= shown for names in FAMILIES.values())

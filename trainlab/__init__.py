@@ -11,8 +11,11 @@
 from typing import Any
 
 from trainlab import datasets, faults, mistakes, models
+from trainlab.activations import ActivationStats
 from trainlab.callbacks import Callback, EarlyStopping, StopAtTarget
 from trainlab.check import CheckReport, check_loop, check_step
+from trainlab.confusion import confusion
+from trainlab.distributions import Distributions
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
 from trainlab.events import EVENTS, Event
 from trainlab.history import Branch, History
@@ -20,7 +23,12 @@ from trainlab.inside import activation_stats, neuron_activations, neuron_layers
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.loop import STAGES, Loop, State
 from trainlab.lr_finder import LRFinderResult
+from trainlab.makers import register_data, register_model
+from trainlab.playground import LiveDropout, TravelError, travel
+from trainlab.recipe import replay
 from trainlab.snapshot import Snapshot
+from trainlab.summary import Summary, summary
+from trainlab.top_losses import TopLosses, top_losses
 
 __all__ = [
     "Loop", "State", "STAGES", "EVENTS", "Event", "History", "Branch", "Snapshot",
@@ -28,9 +36,13 @@ __all__ = [
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
     "check_step", "check_loop", "CheckReport", "faults", "mistakes",
+    "confusion", "top_losses", "TopLosses", "summary", "Summary", "Distributions", "ActivationStats",
+    "replay", "travel", "TravelError", "LiveDropout", "register_data", "register_model",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
+    "plot_errors", "plot_distributions",
 ]
-_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder")
+_WIDGET_NAMES = ("Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder", "plot_errors",
+                 "plot_distributions")
 __version__ = "0.1.0"
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trainlab.makers import data_maker
 from trainlab.options import check_seed, is_whole_number
 
 __all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "linear_rule", "sine", "digits"]
@@ -48,6 +49,7 @@ _digits_cache: tuple[Tensor, Tensor] | None = None
 # --- classification toys ---------------------------------------------------
 
 
+@data_maker("moons")
 def moons(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Two interleaving half circles: X is (n, 2) float points, y is (n,) labels 0 or 1."""
     n = _check_n(n)
@@ -63,6 +65,7 @@ def moons(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tens
     return _shuffled(_noisy(X, noise, g), y, g)
 
 
+@data_maker("circles")
 def circles(n: int = 400, noise: float = 0.1, factor: float = 0.5, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A small circle inside a big one: X is (n, 2) float points, y is (n,) labels (1 = inner)."""
     n = _check_n(n)
@@ -80,6 +83,7 @@ def circles(n: int = 400, noise: float = 0.1, factor: float = 0.5, seed: int = 0
     return _shuffled(_noisy(X, noise, g), y, g)
 
 
+@data_maker("spiral")
 def spiral(n: int = 400, noise: float = 0.1, classes: int = 2, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Spiral arms winding round the centre: X is (n, 2) float points, y is (n,) labels 0..classes-1."""
     n = _check_n(n)
@@ -102,6 +106,7 @@ def spiral(n: int = 400, noise: float = 0.1, classes: int = 2, seed: int = 0) ->
     return _shuffled(_noisy(X, noise, g), y, g)
 
 
+@data_maker("xor")
 def xor(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Four corner clusters: X is (n, 2) float points, y is (n,) labels, 1 where x0 and x1 differ in sign."""
     n = _check_n(n)
@@ -120,6 +125,7 @@ def xor(n: int = 400, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor
     return _shuffled(_noisy(X, noise, g), y, g)
 
 
+@data_maker("blobs")
 def blobs(n: int = 400, centers: int = 3, std: float = 1.0, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Round clouds of points, one per class: X is (n, 2) float points, y is (n,) labels 0..centers-1."""
     n = _check_n(n)
@@ -145,6 +151,7 @@ def blobs(n: int = 400, centers: int = 3, std: float = 1.0, seed: int = 0) -> tu
 # --- regression --------------------------------------------------------------
 
 
+@data_maker("linear")
 def linear(n: int = 100, features: int = 10, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Targets from a hidden linear rule, for nn.Linear(features, 1): X is (n, features), y is (n, 1)."""
     n = _check_n(n)
@@ -174,6 +181,7 @@ def linear_rule(features: int = 10) -> tuple[Tensor, Tensor]:
     return weight, torch.randn(1, generator=rule)
 
 
+@data_maker("sine")
 def sine(n: int = 200, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A noisy sine wave: X is (n, 1) angles between -pi and pi, y is (n, 1) their sine plus noise."""
     n = _check_n(n)
@@ -186,6 +194,7 @@ def sine(n: int = 200, noise: float = 0.1, seed: int = 0) -> tuple[Tensor, Tenso
 # --- real data -----------------------------------------------------------------
 
 
+@data_maker("digits")
 def digits(n: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Real 8x8 handwritten digits: X is (n, 1, 8, 8) pixels from 0 to 1, y is (n,) the digit 0..9."""
     # The rows always come in a seeded random order, and n takes the first n

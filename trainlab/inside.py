@@ -6,8 +6,9 @@ picture of the plane, as TensorFlow Playground does: ``neuron_layers`` finds the
 and ``neuron_activations`` computes each neuron's value at every point of a grid.
 
 Any other model (a CNN, a sequence model, many input features) gets numbers per layer
-instead: ``activation_stats`` (mean, spread, and the share of "dead" ReLU units, which
-output 0 for every sample, so no gradient flows through them any more).
+instead: ``activation_stats`` (mean, spread, and the share of "dead" units, which output 0
+(or less) for every sample, so no gradient flows through them any more; ``activations.py``
+records the same over training).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import call_model, map_tensors
+from trainlab.activations import RECTIFIERS, probe_activations
+from trainlab.batching import map_tensors
 from trainlab.metrics import eval_mode
 from trainlab.options import is_whole_number
 
@@ -30,7 +32,6 @@ __all__ = ["NeuronLayer", "LayerStats", "neuron_layers", "neuron_activations", "
 # Layers that act on each neuron's value on its own (or only rescale): they sit between two
 # Linear layers without changing what a neuron is. Anything else makes the model "not an MLP".
 _PER_NEURON = (nn.Identity, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)
-_RELUS = (nn.ReLU, nn.ReLU6)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class LayerStats:
     name: str
     mean: float
     std: float
-    dead_fraction: float | None  # ReLU layers: the share of units that are 0 for every sample; others: None
+    dead_fraction: float | None  # rectifiers: the share of units at most 0 for every sample; others: None
 
 
 def neuron_layers(model: nn.Module) -> list[NeuronLayer] | None:
@@ -146,39 +147,19 @@ def neuron_details(layer: NeuronLayer, neuron: int) -> dict[str, Any]:
 
 
 def activation_stats(loop: Loop, max_samples: int = 256) -> list[LayerStats]:
-    """Mean, std and (ReLU) dead share of every layer's output, over the first ``max_samples`` training samples.
+    """Mean, std and dead share of every layer's output, over the first ``max_samples`` training samples.
 
-    From a DataLoader, only those samples are fetched (not the whole dataset), leaving no trace
-    on any random stream.
+    Every layer: each module without submodules, and each activation function called in a
+    ``forward`` ("relu after conv1"). The dead share (units at most 0 for every sample) is given for
+    rectifiers (ReLU, LeakyReLU, GELU...; see ``activations.py``), None for other layers. From a
+    DataLoader, only those samples are fetched (not the whole dataset), leaving no trace on any random
+    stream. For the same numbers over training, see ``tl.ActivationStats``.
     """
     if not is_whole_number(max_samples) or max_samples < 1:
         raise ValueError(f"max_samples is how many training samples to run, a whole number of at least 1, "
                          f"like 256; got {max_samples!r}")
-    outputs: list[tuple[str, nn.Module, Tensor]] = []
-    leaves = [(name, module) for name, module in loop.model.named_modules() if name and not any(module.children())]
-
-    def hook_for(name: str) -> Any:
-        def keep(module: nn.Module, args: Any, output: Any) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) else output  # an LSTM: (output, state)
-            if isinstance(tensor, Tensor) and tensor.is_floating_point():
-                outputs.append((name, module, tensor.detach()))
-        return keep
-
     with loop.hold():  # fetching draws random numbers (augmentation): not while another thread trains
         inputs = loop.first_train_samples(max_samples)[0]
-        handles = [module.register_forward_hook(hook_for(name)) for name, module in leaves]
-        try:
-            with eval_mode(loop.model), torch.no_grad():
-                call_model(loop.model, map_tensors(inputs, lambda x: x.to(loop.device)))
-        finally:
-            for handle in handles:
-                handle.remove()
-    return [_stats(name, module, tensor) for name, module, tensor in outputs]
-
-
-def _stats(name: str, module: nn.Module, output: Tensor) -> LayerStats:
-    values = output.float()
-    dead = None
-    if isinstance(module, _RELUS):  # a unit is dead when no sample makes it positive
-        dead = float((values.reshape(len(values), -1) <= 0).all(0).float().mean())
-    return LayerStats(name, float(values.mean()), float(values.std()) if values.numel() > 1 else 0.0, dead)
+        probe = probe_activations(loop, map_tensors(inputs, lambda x: x.to(loop.device)), bins=2)
+    return [LayerStats(name, float(row[0]), float(row[1]), None if kind not in RECTIFIERS else float(row[2]))
+            for name, kind, row in zip(probe.names, probe.kinds, probe.table)]

@@ -43,6 +43,7 @@ from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_n
 from trainlab.optimizers import GroupShares, needs_closure
 from trainlab.precision import autocast_context
 from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
+from trainlab import playground  # Loop.from_recipe, loop.recipe(), loop.momentum, loop.dropout, loop.note_change
 from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
 from trainlab.state import Batch, CudaStream, RunState, State
 from trainlab.time_travel import ModelSlots, TimeTravel
@@ -191,7 +192,8 @@ class Loop:
     state, next_stage, batch, open_batch = readouts.state, readouts.next_stage, readouts.batch, readouts.open_batch
     last_outputs, last_predictions, last_loss = readouts.last_outputs, readouts.last_predictions, readouts.last_loss
     last_grad_norms, n_train, epoch_progress = readouts.last_grad_norms, readouts.n_train, readouts.epoch_progress
-    train_data, first_train_samples = readouts.train_data, readouts.first_train_samples
+    train_data, first_train_samples, accuracy_target = (readouts.train_data, readouts.first_train_samples,
+                                                        readouts.accuracy_target)
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
@@ -210,6 +212,9 @@ class Loop:
             self._time.changed = True
         self.history.record_change(self.state.step, name, value)
         self.events.fire("after_change", self)
+
+    # The playground (playground.py, recipe.py): recipes, live momentum and dropout, changes made outside the loop.
+    (from_recipe, recipe, momentum, dropout), note_change = playground.LOOP_ATTRIBUTES, _record_change
 
     def on(self, event: str | Event, fn: Callable[[Loop], None], *, observer: bool = False) -> Handle:
         """Call ``fn(loop)`` at ``event`` (e.g. "after_backward", or ``tl.Event.AFTER_BACKWARD``); returns a handle.

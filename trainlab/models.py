@@ -16,6 +16,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from trainlab.makers import model_maker
 from trainlab.options import check_seed, is_whole_number, real_number
 
 __all__ = ["ACTIVATIONS", "mlp", "cnn"]
@@ -35,6 +36,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 _DIGIT_SIZE = 8  # cnn() expects (N, 1, 8, 8) images, as trainlab.datasets.digits gives
 
 
+@model_maker("mlp")
 def mlp(
     in_features: int,
     hidden: Sequence[int],
@@ -66,6 +68,7 @@ def mlp(
         return nn.Sequential(layers)
 
 
+@model_maker("cnn", sizes=lambda X, y: {"num_classes": int(y.max()) + 1})
 def cnn(num_classes: int = 10, channels: Sequence[int] = (8, 16), seed: int | None = None) -> nn.Sequential:
     """A small convolutional network for 8x8 digits: (N, 1, 8, 8) images -> (N, num_classes) scores."""
     _check_positive_int("num_classes", num_classes, "num_classes=10")

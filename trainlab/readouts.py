@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from trainlab.loop import Loop
 
 __all__ = ["state", "next_stage", "batch", "open_batch", "last_outputs", "last_predictions", "last_loss",
-           "last_grad_norms", "n_train", "epoch_progress", "train_data", "first_train_samples"]
+           "last_grad_norms", "n_train", "epoch_progress", "train_data", "first_train_samples", "accuracy_target"]
 
 
 @property
@@ -94,3 +94,9 @@ def first_train_samples(self: Loop, n: int) -> tuple[Any, Tensor]:
     """The first ``n`` training samples ``(X, y)`` (from a DataLoader, only those, moving no random stream)."""
     with self._guard:  # fetching draws random numbers (augmentation): not while another thread trains
         return self._data.first_train(n)
+
+
+@property
+def accuracy_target(self: Loop) -> int | str | None:
+    """Which of several targets accuracy reads (an index or a key, ``accuracy=``); None: the targets are one."""
+    return self._target_part

@@ -50,6 +50,17 @@ def dark_theme(page: Any) -> Iterator[None]:
         switch("JupyterLab Light", "true")
 
 
+def show_cell(page: Any, index: int) -> None:
+    """Scroll the notebook to its cell ``index`` (the dashboard's), as a person scrolling up would: Run All
+    leaves the last cell in view, and JupyterLab drops cells far out of view from the page."""
+    page.evaluate("""async (index) => {
+      const notebook = window.jupyterapp.shell.currentWidget.content;
+      notebook.activeCellIndex = index;
+      await notebook.scrollToItem(index, 'start');
+    }""", index)
+    page.locator(".trainlab-dashboard").first.wait_for(timeout=15000)
+
+
 def button(page: Any, label: str) -> Any:
     """The dashboard button with exactly this label."""
     return page.locator("button.widget-button", has_text=re.compile(f"^\\s*{label}\\s*$")).first

@@ -6,7 +6,7 @@ import threading
 import time
 import urllib.request
 
-from lab_page import button, status_text, step_count, wait_until
+from lab_page import button, show_cell, status_text, step_count, wait_until
 from test_lab import WORKSHOP, assert_no_console_errors, open_notebook, wait_idle
 
 
@@ -25,6 +25,7 @@ def restart_in_background(server, kernel: str) -> threading.Thread:
 def test_the_keys_work_after_any_button_and_a_restart_is_shown_within_3_s(page, lab_server, output_dir):
     open_notebook(page, lab_server, WORKSHOP)
     wait_idle(page, lab_server)
+    show_cell(page, 1)  # Run All leaves the last cell in view; JupyterLab drops cells out of view from the page
     wait_until(lambda: "paused" in status_text(page) and "next: forward()" in status_text(page), 30, "the pause")
     page.evaluate("() => document.querySelector('.trainlab-dashboard').scrollIntoView()")
 

@@ -11,7 +11,7 @@ import psutil
 
 from benchmarks.live_page import FIGURES
 from lab_page import (ANNOTATIONS_JS, button, dark_theme, dismiss_dialogs, in_sight, one_cell_notebook, revisions,
-                      screenshot_whole, set_slider, status_text, step_count, wait_until)
+                      screenshot_whole, set_slider, show_cell, status_text, step_count, wait_until)
 from play_metrics import assert_live, kernel_client, measure_play, record, show_whole_dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +86,7 @@ def all_plots_drawn(page) -> bool:
 def test_the_workshop_notebook_in_jupyterlab(page, lab_server, output_dir):
     open_notebook(page, lab_server, WORKSHOP)
     wait_idle(page, lab_server)  # the notebook plays 50 steps and pauses by itself
+    show_cell(page, 1)  # Run All leaves the last cell in view; JupyterLab drops cells out of view from the page
     wait_until(lambda: "paused" in status_text(page), 30, "the dashboard to show it is paused")
     wait_until(lambda: all_plots_drawn(page), 30, "every plot to be drawn")
     # What it took to show the dashboard: the kernel's messages over the websocket (plotly.js once).

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from conftest import ConsoleLog
 
-from lab_page import button, screenshot_whole, status_text, step_count, wait_until
+from lab_page import button, screenshot_whole, show_cell, status_text, step_count, wait_until
 from test_lab import WORKSHOP, assert_no_console_errors, open_notebook, wait_idle
 
 MIN_TRACK_PX = 100  # a slider track narrower than this is a bare handle that cannot be dragged
@@ -102,16 +102,6 @@ def phone(browser, output_dir, request):
     """A phone: 390 CSS pixels wide."""
     yield from sized_page(browser, output_dir, request, viewport={"width": 390, "height": 844},
                           device_scale_factor=3, is_mobile=True, has_touch=True)
-
-
-def show_cell(page, index: int) -> None:
-    """Scroll the notebook to its cell ``index`` (the dashboard's), as a person scrolling up would."""
-    page.evaluate("""async (index) => {
-      const notebook = window.jupyterapp.shell.currentWidget.content;
-      notebook.activeCellIndex = index;
-      await notebook.scrollToItem(index, 'start');
-    }""", index)
-    page.locator(".trainlab-dashboard").first.wait_for(timeout=15000)
 
 
 def restart_kernel(page, server) -> None:

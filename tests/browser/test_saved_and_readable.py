@@ -12,9 +12,9 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from lab_page import button, dark_theme, dismiss_dialogs, one_cell_notebook, screenshot_whole, status_text, step_count, wait_until
+from lab_page import (button, dark_theme, dismiss_dialogs, one_cell_notebook, screenshot_whole, show_cell, status_text,
+                      step_count, wait_until)
 from test_lab import WORKSHOP, all_plots_drawn, assert_no_console_errors, open_notebook, wait_idle
-from test_room_in_the_browser import show_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 # The note the project's server configuration saves where a widget was.

@@ -64,7 +64,7 @@ def test_a_cnn_gets_layer_statistics_not_an_empty_figure(dashboards):
     loop = tl.Loop(tl.models.cnn(seed=0), (X, y), "cross_entropy", lr=0.1)
     dash = dashboards(loop, plots=("loss", "network"))
     figure = dash.figures["network"]
-    assert [trace.name for trace in figure.data] == ["mean", "std", "dead ReLU share"]
+    assert [trace.name for trace in figure.data] == ["mean", "std", "dead share"]
     assert "conv1" in figure.data[0].x and np.abs(np.asarray(figure.data[1].y)).sum() > 0
     dash.buttons["Step"].click()
     assert dash.error is None

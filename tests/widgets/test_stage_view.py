@@ -127,3 +127,12 @@ def test_with_clipping_the_update_shows_the_norm_before_and_after():
     loop.clip_grad_norm = None
     loop.step()
     assert "clipping" not in stage_html(loop)
+
+
+def test_clipping_by_value_is_named_in_the_update_with_the_norm_before_and_after():
+    X, y = tl.datasets.moons(n=64, seed=0)
+    loop = tl.Loop(tl.models.mlp(2, [8], 2, seed=0), (X, y), "cross_entropy", clip_grad_value=0.001)
+    loop.step()
+    html = stage_html(loop)
+    assert "clip_grad_value=0.001" in html and "clip_grad_norm" not in html
+    assert loop.last_log["clipped_grad_norm"] < loop.last_log["grad_norm"] and "scaled down to" in html

@@ -23,9 +23,11 @@ def test_dashboard_resolves_lazily_from_the_package():
 
 
 def test_widgets_package_exports_the_dashboard_widget():
-    assert trainlab.widgets.__all__ == ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder"]
+    assert trainlab.widgets.__all__ == ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",
+                                        "plot_errors", "plot_distributions"]
     assert tl.plot_history is trainlab.widgets.plot_history
     assert tl.NetworkView is trainlab.widgets.NetworkView and tl.plot_lr_finder is trainlab.widgets.plot_lr_finder
+    assert tl.plot_errors is trainlab.widgets.plot_errors and tl.plot_distributions is trainlab.widgets.plot_distributions
     assert tl.Dashboard is trainlab.widgets.Dashboard
     assert issubclass(tl.Dashboard, ipywidgets.VBox)  # display(dash) works: it is the widget
 

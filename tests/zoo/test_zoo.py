@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import trainlab as tl
+from trainlab.metrics import ignored_label, pick
 from zoo_cases import (BATCH, Case, assert_same_weights, build_model, call, hand_train, make_loop, part,
                        weights)
 
@@ -239,3 +240,72 @@ def test_the_network_view_shows_what_it_can(case):
         assert bars and all(len(trace.y) > 0 for trace in bars), case.name
     finally:
         view.close()
+
+
+def test_looking_at_the_errors_and_inside_touches_nothing(case):
+    """Summary, distributions, activation statistics, the mistakes and the confusion matrix: the run
+    goes on exactly as its twin's (weights, buffers, random streams, next batches), torch's stream too."""
+    loop, twin = make_loop(case), make_loop(case)
+    for each in (loop, twin):
+        each.step()
+        each.forward()  # and in the middle of a batch: its graph, its random state
+    torch.manual_seed(3)
+    summary = tl.summary(loop)
+    assert summary.total == sum(p.numel() for p in loop.model.parameters())
+    tl.Distributions(loop, attach=False).record()
+    acts = tl.ActivationStats(loop, attach=False, samples=8)
+    acts.record()
+    assert acts.layers, case.name
+    if loop.accuracy_kind is not None or loop.loss_name == "mse":
+        worst = tl.top_losses(loop, k=3)
+        assert len(worst) == 3 and worst.losses[0] >= worst.losses[-1]
+    if loop.accuracy_kind in ("multiclass", "binary_logits", "binary_probs"):
+        labels = pick(loop.train_data[1], loop.accuracy_target)  # of several targets, the one accuracy reads
+        ignored = ignored_label(loop.loss_fn)  # per token: padding is no one's mistake
+        assert tl.confusion(loop).sum() == (labels.numel() if ignored is None else int((labels != ignored).sum()))
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after, torch.rand(1))  # torch's stream as it was
+    assert loop.model.training and loop.next_stage == "loss"
+    assert_same_weights(weights(loop.model), weights(twin.model), "right after looking")
+    losses = [loop.step()["loss"] for _ in range(5)]
+    assert losses == [twin.step()["loss"] for _ in range(5)]
+    assert_same_weights(weights(loop.model), weights(twin.model), "five steps after looking")
+
+
+def test_the_plots_of_errors_and_inside_draw_for_every_model(case):
+    """Confusion (single-label classification), mistakes, distributions, activations and summary: drawn, no error."""
+    loop = make_loop(case)
+    names = ("loss", "confusion", "mistakes", "weight_distributions", "grad_distributions", "activations", "summary")
+    dash = tl.Dashboard(loop, plots=names)
+    try:
+        dash.buttons["Step"].click()
+        dash.buttons["Step"].click()
+        assert dash.error is None, dash.error
+        assert ("confusion" in dash.plots) == (loop.accuracy_kind in ("multiclass", "binary_logits"))
+        assert ("mistakes" in dash.plots) == (loop.accuracy_kind is not None or loop.loss_name == "mse")
+        assert dash.plots["activations"].failure is None and dash.plots["activations"].layers
+        if "mistakes" in dash.plots:
+            assert len(dash.plots["mistakes"].shown) > 0
+        assert dash.plots["summary"].summary.total == sum(p.numel() for p in loop.model.parameters())
+    finally:
+        dash.close()
+
+
+def test_the_playground_on_your_own_model(case):
+    """Travel is exact on every zoo model; a recipe and the architecture controls say why they do not apply."""
+    from trainlab.playground import can_change, travel
+
+    loop = make_loop(case)
+    loop.step()
+    at_one = weights(loop.model)
+    for _ in range(3):
+        loop.step()
+    assert travel(loop, 1) == 1
+    assert_same_weights(weights(loop.model), at_one, "after travel(1)")
+    with pytest.raises(ValueError, match="^this loop has no recipe: its model is your own"):
+        loop.recipe()
+    assert can_change(loop, "hidden") in ("the model is your own (not from tl.models or a registered maker)",
+                                          "a scheduler drives this loop's optimizer: build a new Loop to change its "
+                                          "data or model")
+    assert can_change(loop, "lr") == ""

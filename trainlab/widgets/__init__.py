@@ -10,8 +10,11 @@ point thinning in ``series``.
 The core never imports this package; ``tl.Dashboard`` reaches it lazily.
 """
 
+from trainlab.widgets.confusion_plot import plot_errors
 from trainlab.widgets.dashboard import Dashboard
+from trainlab.widgets.distribution_plots import plot_distributions
 from trainlab.widgets.network_view import NetworkView
 from trainlab.widgets.static_plots import compare_runs, plot_history, plot_lr_finder
 
-__all__ = ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder"]
+__all__ = ["Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder", "plot_errors",
+           "plot_distributions"]

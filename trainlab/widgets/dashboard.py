@@ -33,6 +33,7 @@ from trainlab.widgets.heartbeat import Heartbeat
 from trainlab.widgets.live_figure import LiveFigure, frames_together
 from trainlab.widgets.lr_finder_panel import LRFinderPanel
 from trainlab.widgets.plot import Plot
+from trainlab.widgets.playground_panel import PlaygroundPanel, shown_controls
 from trainlab.widgets.plots import PLOTS, PlotOptions, default_plots
 from trainlab.widgets.runner import Runner, pause_all
 from trainlab.widgets.series import checked_max_points, checked_smoothing
@@ -69,7 +70,9 @@ class Dashboard(widgets.VBox):
     shown; default: ``DEFAULT_PLOTS``, all that fit except those that cost forward passes of their own,
     like "network" and "step_landscape", which are asked for by name),
     ``speed`` (Play's pace in steps per second, also on the "speed" menu; None: full speed),
-    ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself).
+    ``watch_timeout`` (seconds without any page showing the dashboard before playing pauses itself),
+    ``controls`` (which playground controls show: a preset like ``"data"`` or families and names, see
+    ``playground_panel.PRESETS``; None: all).
     The page gets plotly.js once (about 5 MB), however many figures it shows; each figure costs a
     plotly.js redraw per update, so on a slow machine ``plots=("loss", "decision_boundary")``
     keeps the dashboard light.
@@ -83,7 +86,9 @@ class Dashboard(widgets.VBox):
     def __init__(self, loop: Loop, *, fps: float = 12.0, boundary_fps: float = 6.0, max_points: int = 500,
                  grid: int = 60, ghosts: int = 5, smoothing: float = 0.9, callbacks: Sequence[Any] = (),
                  max_ui_fraction: float = 0.05, plots: Sequence[str] | None = None,
-                 speed: float | None = None, watch_timeout: float = 10.0) -> None:
+                 speed: float | None = None, watch_timeout: float = 10.0,
+                 controls: Sequence[str] | None = None) -> None:
+        self._controls_shown = shown_controls(controls)  # the playground's controls (a ValueError names unknown ones)
         _check_options(fps=fps, boundary_fps=boundary_fps, max_points=max_points, grid=grid, ghosts=ghosts,
                        smoothing=smoothing, speed=speed)
         wanted = _wanted_plots(plots)
@@ -101,7 +106,7 @@ class Dashboard(widgets.VBox):
         try:
             self._build(loop, wanted, shares, max_points, ghosts, smoothing, fps, grid, max_ui_fraction, speed)
         except BaseException:
-            for handle in self._handles:  # the callbacks attached above
+            for handle in self._handles + getattr(self, "_plot_handles", []):  # the callbacks attached above, the plots'
                 handle.remove()
             raise
         self._safe_redraw()
@@ -118,12 +123,9 @@ class Dashboard(widgets.VBox):
         self.controls = Controls(loop, self._on_action, self._on_setting)
         # Its own sideways scroll on a phone (a wide sample table), never the whole dashboard's.
         self.stage_view = StageView(layout=widgets.Layout(flex="1 1 420px", max_width="560px", overflow="auto"))
-        #: name -> Plot: every plot shown, in the registry's order (the loss first).
-        self.plots = _make_plots(loop, wanted, PlotOptions(max_points, ghosts, smoothing, grid, fps, shares["own"]))
-        self._turns = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "turns"]
-        self._data_plots = [plot for name, plot in self.plots.items() if PLOTS[name].budget == "data"]
+        self._plot_spec = (wanted, PlotOptions(max_points, ghosts, smoothing, grid, fps, shares["own"]))  # remake_plots
+        self._use_plots(_make_plots(loop, *self._plot_spec))
         self.lr_finder = LRFinderPanel(self._find_lr, self._apply_lr)
-        self.figures: dict[str, LiveFigure] = {name: plot.figure for name, plot in self.plots.items()}
         self._runner = Runner(loop, on_batch=self._on_batch, on_stop=self._on_stop)
         self.controls.speed_dropdown.observe(self._on_speed, names="value")
         self.speed = speed
@@ -136,10 +138,9 @@ class Dashboard(widgets.VBox):
         self._stopping = False  # the runner is drawing its last frame: show the controls as paused
         self._frame = 0  # live frames drawn: picks whose turn it is among the secondary plots
         self._thinnings = loop.history.thinnings  # the history thinned its old rows: plots start again
+        self.playground = PlaygroundPanel(self, self._controls_shown)  # data, architecture, time travel, Share
         super().__init__(children=self._layout())
         self.add_class(CONTAINER_CLASS)
-        for plot in self.plots.values():  # plots that measure during a step (the step's landscape, after backward)
-            self._handles += plot.attach(loop)
         self._handles += [loop.on("after_change", self._on_loop_change),
                           loop.on("after_restore", self._on_loop_restore)]
         self._handles += [loop.on(event, self._on_code_stage, observer=True) for event in _STAGE_EVENTS]
@@ -249,9 +250,9 @@ class Dashboard(widgets.VBox):
             super().close()
             return
         self.pause()
-        for handle in self._handles:
+        for handle in self._handles + self._plot_handles + self.playground.handles:
             handle.remove()
-        self._handles = []
+        self._handles = self._plot_handles = self.playground.handles = []
         self._unregister_cell_hook()
         for child in self.children:
             _close_tree(child)
@@ -304,6 +305,7 @@ class Dashboard(widgets.VBox):
                 playing = self._runner.playing and not self._stopping
                 if text:
                     self.controls.refresh(loop, playing)
+                    self.playground.refresh(playing)
                     self.stage_view.redraw(loop, playing)
                 for plot in plots:
                     with plot.figure.batch():  # one frame per plot and redraw
@@ -484,8 +486,30 @@ class Dashboard(widgets.VBox):
         # leaving its box nothing to scroll to.
         boxes = [widgets.Box([widgets.Box([figure], layout=widgets.Layout(flex="0 0 auto"))],
                              layout=widgets.Layout(max_width="100%", overflow="auto")) for figure in figures]
-        return [self._heartbeat, self.controls.widget, self.lr_finder.widget,
-                widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self._shortcuts]
+        return [self._heartbeat, self.controls.widget, self.playground.top, self.lr_finder.widget,
+                widgets.HBox([self.stage_view, *boxes], layout=wrapping_row()), self.playground.bottom, self._shortcuts]
+
+    def _use_plots(self, plots: dict[str, Plot]) -> None:
+        """Show these plots (name -> Plot, the loss first): each drawn in turn or on the data budget, connected to
+        the others (a confusion cell picks the mistakes shown), attached to the loop's events if it measures."""
+        for handle in getattr(self, "_plot_handles", []):  # the plots these replace
+            handle.remove()
+        #: name -> Plot: every plot shown, in the registry's order (the loss first).
+        self.plots = plots
+        self._turns = [plot for name, plot in plots.items() if PLOTS[name].budget == "turns"]
+        self._data_plots = [plot for name, plot in plots.items() if PLOTS[name].budget == "data"]
+        self.figures: dict[str, LiveFigure] = {name: plot.figure for name, plot in plots.items()}
+        for plot in plots.values():
+            plot.connect(plots)
+        self._plot_handles = [handle for plot in plots.values() for handle in plot.attach(self.loop)]
+
+    def remake_plots(self) -> None:
+        """Build every plot again for the loop as it is now: its data or model was rebuilt (the playground)."""
+        old = self.plots
+        self._use_plots(_make_plots(self.loop, *self._plot_spec))
+        self.children = self._layout()
+        for plot in old.values():
+            _close_tree(plot.widget)
 
 
 def _setting(loop: Loop, name: str) -> Any:

@@ -70,6 +70,24 @@ class DecisionBoundaryPlot(Plot):
                                             line=dict(color="white", width=1)), showlegend=False)
         self.figure.layout.xaxis.range = [xs[0], xs[-1]]
         self.figure.layout.yaxis.range = [ys[0], ys[-1]]
+        self._validation_points(loop, colorscale, zmax)
+        self.discretize = False  # Playground's "discretize output": each cell the class it falls in, no shades
+
+    def _validation_points(self, loop: Loop, colorscale: list, zmax: float) -> None:
+        """The held-out points, drawn hollow (hidden until ``show_validation(True)``): what the model never trains on."""
+        if loop.val_data is None or loop.val_data[0].dim() != 2:
+            self.figure.add_scatter(x=[], y=[], mode="markers", name="validation data", visible=False)
+            return
+        points = loop.val_data[0].detach().cpu().double().numpy()
+        labels = loop.val_data[1].detach().cpu().reshape(len(points), -1)
+        labels = (labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0]).double().numpy()
+        self.figure.add_scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="validation data", visible=False,
+                                marker=dict(color=labels, colorscale=colorscale, cmin=0, cmax=zmax, size=7,
+                                            symbol="circle-open", line=dict(width=2)), showlegend=False)
+
+    def show_validation(self, shown: bool) -> None:
+        """Show (or hide) the validation points, hollow."""
+        self.figure.send_traces([2], visible=[bool(shown)])
 
     def reset(self) -> None:
         """Nothing is cached: every redraw asks the model again."""
@@ -86,9 +104,10 @@ class DecisionBoundaryPlot(Plot):
         if outputs.dim() == 1 or outputs.shape[1] == 1:  # one score per sample: bce
             scores = outputs.reshape(-1)
             probabilities = scores if loop.accuracy_kind.endswith("_probs") else torch.sigmoid(scores)
-            return probabilities.numpy().astype(np.float32)
+            return ((probabilities > 0.5) if self.discretize else probabilities).numpy().astype(np.float32)
         if outputs.shape[1] == 2 and self.classes == 2:
-            return torch.softmax(outputs, dim=1)[:, 1].numpy().astype(np.float32)
+            probabilities = torch.softmax(outputs, dim=1)[:, 1].numpy().astype(np.float32)
+            return (probabilities > 0.5).astype(np.float32) if self.discretize else probabilities
         return outputs.argmax(1).numpy().astype(np.float32)
 
 

@@ -2,10 +2,11 @@
 // drawn with uPlot on a canvas. A plotly.js redraw costs 40-60 ms of the page's CPU whatever the
 // method; this costs well under one, so the loss curve can move every frame.
 //
-// It draws what the live plots use: scatter traces (lines, markers, "hv" steps; one colour, or a
-// colour per point on a colour scale; lines that go back and forth, in NaN-separated pieces, as
-// the neuron view's weights), bars over named categories, heatmaps (blitted as an image),
-// vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
+// It draws what the live plots use: scatter traces (lines, markers, open rings, "hv" steps, bands
+// filled to the line before; one colour, or a colour per point on a colour scale; lines that go
+// back and forth, in NaN-separated pieces, as the neuron view's weights), bars over named
+// categories, heatmaps (blitted as an image, with a text per cell when given: a confusion matrix's
+// counts), vertical/horizontal line shapes and text annotations, a legend, log and fixed axes. A figure
 // with anything else (lightPlottable() says) stays with plotly.js.
 
 const LIGHT_TRACES = new Set(["scatter", "bar", "heatmap"]);
@@ -26,7 +27,10 @@ function axisOf(axis = {}, userRange) {
   const log = axis.type === "log";
   let range = userRange || (axis.autorange === true ? null : axis.range);
   if (range && log) range = range.map((v) => 10 ** v); // plotly gives a log axis's range as log10
-  return { log, range: range && range.map(Number), title: (axis.title && axis.title.text) || "", visible: axis.visible !== false };
+  // Ticks the figure names itself (tickvals, with their ticktext): a confusion matrix's classes, not 0.5 steps.
+  const ticks = axis.tickmode === "array" && isArray(axis.tickvals) ? Array.from(axis.tickvals, Number) : null;
+  return { log, range: range && range.map(Number), title: (axis.title && axis.title.text) || "", visible: axis.visible !== false,
+    ticks, labels: ticks && isArray(axis.ticktext) ? Array.from(axis.ticktext, String) : null };
 }
 
 // The colour of `value` on a plotly colour scale ([[0, "#f59322"], [0.5, "#f7f7f7"], [1, "#0877bd"]]).
@@ -146,7 +150,7 @@ function uPlotSeries(uPlot, item) {
 // Everything that, when it changes, needs a new uPlot (cheap to compare; no data arrays in it).
 function structureKey(figure, dark, ranges) {
   const traces = figure.data.map((t) => t && [roleOf(t), t.type, t.name, t.mode, t.visible, t.showlegend, t.opacity,
-    JSON.stringify(t.line || {}), t.marker && !isArray(t.marker.color) ? JSON.stringify(t.marker) : "",
+    t.fill, t.fillcolor, JSON.stringify(t.line || {}), t.marker && !isArray(t.marker.color) ? JSON.stringify(t.marker) : "",
     t.type === "bar" ? Array.from(t.x || []).join("|") : ""]);
   const { xaxis, yaxis, title, width, height } = figure.layout;
   return JSON.stringify([traces, xaxis, yaxis, title, width, height, dark, ranges]);
@@ -180,7 +184,16 @@ function lightPlot(uPlot, host) {
     plot = new uPlot(options(uPlot, figure, series, categories, x, y, dark, () => current), data, host);
   };
 
-  return { draw, destroy };
+  // Where a click at (clientX, clientY) lands in the plot's values: {x, y}, or null outside the plotting area.
+  const valueAt = (clientX, clientY) => {
+    if (!plot) return null;
+    const box = plot.over.getBoundingClientRect();
+    const left = clientX - box.left, top = clientY - box.top;
+    if (left < 0 || top < 0 || left > box.width || top > box.height) return null;
+    return { x: plot.posToVal(left, "x"), y: plot.posToVal(top, "y"), trace: -1 };
+  };
+
+  return { draw, destroy, valueAt };
 }
 
 const PLOTLY_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -190,9 +203,10 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
   const layout = figure.layout;
   const ink = dark ? "#f2f5fa" : "#444444", grid = dark ? "#283442" : "#ebf0f8";
   const title = (layout.title && layout.title.text) || "";
-  const axis = (label, visible, values) => ({
+  const axis = (label, visible, values, named) => ({
     show: visible, label, stroke: ink, font: FONT, labelFont: FONT, labelSize: 16, size: 44,
-    grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1, size: 4 }, ...(values ? { values } : {}),
+    grid: { stroke: grid, width: 1, show: !named }, ticks: { stroke: grid, width: 1, size: 4 }, ...(values ? { values } : {}),
+    ...(named ? { splits: () => named.ticks, values: (u, splits) => splits.map((v, i) => (named.labels || [])[i] ?? String(v)) } : {}),
   });
   const scaleOf = (axis, bars) => ({
     auto: !axis.range, ...(axis.range ? { range: axis.range } : {}), ...(axis.log ? { distr: 3 } : {}),
@@ -211,9 +225,10 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
     select: { show: false },
     scales: { x: scaleOf(x, bars), y: scaleOf(y, false) },
     axes: [bars ? { ...axis(x.title, x.visible, (u, splits) => splits.map((v) => categories[v] ?? "")), rotate: -30, size: 64 }
-      : axis(x.title, x.visible, null),
-      axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null)],
+      : axis(x.title, x.visible, null, x.ticks && x),
+      axis(y.title, y.visible, y.log ? (u, splits) => splits.map(shortNumber) : null, y.ticks && y)],
     series: [{}, ...series.map((item) => uPlotSeries(uPlot, item))],
+    bands: bandsOf(series),
     hooks: {
       drawClear: [(u) => drawHeatmaps(u, now())],
       draw: [(u) => {
@@ -225,6 +240,17 @@ function options(uPlot, figure, series, categories, x, y, dark, now) {
       }],
     },
   };
+}
+
+// plotly's fill: "tonexty" (a band between a line and the one before it: a distribution's percentiles) as uPlot bands.
+function bandsOf(series) {
+  const bands = [];
+  series.forEach(({ trace }, i) => {
+    if (i > 0 && trace.fill === "tonexty") {
+      bands.push({ series: [i + 1, i], fill: trace.fillcolor || withOpacity(series[i].color, 0.3) });
+    }
+  });
+  return bands;
 }
 
 function shortNumber(value) {
@@ -268,8 +294,26 @@ function drawHeatmaps(u, { figure }) {
     ctx.clip();
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(cells, left, top, right - left, bottom - top);
+    if (Array.isArray(trace.text)) drawCellTexts(u, trace, xs, ys, color);
     ctx.restore();
   }
+}
+
+// A heatmap's text per cell (a confusion matrix's counts), centred, dark or light against the cell's colour.
+function drawCellTexts(u, trace, xs, ys, color) {
+  const ctx = u.ctx, ratio = devicePixelRatio || 1;
+  ctx.font = `${((trace.textfont && trace.textfont.size) || 10) * ratio}px 'Open Sans', verdana, arial, sans-serif`;
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  trace.text.forEach((row, r) => {
+    (row || []).forEach((text, c) => {
+      if (text === null || text === undefined || text === "") return;
+      const value = trace.z[r] && trace.z[r][c];
+      const [red, green, blue] = Number.isFinite(value) ? color(value) : [255, 255, 255];
+      ctx.fillStyle = 0.299 * red + 0.587 * green + 0.114 * blue < 140 ? "#ffffff" : "#222222";
+      ctx.fillText(String(text), u.valToPos(xs[c], "x", true), u.valToPos(ys[r], "y", true));
+    });
+  });
 }
 
 function drawFreeLines(u, { figure }) {
@@ -297,7 +341,8 @@ function drawFreeLines(u, { figure }) {
   ctx.restore();
 }
 
-// Points with a colour each (on the trace's colour scale), ringed as plotly rings them.
+// Points with a colour each (on the trace's colour scale), ringed as plotly rings them; an open symbol
+// ("circle-open") is the ring alone.
 function drawPoints(u, { figure }) {
   const ctx = u.ctx, ratio = devicePixelRatio || 1;
   for (const trace of pointsOf(figure)) {
@@ -305,15 +350,17 @@ function drawPoints(u, { figure }) {
     const color = colorScale(marker.colorscale, marker.cmin ?? 0, marker.cmax ?? 1);
     const radius = ((marker.size ?? 6) / 2) * ratio;
     const ring = marker.line || {};
+    const open = String(marker.symbol || "").endsWith("-open"); // a ring in the point's colour, nothing inside
     ctx.save();
-    ctx.lineWidth = (ring.width ?? 0) * ratio;
+    ctx.lineWidth = (ring.width ?? (open ? 2 : 0)) * ratio;
     ctx.strokeStyle = ring.color || "white";
     for (let i = 0; i < trace.x.length; i++) {
       const [r, g, b] = color(marker.color[i]);
       ctx.fillStyle = `rgb(${r},${g},${b})`;
+      if (open) ctx.strokeStyle = ctx.fillStyle;
       ctx.beginPath();
       ctx.arc(u.valToPos(trace.x[i], "x", true), u.valToPos(trace.y[i], "y", true), radius, 0, 2 * Math.PI);
-      ctx.fill();
+      if (!open) ctx.fill();
       if (ctx.lineWidth) ctx.stroke();
     }
     ctx.restore();

@@ -10,7 +10,8 @@
 //   from `offset` on).
 // Page -> kernel: "hello" ({view}: a new view, send me everything), "seen" ({view, visible}: the
 //   view scrolled into or out of sight; out of sight, it draws nothing and the kernel sends it
-//   nothing). For all the figures of one kernel at once (through any one of them, so each costs
+//   nothing), "click" ({x, y, trace}: the learner clicked the plot there, in its axes' values; only
+//   for a figure whose kernel side listens, `clickable`). For all the figures of one kernel at once (through any one of them, so each costs
 //   the kernel one message, not one per figure):
 //   "drawn" ({frames: {model id: newest frame on screen}}, at most every ACK_EVERY ms), "alive"
 //   ({ids}, every 2 s while the kernel sets "watched", i.e. while a dashboard plays).
@@ -284,11 +285,26 @@ function render({ model, el }) {
     if (!model.get("watched")) settle = setTimeout(schedule, STREAMING); // back to plotly.js once quiet
   };
 
+  // A click on the plot, for figures that ask (`clickable`): where it landed, in the plot's own values.
+  const clicked = (point) => model.get("clickable") && say({ kind: "click", ...point });
+  let clicksWired = false;
+  lightDiv.addEventListener("click", (event) => {
+    const point = light && light.valueAt(event.clientX, event.clientY);
+    if (point) clicked(point);
+  });
+
   const drawPlotly = async (dark, frame) => {
     const Plotly = await plotly;
     // Fresh objects each time: Plotly.react finds what changed by comparing with the last ones.
     const data = figure.data.filter(Boolean).map((trace) => ({ ...trace }));
     await Plotly.react(plotlyDiv, data, themed(figure.layout, await templates, frame, dark), CONFIG);
+    if (!clicksWired && plotlyDiv.on) {
+      clicksWired = true;
+      plotlyDiv.on("plotly_click", (event) => {
+        const point = event && event.points && event.points[0];
+        if (point) clicked({ x: point.x, y: point.y, trace: point.curveNumber });
+      });
+    }
     lightDiv.style.display = "none";
     plotlyDiv.style.display = "";
     shownBy = "plotly";

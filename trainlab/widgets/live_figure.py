@@ -46,6 +46,8 @@ How a frame reaches the page:
   and the dashboard does not even redraw it. In sight again, it gets what changed meanwhile.
 - **Threads.** The runner thread sends frames; the kernel's main thread takes the page's
   answers. One lock keeps them apart.
+- **Clicks.** ``on_click(handler)`` makes the figure ``clickable``: its views send where a click lands
+  (plotly.js's ``plotly_click``, or the light renderer's canvas), in the axes' values.
 - **Watching.** ``last_heard`` is when a view last spoke (a drawn frame, or the page's one
   heartbeat every 2 s for all its figures): the dashboard pauses when nobody has been watching
   for a while (``watchdog``).
@@ -160,6 +162,8 @@ class LiveFigure(anywidget.AnyWidget):
                                          "otherwise they draw with plotly.js and keep quiet, so an idle kernel "
                                          "looks idle to the server's culler").tag(sync=True)
     figure_id = traitlets.Unicode(help="names the figure in the page's messages about many figures").tag(sync=True)
+    clickable = traitlets.Bool(False, help="the kernel listens to clicks on the plot (on_click): views tell it "
+                                           "where each lands").tag(sync=True)
     #: Frames that may be on their way to a page, undrawn, before the figure waits for it.
     max_undrawn = 10
 
@@ -181,6 +185,7 @@ class LiveFigure(anywidget.AnyWidget):
         self._sent: dict[tuple[int, str], np.ndarray] = {}  # the last array the page got, per trace property
         self._views: dict[str, bool] = {}  # each view that said hello -> whether it is in sight
         self._sight_handlers: list[Callable[[], None]] = []
+        self._click_handlers: list[Callable[[dict[str, Any]], None]] = []
         self.last_heard: float | None = None  # time.monotonic() when a view last spoke; None: never
         self.on_msg(self._on_view_message)
 
@@ -261,6 +266,13 @@ class LiveFigure(anywidget.AnyWidget):
     def on_sight(self, handler: Callable[[], None]) -> None:
         """Call ``handler()`` (on the kernel's main thread) when a view comes into sight, e.g. to draw what it skipped."""
         self._sight_handlers.append(handler)
+
+    def on_click(self, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``handler({"x": ..., "y": ..., "trace": i})`` (on the kernel's main thread) when the learner clicks
+        the plot: where the click landed in the axes' values (a heatmap cell's x and y), and the trace clicked
+        (-1 when drawn by the light renderer, which does not tell)."""
+        self._click_handlers.append(handler)
+        self.clickable = True
 
     def send_traces(self, indexes: list[int], **values: list[Any]) -> None:
         """Set properties of several traces: ``send_traces([0, 1], x=[x0, x1], y=[y0, y1])``.
@@ -352,6 +364,11 @@ class LiveFigure(anywidget.AnyWidget):
             frames = content.get("frames") or {self.figure_id: content.get("frame")}
             for figure_id, frame in frames.items():
                 _heard_from(figure_id, frame)
+        elif kind == "click":  # {"x", "y", "trace"}: the learner clicked there
+            point = {name: content.get(name) for name in ("x", "y", "trace")}
+            if all(isinstance(point[name], (int, float)) for name in ("x", "y")):
+                for handler in self._click_handlers:
+                    handler(point)
         elif kind == "alive":  # {"ids": [...]}: the page shows these figures
             for figure_id in content.get("ids") or [self.figure_id]:
                 _heard_from(figure_id)

@@ -12,7 +12,7 @@ All the squares are one heatmap (a mosaic, with gaps of NaN) and the lines are e
 traces (two signs x four widths, segments separated by NaN): a redraw sends ten arrays,
 whatever the size of the network, through ``send_traces`` only.
 
-Other models get per-layer activation statistics instead (mean, spread, dead ReLUs).
+Other models get per-layer activation statistics instead (mean, spread, dead units).
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class _NeuronMosaic:
 
 
 class _LayerStats:
-    """For models whose neurons are not pictures of a plane: each layer's activation mean, spread and dead ReLUs."""
+    """For models whose neurons are not pictures of a plane: each layer's activation mean, spread and dead units."""
 
     def __init__(self, loop: Loop) -> None:
         # Nothing measured here: the loop may be training on another thread (a dashboard playing);
@@ -288,7 +288,7 @@ class _LayerStats:
         self.figure = new_figure("Activations per layer (256 training samples)", "layer", "value")
         self.figure.add_bar(name="mean", x=[], y=_EMPTY, marker_color=_POSITIVE)
         self.figure.add_bar(name="std", x=[], y=_EMPTY, marker_color="#888888")
-        self.figure.add_bar(name="dead ReLU share", x=[], y=_EMPTY, marker_color=_NEGATIVE)
+        self.figure.add_bar(name="dead share", x=[], y=_EMPTY, marker_color=_NEGATIVE)
         self.figure.send_layout(barmode="group")
         self._note: str | None = None
         self._say(_STATS_NOTE)  # until the first redraw finds out whether there is anything to measure

@@ -9,7 +9,11 @@ overrides when it needs them:
 - ``attach(loop)``: handlers a plot needs during a step (the step's landscape measures after backward);
   the dashboard removes them when it closes;
 - ``budget``: a plot that measures on a budget of its own (not only when drawn) gives it here, so
-  the status line's "UI: n% of a core" counts it.
+  the status line's "UI: n% of a core" counts it;
+- ``connect(plots)``: plots that work together find each other, once the dashboard has made them all
+  (a picked confusion cell narrows the mistakes shown).
+
+A plot with controls of its own (a menu) draws at once when the learner uses them: ``redraw_now``.
 
 Which plots there are, which are on by default, and how each is built: ``plots.py``.
 """
@@ -17,6 +21,8 @@ Which plots there are, which are on by default, and how each is built: ``plots.p
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from trainlab.errors import LoopBusyError
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -51,3 +57,15 @@ class Plot:
     def attach(self, loop: Loop) -> list[Handle]:
         """Handlers this plot needs on the loop's events (removed when the dashboard closes); none by default."""
         return []
+
+    def connect(self, plots: dict[str, Plot]) -> None:
+        """Find the other plots of the dashboard (name -> plot) this one works with; nothing by default."""
+
+    def redraw_now(self, loop: Loop) -> None:
+        """Redraw at once, as one frame, if no other thread trains the loop (a dashboard playing: its next turn
+        draws it). For a plot's own controls, whose handlers run on the kernel's thread."""
+        try:
+            with loop.hold(), self.figure.batch():
+                self.redraw(loop)
+        except LoopBusyError:
+            pass

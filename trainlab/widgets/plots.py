@@ -17,11 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from trainlab.widgets.activations_plot import ActivationsPlot
+from trainlab.widgets.confusion_plot import ConfusionPlot
 from trainlab.widgets.data_view import DecisionBoundaryPlot, PredictionCurvePlot, data_view_name
+from trainlab.widgets.distribution_plots import DistributionPlot
 from trainlab.widgets.landscape_plot import StepLandscapePlot
 from trainlab.widgets.live_plots import AccuracyPlot, GradHistogramPlot, GradNormPlot, LossPlot, UpdateRatioPlot
+from trainlab.widgets.mistakes_plot import MistakesPlot
 from trainlab.widgets.network_view import NetworkView
 from trainlab.widgets.plot import Plot
+from trainlab.widgets.summary_plot import SummaryPlot
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -102,3 +107,27 @@ register_plot("network", lambda loop, o: NetworkView(loop, live=False),  # the d
               about="every neuron's output over the input plane, or per-layer statistics (runs the model)")
 register_plot("step_landscape", lambda loop, o: StepLandscapePlot(loop, o.fps / 2, o.own_share), own_budget=True,
               about="the open batch's loss along the coming update (runs the model several times a step)")
+# Issue 29: the errors, and the inside over time. Off by default: the default dashboard is full, and each
+# runs the model (over the validation data, or a probe batch) or measures every step on a budget of its own.
+register_plot("confusion", lambda loop, o: ConfusionPlot(loop) if _one_class_each(loop) else None, budget="data",
+              about="the confusion matrix on the validation data: true class by predicted class, counts and row "
+                    "shares; click a cell to see its samples in the mistakes (classification only; runs the model)")
+register_plot("mistakes", lambda loop, o: MistakesPlot(loop) if loop.accuracy_kind or loop.loss_name == "mse" else None,
+              budget="data", about="the samples with the highest loss, drawn as the data is shaped (pictures, "
+                                   "points ringed on the plane, tokens), with true and predicted label (runs the model)")
+register_plot("weight_distributions", lambda loop, o: DistributionPlot(loop, "weights", o.max_points, o.own_share),
+              own_budget=True, about="a layer's weights over the steps: percentile bands (records a few times a "
+                                     "second)")
+register_plot("grad_distributions", lambda loop, o: DistributionPlot(loop, "grads", o.max_points, o.own_share),
+              own_budget=True, about="a layer's gradients over the steps: percentile bands (records a few times a "
+                                     "second)")
+register_plot("activations", lambda loop, o: ActivationsPlot(loop, o.max_points, o.own_share), own_budget=True,
+              about="every layer's dead units, mean and spread over the steps, or one layer's values as a "
+                    "colorful dimension (runs a probe batch a couple of times a second)")
+register_plot("summary", lambda loop, o: SummaryPlot(loop),
+              about="the model layer by layer: type, output shape, parameters, gradient norm (tl.summary)")
+
+
+def _one_class_each(loop: Loop) -> bool:
+    """Whether each sample has one class (cross-entropy, or binary cross-entropy on one output): a confusion matrix."""
+    return loop.accuracy_kind in ("multiclass", "binary_logits", "binary_probs")

@@ -1,6 +1,6 @@
 """The stage view: what the stage that just ran did, shown as an HTML table a learner can read.
 
-forward  -> a few samples: input, output, prediction, target
+forward  -> a few samples: input (a picture, for images), output, prediction, target
 loss     -> the loss value and the formula that produced it
 backward -> each parameter's gradient norm
 update   -> how far the update moved each parameter, relative to its size
@@ -16,6 +16,7 @@ import ipywidgets as widgets
 import torch
 
 from trainlab.events import STAGES
+from trainlab.widgets.pictures import is_picture, picture_html
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -175,13 +176,15 @@ def _update_details(loop: Loop, samples: int, playing: bool = False) -> str:
 
 
 def _clipping(loop: Loop) -> str:
-    """With clip_grad_norm: the gradients' total norm before and after clipping, for the update that just ran."""
+    """With clipping (by norm or by value): the gradients' total norm before and after clipping, for the update that just ran."""
     log = loop.last_log
     if "clipped_grad_norm" not in log:
         return ""
     before, after = log["grad_norm"], log["clipped_grad_norm"]
     verdict = "scaled down to" if after < before else "under the limit, so unchanged:"
-    return (f"<p>Gradient clipping (clip_grad_norm={loop.clip_grad_norm:g}): the gradients' total norm was "
+    limits = [f"{name}={value:g}" for name, value in (("clip_grad_value", loop.clip_grad_value),
+                                                        ("clip_grad_norm", loop.clip_grad_norm)) if value is not None]
+    return (f"<p>Gradient clipping ({', '.join(limits)}): the gradients' total norm was "
             f"<b>{before:.3g}</b>, {verdict} <b>{after:.3g}</b> before the update.</p>")
 
 
@@ -204,11 +207,15 @@ def _n_samples(targets: Any) -> int:
 
 
 def _sample_inputs(inputs: Any, i: int) -> str:
-    """Sample ``i``'s input, or each of its several inputs (a tuple or dict of tensors)."""
+    """Sample ``i``'s input (a picture when it is one: an 8x8 digit), or each of its several inputs."""
     if isinstance(inputs, torch.Tensor):
-        return _numbers(inputs[i])
+        return _input(inputs[i])
     named = inputs.items() if isinstance(inputs, dict) else enumerate(inputs)
-    return "; ".join(f"{html.escape(str(name))}: {_numbers(t[i])}" for name, t in named)
+    return "; ".join(f"{html.escape(str(name))}: {_input(t[i])}" for name, t in named)
+
+
+def _input(sample: torch.Tensor) -> str:
+    return picture_html(sample) if is_picture(sample) else _numbers(sample)
 
 
 def _numbers(t: torch.Tensor) -> str:
