@@ -199,6 +199,8 @@ def test_linear_noise_free_is_exactly_affine_and_same_rule_for_every_seed():
         assert torch.allclose(design @ solution, y.double(), atol=1e-5)
         fits.append(solution)
     assert torch.allclose(fits[0], fits[1], atol=1e-5)
+    weight, bias = ds.linear_rule(features=4)  # the rule itself, as notebook 1 compares a trained model with it
+    assert torch.allclose(fits[0].float(), torch.cat([weight[:, 0], bias]).view(-1, 1), atol=1e-5)
 
 
 def test_linear_noise_sets_residual_spread():
@@ -350,6 +352,6 @@ def test_other_bad_arguments_raise_with_a_hint(call, hint):
 
 
 def test_module_exports_exactly_the_data_sets():
-    assert sorted(ds.__all__) == sorted(f.__name__ for f in ALL)
+    assert sorted(ds.__all__) == sorted([f.__name__ for f in ALL] + ["linear_rule"])  # and linear's hidden rule
     for fn in ALL:
         assert fn.__doc__ and "\n" not in fn.__doc__.strip()

@@ -48,9 +48,20 @@ def test_what_make_lab_installs_holds_voila():
     assert "voila" in {Requirement(line).name for line in requires("trainlab") if "extra ==" not in line}
 
 
-def test_the_learners_folder_holds_only_notebooks_and_their_readme():
+def test_the_learners_folder_holds_only_notebooks_their_readme_and_answer_keys():
     assert {p.name for p in (ROOT / "notebooks").iterdir() if not p.name.startswith(".")} == \
-        {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} | {"README.md"}
+        {p.name for p in (ROOT / "notebooks").glob("*.ipynb")} | {"README.md", "solutions"}
+    keys = {p.name for p in (ROOT / "notebooks" / "solutions").iterdir() if not p.name.startswith(".")}
+    assert keys and keys <= {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}  # each one a notebook's key
+
+
+def test_make_test_notebooks_runs_nbval_on_the_answer_keys_too_and_then_the_tests_that_run_nbval():
+    command = planned("test-notebooks")
+    nbval = re.search(r"^.*--nbval-lax.* (\S+)$", command, re.M).group(1)
+    assert nbval == "notebooks"  # nbval collects notebooks/solutions/ inside it
+    assert re.search(r"pytest .*tests -m notebooks$", command, re.M)
+    # make test runs the rest of the tests once, and the notebook ones through test-notebooks
+    assert re.search(r'pytest .*tests -m "not notebooks"$', planned("test"), re.M)
 
 
 def test_nbval_is_given_a_sanitize_file_that_exists():

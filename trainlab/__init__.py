@@ -10,9 +10,10 @@
 
 from typing import Any
 
-from trainlab import datasets, models
+from trainlab import datasets, faults, mistakes, models
 from trainlab.activations import ActivationStats
 from trainlab.callbacks import Callback, EarlyStopping, StopAtTarget
+from trainlab.check import CheckReport, check_loop, check_step
 from trainlab.confusion import confusion
 from trainlab.distributions import Distributions
 from trainlab.errors import CheckpointError, LoopBusyError, NonFiniteError, ReplayError, StageError
@@ -34,6 +35,7 @@ __all__ = [
     "Callback", "EarlyStopping", "StopAtTarget",
     "StageError", "NonFiniteError", "LoopBusyError", "CheckpointError", "ReplayError",
     "LRFinderResult", "StepLandscape", "step_landscape", "neuron_layers", "neuron_activations", "activation_stats",
+    "check_step", "check_loop", "CheckReport", "faults", "mistakes",
     "confusion", "top_losses", "TopLosses", "summary", "Summary", "Distributions", "ActivationStats",
     "replay", "travel", "TravelError", "LiveDropout", "register_data", "register_model",
     "datasets", "models", "Dashboard", "NetworkView", "plot_history", "compare_runs", "plot_lr_finder",

@@ -29,7 +29,7 @@ from torch import Tensor
 from trainlab.makers import data_maker
 from trainlab.options import check_seed, is_whole_number
 
-__all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "sine", "digits"]
+__all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "linear_rule", "sine", "digits"]
 
 DIGITS_ROWS = 1797  # rows in the shipped UCI test set
 # Next to this module (not via importlib.resources) so it also resolves while
@@ -163,13 +163,22 @@ def linear(n: int = 100, features: int = 10, noise: float = 0.1, seed: int = 0) 
         )
     # The hidden weights come from their own fixed generator, not from seed,
     # so every seed samples the same rule (and seed=1 can test a fit on seed=0).
-    rule = torch.Generator().manual_seed(_LINEAR_WEIGHTS_SEED)
-    weight = torch.randn(features, 1, generator=rule)
-    bias = torch.randn(1, generator=rule)
+    weight, bias = linear_rule(features)
     g = _generator(seed)
     X = torch.randn(n, features, generator=g)
     y = X @ weight + bias
     return X.to(torch.float32), _noisy(y, noise, g)
+
+
+def linear_rule(features: int = 10) -> tuple[Tensor, Tensor]:
+    """The hidden rule behind ``linear``: ``y = X @ weight + bias`` (+ noise); weight is (features, 1), bias (1,).
+
+    The answer a model trained on ``linear`` should find: ``nn.Linear(features, 1)``'s ``weight`` ends
+    near ``weight.T`` and its ``bias`` near ``bias``.
+    """
+    rule = torch.Generator().manual_seed(_LINEAR_WEIGHTS_SEED)
+    weight = torch.randn(int(features), 1, generator=rule)
+    return weight, torch.randn(1, generator=rule)
 
 
 @data_maker("sine")

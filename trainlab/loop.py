@@ -35,6 +35,7 @@ from trainlab.hyperparameters import check_clip_value, clipping_allowed
 from trainlab.data import LoopData
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.events import STAGES, Event, Events, Handle
+from trainlab.faults import plant_asked
 from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
@@ -95,7 +96,7 @@ class Loop:
     16 steps (fewer for big models), the steps between replayed exactly (16 MB: tens of thousands of
     steps of a small MLP, ~24 of a 1M-parameter one). ``threads`` sets torch's intra-op threads for the
     whole process until the last such loop is gone (None: leave them): one thread runs a lab's small
-    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower.
+    models fastest, and on a shared CPU more threads make tiny operations 10-100x slower. ``fault``: see tl.faults.
     """
 
     def __init__(self, model: nn.Module, data: Any, loss_fn: Any, optimizer: Any = "sgd", lr: float | None = None,
@@ -107,7 +108,7 @@ class Loop:
                  clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
                  outputs: int | str | None = None, accuracy: bool | int | str | None = None,
                  drop_last: bool | None = None, accumulate: int = 1, precision: str | None = None,
-                 device: str | torch.device = "cpu",
+                 device: str | torch.device = "cpu", fault: str | None = None,
                  on_nonfinite: str = "raise", rewind_memory_mb: float = 16, threads: int | None = 1) -> None:
         """Build a loop; every argument is checked here, so mistakes surface before training."""
         check_flags(model, on_nonfinite, scheduler_interval, threads, shuffle, accuracy)
@@ -153,6 +154,7 @@ class Loop:
         self._start_run(seed, batch_size, shuffle, loader_shuffle)
         self._time = TimeTravel(self, rewind_budget)
         self._time.mark_initial()
+        plant_asked(self, fault)  # the bug clinic: a classic mistake, planted through the loop's public parts
 
     def _use_optimizer(self, scheduler: Any, interval: str, metric: str | None) -> None:
         """Settle the optimizer just chosen: what may be rebuilt, its groups' decay, its scheduler."""

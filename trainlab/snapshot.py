@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from trainlab.checkpoint import LoopState
 from trainlab.history import HistoryMark
 
-__all__ = ["Snapshot", "clone_tree", "clone_optimizer_state", "copy_optimizer_state"]
+__all__ = ["Snapshot", "clone_tree", "clone_optimizer_state", "copy_optimizer_state", "optimizer_copy"]
 
 
 @dataclass(eq=False)
@@ -102,3 +102,13 @@ def clone_tree(value: Any) -> Any:
     if isinstance(value, (int, float, str, bool, type(None))):
         return value
     return copy.deepcopy(value)
+
+
+def optimizer_copy(optimizer: torch.optim.Optimizer, model: nn.Module, copy_model: nn.Module) -> torch.optim.Optimizer:
+    """A copy of ``optimizer`` (settings and state) whose parameters are ``copy_model``'s, a copy of ``model``.
+
+    Its steps move only the copy: a trial step (loading a checkpoint) or a learner's own code (tl.check_step).
+    """
+    copy_of = {id(p): q for p, q in zip(model.parameters(), copy_model.parameters())}
+    memo = {id(p): copy_of[id(p)] for group in optimizer.param_groups for p in group["params"] if id(p) in copy_of}
+    return copy.deepcopy(optimizer, memo)

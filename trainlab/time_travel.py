@@ -32,7 +32,7 @@ from trainlab.events import Events
 from trainlab.optimizers import children, needs_closure, zero_gradient
 from trainlab.options import is_whole_number, make_optimizer
 from trainlab.keyframes import Keyframe, Keyframes
-from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state
+from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state, optimizer_copy
 from trainlab.state import Batch, BatchStart
 
 if TYPE_CHECKING:
@@ -400,7 +400,7 @@ class TimeTravel:
         # moments, no wrong shapes), which torch's load_state_dict does not check.
         scratch_model = copy.deepcopy(loop.model)
         scratch = (make_optimizer(kind, scratch_model, None, {}) if kind
-                   else _optimizer_copy(loop._given_optimizer, loop.model, scratch_model))
+                   else optimizer_copy(loop._given_optimizer, loop.model, scratch_model))
         _check_state_indices(state["optimizer"])
         scratch.load_state_dict(clone_optimizer_state(state["optimizer"]))
         _check_optimizer_kind(scratch)
@@ -576,15 +576,6 @@ def _check_place(state: LoopState, n_generators: int) -> None:
     values = [counters["epoch"], counters["step"], counters["skipped"], *counters["epoch_sums"]]
     if len(values) != 6 or not all(isinstance(v, (int, float)) and v >= 0 for v in values):
         raise ValueError("its counters are malformed")
-
-
-def _optimizer_copy(optimizer: torch.optim.Optimizer, model: nn.Module,
-                    scratch_model: nn.Module) -> torch.optim.Optimizer:
-    """A copy of ``optimizer`` whose parameters are the scratch model's (so a trial step touches nothing real)."""
-    scratch_of = {id(p): q for p, q in zip(model.parameters(), scratch_model.parameters())}
-    memo = {id(p): scratch_of[id(p)] for group in optimizer.param_groups for p in group["params"]
-            if id(p) in scratch_of}
-    return copy.deepcopy(optimizer, memo)
 
 
 def _check_state_indices(saved: dict[str, Any]) -> None:

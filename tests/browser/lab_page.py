@@ -69,6 +69,9 @@ def button(page: Any, label: str) -> Any:
 def status_text(page: Any) -> str:
     """The dashboard's status line (it holds 'step N' and 'next: stage()')."""
     locator = page.locator(".widget-html", has_text=re.compile(r"next: \w+\(\)")).first
+    # In sight first: JupyterLab leaves cells far from the view unpainted (after Run All, the view is at the
+    # notebook's end), and an unpainted line has no text to read.
+    locator.scroll_into_view_if_needed(timeout=15000)
     return locator.inner_text(timeout=15000)  # a busy 2-core machine can take a while to paint
 
 

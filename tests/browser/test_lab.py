@@ -19,8 +19,9 @@ WORKSHOP = "notebooks/04_live_lab.ipynb"
 STAGES = ["Forward", "Loss", "Backward", "Update"]
 
 
-def open_notebook(page, server, path: str) -> None:
-    """Open a notebook in JupyterLab, run all its cells and wait for the dashboard."""
+def open_notebook(page, server, path: str, dashboard: bool = True) -> None:
+    """Open a notebook in JupyterLab, run all its cells and wait for the dashboard (``dashboard=False``: only
+    start the run; wait_idle waits for its end)."""
     workspace = Path(path).stem  # a fresh workspace per notebook: no tabs left from other tests
     page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{path}?token={server.token}&reset")
     wait_until(lambda: page.evaluate("() => !!(window.jupyterapp && window.jupyterapp.shell)"), 60,
@@ -33,7 +34,8 @@ def open_notebook(page, server, path: str) -> None:
         " return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel); }"))[1],
         60, "the kernel to start")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    wait_until(lambda: (dismiss_dialogs(page), button(page, "Forward").is_visible())[1], 90, "the dashboard")
+    if dashboard:
+        wait_until(lambda: (dismiss_dialogs(page), button(page, "Forward").is_visible())[1], 90, "the dashboard")
 
 
 def wait_idle(page, server, timeout: float = 60) -> None:
