@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Protocol, runtime_checkable
 
 from torch import Tensor
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.events import EVENTS, Handle
-from trainlab.options import is_whole_number, real_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop

@@ -16,8 +16,9 @@ from typing import Any, TypedDict
 import torch
 from torch import Tensor
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.errors import CheckpointError
-from trainlab.options import OPTIMIZERS_BY_NAME, is_whole_number, real_number, setting_numbers
+from trainlab.options import OPTIMIZERS_BY_NAME, setting_numbers
 
 __all__ = ["FORMAT", "VERSION", "Counters", "Place", "LoopState", "write", "read", "upgrade", "check_model",
            "check_position", "check_optimizer_groups"]

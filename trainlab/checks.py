@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.batching import as_inputs, call_model, first_tensor, head, leaves, like, map_tensors
 from trainlab.metrics import eval_mode, pick
-from trainlab.options import is_whole_number, real_number
 
 __all__ = ["check_flags", "check_count", "pick_device", "rewind_bytes", "probe", "in_model_dtype", "quiet_forward",
            "not_one_number", "non_finite_data", "non_finite_advice", "may_draw_random_numbers", "predict_batch",

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from trainlab.arguments import is_whole_number
 from trainlab.makers import data_maker
-from trainlab.options import check_seed, is_whole_number
+from trainlab.options import check_seed
 
 __all__ = ["moons", "circles", "spiral", "xor", "blobs", "linear", "linear_rule", "sine", "digits"]
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from trainlab.options import is_whole_number
+from trainlab.arguments import is_whole_number
 
 __all__ = ["History", "Branch", "HistoryMark", "FULL_STEPS"]
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.arguments import is_whole_number
 from trainlab.activations import RECTIFIERS, probe_activations
 from trainlab.batching import map_tensors
 from trainlab.metrics import eval_mode
-from trainlab.options import is_whole_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.errors import StageError
 from trainlab.metrics import clip_grad_norm
 from trainlab.optimizers import needs_closure
-from trainlab.options import is_whole_number, real_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop

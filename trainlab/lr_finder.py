@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.errors import NonFiniteError, StageError
 from trainlab.guard import interrupts_deferred
-from trainlab.options import is_whole_number, real_number
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop

@@ -16,8 +16,9 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from trainlab.arguments import is_whole_number, real_number
 from trainlab.makers import model_maker
-from trainlab.options import check_seed, is_whole_number, real_number
+from trainlab.options import check_seed
 
 __all__ = ["ACTIVATIONS", "mlp", "cnn"]
 

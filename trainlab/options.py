@@ -12,12 +12,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from trainlab.arguments import is_bool, is_whole_number, positive_or_none, real_number, short
+from trainlab.arguments import is_bool, positive_or_none, real_number, short
 
 __all__ = ["LOSSES", "OPTIMIZERS", "OPTIMIZERS_BY_NAME", "make_loss", "loss_name", "make_optimizer",
-           "check_optimizer_options",
-           "check_lr", "check_clip", "positive_or_none", "check_weight_decay", "check_seed", "check_batch_size", "is_whole_number",
-           "check_targets", "real_number", "setting_numbers", "set_lr", "set_weight_decay",
+           "check_optimizer_options", "check_lr", "check_clip", "check_weight_decay", "check_seed",
+           "check_batch_size", "check_targets", "setting_numbers", "set_lr", "set_weight_decay",
            "choose_optimizer", "switched_optimizer"]
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {

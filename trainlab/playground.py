@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainlab.arguments import is_whole_number
 from trainlab.makers import DATA_MAKERS, MODEL_MAKERS, arguments_of
-from trainlab.options import is_whole_number
 from trainlab.recipe import (LIVE_CHANGES, Made, check_dropout, check_momentum, from_recipe, line_entries, loss_for,
                              made, make_data, make_model, recipe_of, settings)
 

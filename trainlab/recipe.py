@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from trainlab.arguments import is_whole_number
 from trainlab.makers import DATA_MAKERS, MODEL_MAKERS, check_arguments, recent_data
-from trainlab.options import (LOSSES, OPTIMIZERS, check_batch_size, check_lr, check_weight_decay,
-                             is_whole_number)
+from trainlab.options import LOSSES, OPTIMIZERS, check_batch_size, check_lr, check_weight_decay
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop

@@ -26,11 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from trainlab import checkpoint
+from trainlab.arguments import is_whole_number
 from trainlab.checkpoint import LoopState
 from trainlab.errors import CheckpointError, ReplayError, StageError
 from trainlab.events import Events
 from trainlab.optimizers import children, needs_closure, zero_gradient
-from trainlab.options import is_whole_number, make_optimizer
+from trainlab.options import make_optimizer
 from trainlab.keyframes import Keyframe, Keyframes
 from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state, optimizer_copy
 from trainlab.state import Batch, BatchStart

@@ -23,7 +23,7 @@ from trainlab.activations import RECTIFIERS, ActivationStats
 from trainlab.errors import LoopBusyError
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import new_figure
+from trainlab.widgets.plot_style import new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.events import Handle
@@ -156,9 +156,7 @@ class ActivationsPlot(Plot):
     def _say(self, text: str) -> None:
         if text != self._note:
             self._note = text
-            self.figure.send_layout(annotations=[dict(
-                text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                showarrow=False, font=dict(size=10, color="#555"))])
+            self.figure.send_layout(annotations=[note_above(text)])
 
 
 def colorful_dimension(steps: np.ndarray, histograms: np.ndarray, ranges: np.ndarray, columns: int = _COLUMNS,

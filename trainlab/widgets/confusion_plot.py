@@ -17,7 +17,7 @@ import numpy as np
 
 from trainlab.confusion import confusion, row_shares
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import new_figure
+from trainlab.widgets.plot_style import new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -41,7 +41,7 @@ class ConfusionPlot(Plot):
                                               "%{y}s)<extra></extra>")
         self.figure.add_scatter(x=[], y=[], mode="lines", line=dict(color=_PICKED, width=3), hoverinfo="skip",
                                 showlegend=False, name="picked")
-        self.figure.send_layout(annotations=[_note("colour: share of the row · click a cell to see its samples")])
+        self.figure.send_layout(annotations=[note_above("colour: share of the row · click a cell to see its samples")])
         self.figure.on_click(self._clicked)
         self.picked: tuple[int, int] | None = None  # (true class, predicted class) of the picked cell
         self.counts: np.ndarray | None = None  # the matrix drawn last
@@ -99,10 +99,6 @@ class ConfusionPlot(Plot):
             y = np.array([t - 0.5, t - 0.5, t + 0.5, t + 0.5, t - 0.5])
         self.figure.send_traces([1], x=[x], y=[y])
 
-
-def _note(text: str) -> dict:
-    return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                showarrow=False, font=dict(size=10, color="#555"))
 
 
 def plot_errors(loop: Loop, k: int = 9) -> widgets.Widget:

@@ -20,7 +20,7 @@ import numpy as np
 from trainlab.distributions import Distributions
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure
+from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.events import Handle
@@ -117,17 +117,13 @@ class DistributionPlot(Plot):
         """The line above the plot (sent only when it changes: a layout update costs the page a relayout)."""
         if text != self._note:
             self._note = text
-            self.figure.send_layout(annotations=[_note(text)])
+            self.figure.send_layout(annotations=[note_above(text)])
 
 
 def _rgba(colour: str, opacity: float) -> str:
     n = int(colour[1:], 16)
     return f"rgba({n >> 16},{(n >> 8) & 255},{n & 255},{opacity})"
 
-
-def _note(text: str) -> dict:
-    return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                showarrow=False, font=dict(size=10, color="#555"))
 
 
 def plot_distributions(recorder: Distributions, layer: str | None = None, kind: str = "weights") -> widgets.Widget:

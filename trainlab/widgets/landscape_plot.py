@@ -20,7 +20,7 @@ from trainlab.events import Handle
 from trainlab.landscape import StepLandscape, step_landscape
 from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure
+from trainlab.widgets.plot_style import TRAIN_COLOR, VAL_COLOR, new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -42,7 +42,7 @@ class StepLandscapePlot(Plot):
         self.figure.add_scatter(name="after this update (t = 1)", mode="markers",
                                 marker=dict(color=VAL_COLOR, size=11, symbol="diamond"))
         self.figure.add_vline(x=1, line=dict(color="gray", dash="dot"))
-        self.figure.send_layout(annotations=[_note(_WAITING)])
+        self.figure.send_layout(annotations=[note_above(_WAITING)])
         self.latest: StepLandscape | None = None
         self.failure: str | None = None  # why the last measurement failed, as the plot says it
         self._measured: tuple | None = None  # the batch (and settings) the latest landscape belongs to
@@ -76,13 +76,13 @@ class StepLandscapePlot(Plot):
                                 y=[losses, np.array([view.current]), np.array([view.landing])])
         change = view.landing - view.current
         verdict = "down" if change < 0 else "UP: the step overshoots"
-        self.figure.send_layout(annotations=[_note(
+        self.figure.send_layout(annotations=[note_above(
             f"update {view.step}, lr {view.lr:.3g}: loss {view.current:.4g} → {view.landing:.4g} ({verdict})")])
 
     def _show_note(self, text: str) -> None:
         """An empty plot that says why: waiting for a backward, or what went wrong."""
         self.figure.send_traces([0, 1, 2], x=[_EMPTY] * 3, y=[_EMPTY] * 3)
-        self.figure.send_layout(annotations=[_note(text)])
+        self.figure.send_layout(annotations=[note_above(text)])
 
     def _after_backward(self, loop: Loop) -> None:
         if self.budget.due():
@@ -118,8 +118,3 @@ def _short(text: str, limit: int = 200) -> str:
     """One line that fits above the plot."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _note(text: str) -> dict:
-    return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                showarrow=False, font=dict(size=10, color="#555"))

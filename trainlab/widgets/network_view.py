@@ -32,7 +32,7 @@ from trainlab.widgets.budget import RenderBudget
 from trainlab.widgets.data_view import axis_over
 from trainlab.widgets.live_figure import Quantized
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import new_figure
+from trainlab.widgets.plot_style import new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -305,9 +305,7 @@ class _LayerStats:
         """The line above the bars (sent only when it changes: a layout update costs the page a relayout)."""
         if text != self._note:
             self._note = text
-            self.figure.send_layout(annotations=[dict(
-                text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
-                showarrow=False, font=dict(size=10, color="#555"))])
+            self.figure.send_layout(annotations=[note_above(text)])
 
 
 _STATS_NOTE = "this model's neurons are not pictures of a 2-D plane: per-layer numbers instead"

@@ -16,7 +16,7 @@ from trainlab.widgets.live_figure import LiveFigure
 
 __all__ = ["TRAIN_COLOR", "VAL_COLOR", "GHOST_COLOR", "GHOST_OPACITY", "RAW_COLOR", "RAW_OPACITY",
            "CHANGE_COLOR", "MAX_CHANGE_MARKS", "LOG_AXIS", "LINEAR_AXIS", "EPOCH_AXIS", "LEGEND", "MODEBAR",
-           "change_marks", "new_figure", "y_axis"]
+           "change_marks", "new_figure", "y_axis", "note_above"]
 
 TRAIN_COLOR = "#1f77b4"  # plotly's first colour: training curves
 VAL_COLOR = "#ff7f0e"  # its second: validation curves
@@ -97,3 +97,9 @@ def new_figure(title: str, x_title: str, y_title: str, *, log_y: bool = False,
 def y_axis(title: str, log: bool) -> dict[str, Any]:
     """A y axis titled ``title``, on a log or a linear scale."""
     return dict(title=dict(text=title, standoff=4), **(LOG_AXIS if log else LINEAR_AXIS))
+
+
+def note_above(text: str) -> dict[str, Any]:
+    """A plot's one-line note just above its plotting area (what it shows, or why it shows nothing yet)."""
+    return dict(text=text, x=0, y=1.0, xref="paper", yref="paper", xanchor="left", yanchor="bottom",
+                showarrow=False, font=dict(size=10, color="#555"))

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from trainlab.summary import summary
 from trainlab.widgets.plot import Plot
-from trainlab.widgets.plot_style import new_figure
+from trainlab.widgets.plot_style import new_figure, note_above
 
 if TYPE_CHECKING:
     from trainlab.loop import Loop
@@ -61,6 +61,4 @@ class SummaryPlot(Plot):
                                                  font=dict(family="monospace", size=11), height=_ROW_HEIGHT)])
         self.figure.send_layout(title=dict(text=f"Model summary: {table.total:,} parameters ({table.trainable:,} "
                                                 f"trainable, {table.frozen:,} frozen)", font=dict(size=14)),
-                                annotations=[dict(text=table.caption(), x=0, y=1.0, xref="paper", yref="paper",
-                                                  xanchor="left", yanchor="bottom", showarrow=False,
-                                                  font=dict(size=10, color="#555"))])
+                                annotations=[note_above(table.caption())])
