@@ -147,8 +147,8 @@ class Recorder:
         self.rows.append(self.loop.state.step if step is None else int(step), self.measure())
 
     def measure(self) -> dict[str, Any]:
-        """One record's numbers, by column name (arrays of a fixed shape)."""
-        raise NotImplementedError
+        """One record's numbers, by column name (arrays of a fixed shape): what each kind of recorder measures."""
+        raise TypeError(f"{type(self).__name__} is a Recorder and must define measure()")
 
     def _after_update(self, loop: Loop) -> None:
         if loop.state.step % self.every == 0:
