@@ -48,14 +48,35 @@ _FIRST_UPDATE_JS = f"""async () => {{
   return (performance.now() - start) / 1000;
 }}"""
 
+# The dashboard that holds the loss plot (the first one before any plot is drawn), scrolled to the top: where the
+# loss plot and its lowest plot end (px from the window's top; 0: not drawn yet).
+_DASHBOARD_JS = f"""() => {{
+  const loss = {FIGURES}.find(el => el.dataset.title === 'Loss');
+  const dashboard = loss ? loss.closest('.trainlab-dashboard') : document.querySelector('.trainlab-dashboard');
+  dashboard.scrollIntoView({{block: 'start'}});
+  const plots = Array.from(dashboard.querySelectorAll('.trainlab-live-figure'));
+  const bottom = (el) => el.getBoundingClientRect().bottom;
+  return [loss ? bottom(loss) : 0, Math.max(0, ...plots.map(bottom))];
+}}"""
+_STATUS_BAR = 40  # px: JupyterLab's status bar under the notebook, and a margin
+
+
 def show_whole_dashboard(page: Any) -> None:
-    """Make the window just tall enough for the whole dashboard and scroll it to the top: every plot of it is
-    seen (and drawn), and what follows it in the notebook (the neuron view) mostly not."""
-    page.set_viewport_size({"width": 1400, "height": 2000})
-    height = page.evaluate("() => document.querySelector('.trainlab-dashboard').getBoundingClientRect().height")
-    page.set_viewport_size({"width": 1400, "height": min(2000, int(height) + 20)})
-    page.evaluate("() => document.querySelector('.trainlab-dashboard').scrollIntoView({block: 'start'})")
-    time.sleep(0.5)
+    """Make the window just tall enough for the dashboard's plots (at most 2000 px) and scroll it to the top: every
+    plot of it is seen (and drawn), and what follows it in the notebook (the neuron view) mostly not.
+
+    Measured again after each resize (JupyterLab lays a notebook out again) until the window fits: a stage
+    view that grew meanwhile (the update's table) moves the plots down."""
+    window = 2000
+    for _ in range(5):
+        page.set_viewport_size({"width": 1400, "height": window})
+        time.sleep(0.5)
+        loss_bottom, lowest = page.evaluate(_DASHBOARD_JS)
+        wanted = min(2000, int(lowest) + _STATUS_BAR)
+        if wanted == window:
+            break
+        window = wanted
+    assert loss_bottom + _STATUS_BAR <= window, f"the loss plot ends at {loss_bottom:.0f} px, out of the window ({window} px)"
 
 
 def measure_play(page: Any, client: Any, kernel: psutil.Process) -> dict[str, float]:
@@ -64,7 +85,7 @@ def measure_play(page: Any, client: Any, kernel: psutil.Process) -> dict[str, fl
     bare = bare_steps_per_second(client)
     assert kernel_value(client, "", "dash.speed") is None, "the dashboard must play at full speed"
     first_update = page.evaluate(_FIRST_UPDATE_JS)
-    assert first_update is not None, "the loss plot did not change within 15 s of Play"
+    assert first_update is not None, f"the loss plot did not change within 15 s of Play: {_why_still(page, client)}"
     time.sleep(1.0)  # past Play's first frames
     bytes_before, cpu, start = page.traffic.websocket_bytes, _CpuMeter(kernel), time.perf_counter()
     steps_per_second, times = playing_window(page, client, WINDOW)
@@ -97,6 +118,23 @@ def measure_play(page: Any, client: Any, kernel: psutil.Process) -> dict[str, fl
         "play_kb_per_s": round(received / seconds / 1024, 1),
         "cores_while_playing": cores,
     }
+
+
+# What the kernel and the page knew when the loss plot stood still: where to look first.
+_KERNEL_STATE = ("(dash.playing, dash.error, loop.state.step, dash._runner.stop_reason, "
+                 "{k: (f._frame, f._drawn, dict(f._views), f.behind) for k, f in dash.figures.items()})")
+_PAGE_STATE = f"""() => {FIGURES}.map(el => [el.dataset.title, el.dataset.frame, el.dataset.renderer,
+  Math.round(el.getBoundingClientRect().top), Math.round(el.getBoundingClientRect().bottom)])"""
+
+
+def _why_still(page: Any, client: Any) -> str:
+    """The dashboard's state in the kernel (playing, error, step, each figure's frames sent/drawn and views)
+    and in the page (each figure's frame on screen, renderer and place), for a failure's message."""
+    try:
+        kernel = kernel_value(client, "", _KERNEL_STATE, timeout=20)
+    except Exception as error:  # the kernel may be the trouble
+        kernel = f"the kernel did not answer: {error}"
+    return f"kernel: {kernel}; page: {page.evaluate(_PAGE_STATE)}; window: {page.viewport_size}"
 
 
 def _paused_bare(client: Any) -> float:
