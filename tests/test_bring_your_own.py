@@ -493,6 +493,105 @@ def test_bf16_autocast_and_clip_grad_value_match_the_usual_hand_loop():
         tl.Loop(tl.models.mlp(2, [8], 2), (X, y), "cross_entropy", precision="half")
 
 
+def far_targets():
+    X = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    return X, 30 + X.sum(1, keepdim=True)
+
+
+def fp16_hand_loop(X, y, model, steps, batch_size, k=1, clip=None):
+    """The usual float16 hand loop: autocast, GradScaler, unscale_ before clipping; the scale before each update."""
+    optimizer, scaler = torch.optim.SGD(model.parameters(), lr=0.001), torch.amp.GradScaler("cpu")
+    losses, scales, i = [], [], 0
+    while len(losses) < steps:
+        update = 0.0
+        for _ in range(k):
+            with torch.autocast("cpu", dtype=torch.float16):
+                loss = F.mse_loss(model(X[i:i + batch_size]), y[i:i + batch_size])
+            scaler.scale(loss / k if k > 1 else loss).backward()
+            update += loss.item() / k
+            i = (i + batch_size) % len(X)
+        scaler.unscale_(optimizer)
+        if clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        scales.append(scaler.get_scale())
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        losses.append(update)
+    return losses, scales
+
+
+@pytest.mark.parametrize("k, clip", [(1, None), (2, 5.0)])
+def test_fp16_with_a_grad_scaler_matches_the_usual_hand_loop_overflows_included(k, clip):
+    # Targets near 30: the scaled gradients overflow float16 at first, so the scaler skips steps and halves its scale.
+    X, y = far_targets()
+    loop = tl.Loop(tl.models.mlp(4, [16], 1, seed=0), (X, y), "mse", lr=0.001, batch_size=8, shuffle=False,
+                   precision="fp16", accumulate=k, clip_grad_norm=clip)
+    losses, scales = [], []
+    for _ in range(12):
+        scales.append(loop.loss_scale)
+        losses.append(loop.step()["loss"])
+    model = tl.models.mlp(4, [16], 1, seed=0)
+    hand_losses, hand_scales = fp16_hand_loop(X, y, model, 12, 8, k, clip)
+    assert scales == hand_scales and min(scales) < 65536.0  # it overflowed, and the scale came down as torch's does
+    assert losses == pytest.approx(hand_losses, rel=1e-6) and same(weights(loop.model), weights(model))
+    assert all(math.isfinite(v) for v in loop.last_grad_norms.values())
+
+
+def test_fp16_time_travel_brings_the_loss_scale_back_exactly(tmp_path):
+    X, y = far_targets()
+    loop = tl.Loop(tl.models.mlp(4, [16], 1, seed=0), (X, y), "mse", lr=0.001, batch_size=8, precision="fp16")
+    loop.fit(epochs=1)
+    snapshot, path = loop.snapshot(), tmp_path / "fp16.pt"
+    loop.save(path)
+    scale = loop.loss_scale
+    loop.fit(epochs=2)
+    after, after_scale = weights(loop.model), loop.loss_scale
+    loop.restore(snapshot)
+    assert loop.loss_scale == scale
+    loop.fit(epochs=2)
+    assert same(weights(loop.model), after) and loop.loss_scale == after_scale
+    loop.rewind(5)
+    loop.fit(epochs=1)
+    assert same(weights(loop.model), after) and loop.loss_scale == after_scale
+    other = tl.Loop(tl.models.mlp(4, [16], 1, seed=1), (X, y), "mse", lr=0.001, batch_size=8, precision="fp16")
+    other.load(path)
+    assert other.loss_scale == scale
+    other.fit(epochs=2)
+    assert same(weights(other.model), after) and other.loss_scale == after_scale
+    # A batch dropped after its backward (gradients unscaled) is tried again with a scaler that has nothing half done.
+    loop.forward(), loop.loss(), loop.backward()
+    loop.rewind(1)
+    other.rewind(1)
+    for _ in range(3):
+        assert loop.step()["loss"] == other.step()["loss"] and loop.loss_scale == other.loss_scale
+    assert same(weights(loop.model), weights(other.model))
+    # Rewind replays steps the scaler skipped (their gradient norms NaN) and checks them against the history.
+    fresh = tl.Loop(tl.models.mlp(4, [16], 1, seed=0), (X, y), "mse", lr=0.001, batch_size=8, precision="fp16")
+    for _ in range(8):
+        fresh.step()
+    eighth = weights(fresh.model)
+    assert math.isnan(fresh.history.steps["grad_norm"][0])  # an overflow
+    fresh.rewind(7)
+    for _ in range(7):
+        fresh.step()
+    assert same(weights(fresh.model), eighth) and fresh.loss_scale == 1024.0
+    assert tl.Loop(tl.models.mlp(4, [8], 1), (X, y), "mse").loss_scale is None
+
+
+def test_fp16_refuses_an_optimizer_that_reevaluates_the_loss():
+    X, y = moons(32)
+    model = tl.models.mlp(2, [8], 2)
+    with pytest.raises(ValueError, match="fp16"):
+        tl.Loop(model, (X, y), "cross_entropy", torch.optim.LBFGS(model.parameters()), precision="fp16")
+    with pytest.raises(ValueError, match="'fp16'"):
+        tl.Loop(model, (X, y), "cross_entropy", precision="float16")
+    loop = tl.Loop(model, (X, y), "cross_entropy", precision="fp16")
+    with pytest.raises(ValueError, match="gradient scaling"):
+        tl.check_step(lambda model, optimizer, loss_fn, inputs, targets: None, loop)
+    assert loop.state.step == 0 and loop.next_stage == "forward"
+
+
 # --- 15. smaller: every optimizer by name, Datasets of dicts, augmentation in a plain Dataset ---------------
 
 @pytest.mark.parametrize("name, options", [("adagrad", {"lr_decay": 0.01}), ("nadam", {"momentum_decay": 0.004}),

@@ -636,6 +636,10 @@ def _check_ready(loop: Loop, what: str) -> None:
         raise ValueError(f"{what}() compares one batch per update, and this loop makes each update from "
                          f"{loop.accumulate} micro-batches (accumulate={loop.accumulate}); check against a loop "
                          "built with accumulate=1")
+    if loop.loss_scale is not None:
+        raise ValueError(f"{what}() runs the learner's code without the loop's gradient scaling, and this loop "
+                         "scales fp16's gradients (precision='fp16'); check against a loop built with "
+                         "precision='bf16' or without precision=")
     if planted(loop) is not None:
         raise ValueError(f"this loop has a planted fault (the bug clinic), so its own step is not the right "
                          f"answer; {what}() against a loop built without fault=")

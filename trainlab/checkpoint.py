@@ -50,7 +50,11 @@ class Place(_DevicePlace):
     batch_size: int
 
 
-class LoopState(Place):
+class _Scaled(TypedDict, total=False):
+    scaler: dict[str, Any]  # precision="fp16": the GradScaler's state_dict (its scale); absent otherwise
+
+
+class LoopState(Place, _Scaled):
     """A loop's whole state: a snapshot in memory, a checkpoint's ``"state"`` on disk."""
 
     model: dict[str, Tensor]  # the model's state_dict: weights and persistent buffers
@@ -110,7 +114,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{str(target)!r} has checkpoint version {payload.get('version')!r}; "
                               f"this trainlab reads versions 1 to {VERSION}")
     _expect_keys(payload, _KEYS, "the checkpoint")
-    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state", optional={"cuda_rng"})
+    _expect_keys(payload["state"], _STATE_KEYS, "the checkpoint's state", optional={"cuda_rng", "scaler"})
     return upgrade(payload)
 
 

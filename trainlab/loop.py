@@ -40,8 +40,8 @@ from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
 from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, ignored_label, pick
-from trainlab.optimizers import GroupShares, needs_closure
-from trainlab.precision import autocast_context
+from trainlab.optimizers import GroupShares, children, needs_closure
+from trainlab.precision import autocast_context, loss_scaling
 from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
 from trainlab import playground  # Loop.from_recipe, loop.recipe(), loop.momentum, loop.dropout, loop.note_change
 from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
@@ -89,7 +89,8 @@ class Loop:
       most this in size, applied first): None for no clipping; live, like ``lr``.
     - ``accumulate=k``: each update from k micro-batches of ``batch_size`` (each loss divided by k; the
       epoch's last update takes what is left); ``step()`` runs all k, ``state.step`` counts updates.
-    - ``precision="bf16"``: the forward pass and loss under ``torch.autocast`` in bfloat16.
+    - ``precision="bf16"``: the forward pass and loss under ``torch.autocast`` in bfloat16; ``"fp16"``: in
+      float16, with a GradScaler (``loop.loss_scale``).
     - ``batch_size`` defaults to 32 and ``shuffle`` to True (or a DataLoader's own settings).
 
     ``rewind_memory_mb`` caps the keyframes behind ``rewind``: a full copy every
@@ -119,7 +120,7 @@ class Loop:
         self.accumulate = check_count(accumulate, "accumulate (micro-batches per update)")
         self.device = pick_device(device)
         self.autocast = autocast_context(precision, self.device)  # what the model and loss run in: with loop.autocast()
-        self.precision = precision
+        self.precision, self._scaling = precision, loss_scaling(precision, self.device)  # fp16: a GradScaler
         self.model = model.to(self.device)
         self.loss_fn, self.loss_name = make_loss(loss_fn)
         loader_batch, loader_shuffle = loader_settings(data)
@@ -162,9 +163,10 @@ class Loop:
         self._given_optimizer = None if self._optimizer_name else self.optimizer
         self._decay = GroupShares(self.optimizer)  # which groups a live weight decay moves
         clipping_allowed(self, self._clip or self._clip_value)
-        if needs_closure(self.optimizer) and self.accumulate > 1:
+        if needs_closure(self.optimizer) and (self.accumulate > 1 or self._scaling is not None):
             raise ValueError(f"{type(self.optimizer).__name__} evaluates the loss again inside its step, on one "
-                             "batch: it cannot accumulate micro-batches (accumulate=1)")
+                             "batch: it cannot accumulate micro-batches (accumulate=1) nor scale fp16's gradients "
+                             "(precision='bf16' needs no scaling)")
         self.scheduler, self.scheduler_interval = make_scheduler(scheduler, self.optimizer), interval
         self._metric = plateau_metric(self.scheduler, interval, metric, self._data.val is not None,
                                       self.accuracy_kind is not None)  # what a ReduceLROnPlateau watches
@@ -192,8 +194,8 @@ class Loop:
     state, next_stage, batch, open_batch = readouts.state, readouts.next_stage, readouts.batch, readouts.open_batch
     last_outputs, last_predictions, last_loss = readouts.last_outputs, readouts.last_predictions, readouts.last_loss
     last_grad_norms, n_train, epoch_progress = readouts.last_grad_norms, readouts.n_train, readouts.epoch_progress
-    train_data, first_train_samples, accuracy_target = (readouts.train_data, readouts.first_train_samples,
-                                                        readouts.accuracy_target)
+    train_data, first_train_samples = readouts.train_data, readouts.first_train_samples
+    accuracy_target, loss_scale = readouts.accuracy_target, readouts.loss_scale
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
@@ -321,7 +323,13 @@ class Loop:
                 p.grad = None
         kind = self.accuracy_kind
         try:  # whatever fails (the graph may be half used up): the batch starts again from forward
-            (batch.loss / self.accumulate if self.accumulate > 1 else batch.loss).backward()
+            loss = batch.loss / self.accumulate if self.accumulate > 1 else batch.loss
+            if self._scaling is None:
+                loss.backward()
+            else:  # fp16: scaled up for backward, unscaled once the update's last micro-batch is in
+                self._scaling.backward(loss, first=not batch.micro)
+                if batch.last:
+                    self._scaling.unscale(children(self.optimizer))
             targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
             correct = count_correct(kind, pick(batch.outputs, self._part).detach(), targets,
                                     ignore_index=self._ignore) if kind else None
@@ -330,7 +338,10 @@ class Loop:
             self._time.undo_batch(batch, retry=True)
             raise
         batch.correct = norms.pop() if kind else 0.0
-        bad = first_non_finite(self.param_names, self._params, norms)
+        if self._scaling is not None and not batch.last:  # fp16, mid-update: the gradients are still scaled up
+            norms = self._scaling.unscaled(norms)
+        # fp16: gradients that overflowed are the scaler's to handle (it skips the step, then halves its scale).
+        bad = first_non_finite(self.param_names, self._params, norms) if self._scaling is None else None
         if bad is not None:
             return self._non_finite(batch, batch.loss, "backward", bad,
                                     f"the gradient of {bad!r} is not finite at step {self.state.step + 1}")
@@ -349,6 +360,8 @@ class Loop:
             clipped = batch.clip_gradients(self._params, self._clip, grad_norm, self._clip_value)
             if closure:
                 self.optimizer.step(self._closure(batch))
+            elif self._scaling is not None:
+                self._scaling.step(children(self.optimizer))
             else:
                 self.optimizer.step()
             lr = self.lr

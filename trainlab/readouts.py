@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from trainlab.loop import Loop
 
 __all__ = ["state", "next_stage", "batch", "open_batch", "last_outputs", "last_predictions", "last_loss",
-           "last_grad_norms", "n_train", "epoch_progress", "train_data", "first_train_samples", "accuracy_target"]
+           "last_grad_norms", "n_train", "epoch_progress", "train_data", "first_train_samples", "accuracy_target",
+           "loss_scale"]
 
 
 @property
@@ -100,3 +101,9 @@ def first_train_samples(self: Loop, n: int) -> tuple[Any, Tensor]:
 def accuracy_target(self: Loop) -> int | str | None:
     """Which of several targets accuracy reads (an index or a key, ``accuracy=``); None: the targets are one."""
     return self._target_part
+
+
+@property
+def loss_scale(self: Loop) -> float | None:
+    """precision="fp16": what the loss is multiplied by before backward (halved after gradients overflow); else None."""
+    return self._scaling.scale if self._scaling is not None else None

@@ -15,6 +15,7 @@ swaps attributes for a block (fastai's ``replacing_yield``).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import weakref
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from trainlab.errors import CheckpointError, ReplayError, StageError
 from trainlab.events import Events
 from trainlab.optimizers import children, needs_closure, zero_gradient
 from trainlab.options import make_optimizer
+from trainlab.precision import LossScaling
 from trainlab.keyframes import Keyframe, Keyframes
 from trainlab.snapshot import Snapshot, clone_optimizer_state, clone_tree, copy_optimizer_state, optimizer_copy
 from trainlab.state import Batch, BatchStart
@@ -344,6 +346,8 @@ class TimeTravel:
             "scheduler": clone_tree(loop.scheduler.state_dict()) if loop.scheduler is not None else None,
             **place,
         }
+        if loop._scaling is not None:  # fp16: the loss scale moves with the run
+            state["scaler"] = loop._scaling.state_dict()
         counters = place["counters"]
         history = opened.history if opened is not None else loop.history.mark()
         return Snapshot(name, counters["step"], counters["epoch"], state, history, id(loop))
@@ -376,6 +380,8 @@ class TimeTravel:
         loop.optimizer.load_state_dict(clone_optimizer_state(state["optimizer"]))
         if loop.scheduler is not None and state["scheduler"] is not None:
             loop.scheduler.load_state_dict(clone_tree(state["scheduler"]))
+        if loop._scaling is not None:  # (a file saved without fp16 starts the scale afresh)
+            loop._scaling.load_state_dict(state.get("scaler"))
         loop._run.apply(state)
         loop._batch = None
         loop._ratios.latest = None
@@ -408,6 +414,8 @@ class TimeTravel:
         _try_one_step(scratch)
         if loop.scheduler is not None and state["scheduler"] is not None:
             copy.deepcopy(loop.scheduler).load_state_dict(clone_tree(state["scheduler"]))
+        if loop._scaling is not None and state.get("scaler") is not None:
+            LossScaling(loop.device.type).load_state_dict(state["scaler"])
         _check_place(state, len(loop._run.sampler.generators))
 
     # --- holding still ------------------------------------------------------------------------
@@ -462,7 +470,8 @@ class TimeTravel:
                 log = loop._step()
                 if recorded is not None and log["status"] == "updated":
                     row = log["step"] - first - 1
-                    if (log["loss"], log["grad_norm"]) != (recorded["loss"][row], recorded["grad_norm"][row]):
+                    if not (_same(log["loss"], recorded["loss"][row])
+                            and _same(log["grad_norm"], recorded["grad_norm"][row])):
                         raise ReplayError(
                             f"replaying step {log['step']} gave another loss than the first time: something "
                             "outside torch's random stream changed the run (numpy or Python randomness in the "
@@ -553,6 +562,11 @@ class TimeTravel:
         for group, setting in zip(loop.optimizer.param_groups, settings):
             group.update(setting)
         self.note_still()
+
+
+def _same(number: float, recorded: float) -> bool:
+    """The number recorded, NaN included (fp16: the gradient norm of a step whose gradients overflowed)."""
+    return number == recorded or (math.isnan(number) and math.isnan(recorded))
 
 
 def _check_optimizer_kind(scratch: torch.optim.Optimizer) -> None:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 import trainlab as tl
 from trainlab.metrics import ignored_label, pick
-from zoo_cases import (BATCH, Case, assert_same_weights, build_model, call, hand_train, make_loop, part,
+from zoo_cases import (BATCH, HALVES, Case, assert_same_weights, build_model, call, hand_train, make_loop, part,
                        weights)
 
 STEPS = 6  # more than one epoch (4 batches of 16 out of 64 samples; 3 for the drop_last entry)
@@ -36,10 +36,9 @@ def n_samples(targets) -> int:
 
 
 def autocast(case: Case):
-    """What the case's forward pass and loss run in: bf16 autocast (precision="bf16"), or nothing."""
-    if case.loop_options.get("precision") == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """What the case's forward pass and loss run in: autocast (precision="bf16" or "fp16"), or nothing."""
+    precision = case.loop_options.get("precision")
+    return torch.autocast("cpu", dtype=HALVES[precision]) if precision in HALVES else contextlib.nullcontext()
 
 
 def micro_batches_before_update(loop: tl.Loop) -> None:

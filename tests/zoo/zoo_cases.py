@@ -176,6 +176,9 @@ def hand_epochs(case: Case, data: tuple[Any, Any]) -> Iterator[list[tuple[Any, A
         yield [(_rows(X, order[a:b]), _rows(y, order[a:b])) for a, b in zip(starts, stops)]
 
 
+HALVES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # precision= -> the autocast dtype
+
+
 def hand_train_epochs(case: Case, steps: int) -> tuple[nn.Module, list[float]]:
     """``steps`` updates of a hand loop that knows where epochs end (see the module's docstring)."""
     model = build_model(case)
@@ -185,8 +188,10 @@ def hand_train_epochs(case: Case, steps: int) -> tuple[nn.Module, list[float]]:
     options = case.loop_options
     scheduler = options["scheduler"](optimizers[0]) if "scheduler" in options else None
     k, clip_value = options.get("accumulate", 1), options.get("clip_grad_value")
-    autocast = ((lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if options.get("precision") == "bf16"
+    precision = options.get("precision")
+    autocast = ((lambda: torch.autocast("cpu", dtype=HALVES[precision])) if precision in HALVES
                 else contextlib.nullcontext)
+    scaler = torch.amp.GradScaler("cpu") if precision == "fp16" else None  # the usual fp16 recipe
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(case.seed)
@@ -200,17 +205,23 @@ def hand_train_epochs(case: Case, steps: int) -> tuple[nn.Module, list[float]]:
                 if i % k == 0:
                     for optimizer in optimizers:
                         optimizer.zero_grad()
-                (loss / k if k > 1 else loss).backward()
+                scaled = loss / k if k > 1 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 size = len(targets[0]) if isinstance(targets, tuple) else len(targets)
                 update = [update[0] + loss.item() * size, update[1] + size]
                 samples += size
                 if scheduler is not None:
                     correct += (part(outputs, options.get("outputs")).argmax(1) == targets).sum().item()
                 if (i + 1) % k == 0 or i == len(batches) - 1:
+                    if scaler is not None:
+                        for optimizer in optimizers:
+                            scaler.unscale_(optimizer)
                     if clip_value is not None:
                         nn.utils.clip_grad_value_(model.parameters(), clip_value)
                     for optimizer in optimizers:
-                        optimizer.step()
+                        scaler.step(optimizer) if scaler is not None else optimizer.step()
+                    if scaler is not None:
+                        scaler.update()
                     losses.append(loss.item() if k == 1 else update[0] / update[1])
                     update = [0.0, 0]
                     if len(losses) == steps:
@@ -697,4 +708,6 @@ ZOO = [
          loop_options=dict(accumulate=2), updates_per_epoch=2),
     Case("bf16_clip_value", CifarNet, cifar_data, "cross_entropy", "sgd", dict(lr=0.05, momentum=0.9),
          loop_options=dict(precision="bf16", clip_grad_value=0.05)),
+    Case("fp16_grad_scaler_accumulate", CifarNet, cifar_data, "cross_entropy", "sgd", dict(lr=0.05, momentum=0.9),
+         loop_options=dict(precision="fp16", accumulate=2, clip_grad_value=0.05), updates_per_epoch=2),
 ]
