@@ -120,6 +120,21 @@ def test_every_rebuild_changes_the_loop_keeps_a_ghost_and_is_recorded(loop, name
     loop.step()  # and it trains
 
 
+def test_a_snapshot_from_before_a_rebuild_is_refused_and_the_loop_left_as_it_was(loop):
+    steps(loop, 4)
+    old = loop.snapshot("old")
+    change(loop, "hidden", [4])  # the same loop object, a new run (another architecture)
+    steps(loop, 2)
+    new, before, step = loop.snapshot("new"), weights(loop), loop.state.step
+    with pytest.raises(ValueError, match="before the data or the model was rebuilt"):
+        loop.restore(old)
+    same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    assert same(weights(loop), before) and loop.state.step == step == 2
+    steps(loop, 1)
+    loop.restore(new)  # one of this run: fine
+    assert same(weights(loop), before)
+
+
 def test_an_architecture_change_rebuilds_with_the_loop_s_seed():
     X, y = tl.datasets.moons(n=80, seed=0)
     loop = tl.Loop(tl.models.mlp(2, [8], 2), (X, y), "cross_entropy", seed=7)  # made without a seed

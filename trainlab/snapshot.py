@@ -29,7 +29,8 @@ class Snapshot:
     epoch: int
     state: LoopState
     history: HistoryMark
-    owner: int  # id() of the loop it came from: snapshots do not move between loops
+    owner: tuple[int, int]  # the loop it came from (id()) and its build: snapshots do not move between loops,
+    # nor across a rebuild of its data or model (the playground's, which starts a new run in the same loop)
 
     @property
     def nbytes(self) -> int:

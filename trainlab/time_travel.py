@@ -15,6 +15,7 @@ swaps attributes for a block (fastai's ``replacing_yield``).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import weakref
@@ -151,6 +152,9 @@ def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str
             yield from _slots(child, f"{prefix}{name}.")
 
 
+_BUILDS = itertools.count(1)  # one number per TimeTravel made: what a snapshot's owner names
+
+
 class TimeTravel:
     """One loop's moves in time: snapshot, restore, rewind, reset, save, load; capture, apply, replay."""
 
@@ -164,6 +168,7 @@ class TimeTravel:
         self.changed = False  # a live change since the last keyframe (see batch_opening)
         self.initial: Snapshot | None = None  # where reset() goes back to (see mark_initial)
         self.initial_hyper: tuple[float, int] = (0.0, 0)
+        self.build = next(_BUILDS)  # Loop.__init__ again (a playground rebuild) starts a new one
 
     @property
     def loop(self) -> Loop:
@@ -189,8 +194,11 @@ class TimeTravel:
         if left_behind is None:
             left_behind = f"before restore to {snapshot.name or snapshot.step}" if isinstance(snapshot, Snapshot) else ""
         with loop._guard:
-            if not isinstance(snapshot, Snapshot) or snapshot.owner != id(loop):
+            if not isinstance(snapshot, Snapshot) or snapshot.owner[0] != id(loop):
                 raise ValueError("restore takes a snapshot made by this loop's snapshot()")
+            if snapshot.owner[1] != self.build:
+                raise ValueError(f"{snapshot!r} was taken before the data or the model was rebuilt, and this run began "
+                                 "then: it cannot come back (the old run is a branch in loop.history.branches)")
             self.refuse_mid_stage("restore()")
             self.apply(snapshot.state)
             loop.history.restore(snapshot.history, left_behind)
@@ -350,7 +358,7 @@ class TimeTravel:
             state["scaler"] = loop._scaling.state_dict()
         counters = place["counters"]
         history = opened.history if opened is not None else loop.history.mark()
-        return Snapshot(name, counters["step"], counters["epoch"], state, history, id(loop))
+        return Snapshot(name, counters["step"], counters["epoch"], state, history, (id(loop), self.build))
 
     def _copy_weights(self) -> dict[str, Tensor]:
         """The model's weights and buffers, copied into the memory of a keyframe that was dropped.

@@ -141,7 +141,7 @@ class PlaygroundPanel:
         self._acting = False
         self.controls: dict[str, widgets.Widget] = {}  # name -> the control (a box for composite ones)
         self.unavailable: dict[str, widgets.HTML] = {}  # name -> the grey word whose tooltip says why
-        self.snapshots: dict[str, Any] = {}  # name -> (snapshot, the build it belongs to)
+        self.snapshots: dict[str, Any] = {}  # label -> snapshot (one from before a rebuild: refused by restore)
         self._build(shown)
         self.handles = [self.loop.on("after_change", self._on_change, observer=True)]
         self.refresh(False)
@@ -310,20 +310,14 @@ class PlaygroundPanel:
     def _take_snapshot(self) -> None:
         name = self.snapshot_name.value.strip() or f"snapshot {len(self.snapshots) + 1}"
         label = f"{name} (step {self.loop.state.step})"
-        self.snapshots[label] = (self.loop.snapshot(name), self._build_id())
+        self.snapshots[label] = self.loop.snapshot(name)
         self.snapshot_name.value = ""
 
     def _restore_snapshot(self) -> None:
         label = self.snapshot_list.value
         if label not in self.snapshots:
             raise ValueError("no snapshot chosen: take one with Snapshot first")
-        snapshot, build = self.snapshots[label]
-        if build != self._build_id():
-            raise ValueError(f"{label} was taken before the data or the model was rebuilt; it cannot come back")
-        self.loop.restore(snapshot)
-
-    def _build_id(self) -> int:
-        return len(recipe.made(self.loop).past)
+        self.loop.restore(self.snapshots[label])
 
     def _branches(self) -> widgets.Widget:
         self.branch_list = widgets.Dropdown(options=[], description="branch", style=_WIDE,
