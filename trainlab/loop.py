@@ -331,8 +331,8 @@ class Loop:
                 if batch.last:
                     self._scaling.unscale(children(self.optimizer))
             targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
-            correct = count_correct(kind, pick(batch.outputs, self._part).detach(), targets,
-                                    ignore_index=self._ignore) if kind else None
+            correct = count_correct(kind, pick(batch.outputs, self._part).detach(), targets, torch.float32,
+                                    ignore_index=self._ignore) if kind else None  # float: stacked with the norms
             norms = grad_norms(self._params, correct)  # one sync for every layer and the accuracy
         except BaseException:
             self._time.undo_batch(batch, retry=True)
