@@ -579,6 +579,42 @@ def test_fp16_time_travel_brings_the_loss_scale_back_exactly(tmp_path):
     assert tl.Loop(tl.models.mlp(4, [8], 1), (X, y), "mse").loss_scale is None
 
 
+class FailsOnce(torch.optim.SGD):
+    """SGD whose next step raises once (``fail_next``): an update that fails midway."""
+
+    fail_next = False
+
+    def step(self, closure=None):
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("this step failed")
+        return super().step(closure)
+
+
+def test_fp16_an_update_after_the_loop_was_put_back_steps_exactly_once_unscaled():
+    X, y = far_targets()
+    loops = []
+    for _ in range(3):
+        model = tl.models.mlp(4, [16], 1, seed=0)
+        loops.append(tl.Loop(model, (X, y), "mse", FailsOnce(model.parameters(), lr=0.001), batch_size=8,
+                             precision="fp16"))
+    for loop in loops:
+        for _ in range(8):
+            loop.step()
+        loop.forward(), loop.loss(), loop.backward()  # the gradients are unscaled now
+    plain, replayed, failed = loops
+    replayed.update_ratios(recent=False)  # replays the last update, then puts the loop back as it was
+    failed.optimizer.fail_next = True
+    with pytest.raises(RuntimeError, match="this step failed"):
+        failed.update()
+    assert failed.next_stage == "update"
+    for loop in loops:
+        loop.update()
+        loop.step()
+    assert same(weights(replayed.model), weights(plain.model)) and same(weights(failed.model), weights(plain.model))
+    assert replayed.loss_scale == failed.loss_scale == plain.loss_scale
+
+
 def test_fp16_refuses_an_optimizer_that_reevaluates_the_loss():
     X, y = moons(32)
     model = tl.models.mlp(2, [8], 2)

@@ -47,11 +47,19 @@ def autocast_context(precision: Any, device: torch.device) -> Callable[[], Any]:
 
 
 class LossScaling:
-    """fp16's gradient scaling around one ``torch.amp.GradScaler``, in the order a hand loop calls it."""
+    """fp16's gradient scaling around one ``torch.amp.GradScaler``, in the order a hand loop calls it.
+
+    The scaler is made afresh at every update's first backward and whenever time travel puts a scale
+    back, so a step tried again never finds one half done. The gradients held between backward and
+    update are always unscaled already; a scaler that did not unscale them itself (the loop was put
+    back meanwhile: an update that failed, an excursion) scales them up and unscales them again
+    before it steps, which gives the very same gradients (the scale is a power of two) and its own
+    record of whether they overflowed."""
 
     def __init__(self, device_type: str) -> None:
         self.device_type = device_type
-        self.scaler = torch.amp.GradScaler(device_type)
+        self.scaler = self._fresh(None)
+        self._unscaled_by: torch.amp.GradScaler | None = None  # the scaler that unscaled the gradients held now
 
     @property
     def scale(self) -> float:
@@ -59,8 +67,7 @@ class LossScaling:
         return self.scaler.get_scale()
 
     def backward(self, loss: Tensor, first: bool) -> None:
-        """``scaler.scale(loss).backward()``; at an update's ``first`` micro-batch, with a scaler that has done nothing
-        yet this step (a batch tried again after a failure must not find its gradients unscaled already)."""
+        """``scaler.scale(loss).backward()``; a fresh scaler at an update's ``first`` micro-batch."""
         if first:
             self.load_state_dict(self.scaler.state_dict())
         self.scaler.scale(loss).backward()
@@ -69,6 +76,7 @@ class LossScaling:
         """The gradients divided back by the scale (once all of the update's micro-batches have run)."""
         for optimizer in optimizers:
             self.scaler.unscale_(optimizer)
+        self._unscaled_by = self.scaler
 
     def unscaled(self, norms: list[float]) -> list[float]:
         """Gradient norms measured before ``unscale`` (an update's earlier micro-batches), as the true gradients'."""
@@ -77,9 +85,18 @@ class LossScaling:
 
     def step(self, optimizers: list[torch.optim.Optimizer]) -> None:
         """Each optimizer steps unless the gradients overflowed; then the scale is updated."""
+        if self._unscaled_by is not self.scaler:  # put back since the backward: this scaler has not seen them
+            scale = self.scale
+            for optimizer in optimizers:
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        if p.grad is not None:
+                            p.grad.mul_(scale)
+            self.unscale(optimizers)
         for optimizer in optimizers:
             self.scaler.step(optimizer)
         self.scaler.update()
+        self._unscaled_by = None
 
     def state_dict(self) -> dict[str, Any]:
         """The scale and its growth tracker, for snapshots and checkpoints."""
@@ -87,10 +104,16 @@ class LossScaling:
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         """Put a scale back (None: the starting one), in a fresh scaler (one with no step half done)."""
+        self.scaler = self._fresh(state)
+
+    def _fresh(self, state: dict[str, Any] | None) -> torch.amp.GradScaler:
         scaler = torch.amp.GradScaler(self.device_type)
         if state is not None:
             scaler.load_state_dict(state)
-        self.scaler = scaler
+        # GradScaler makes its scale tensor at its first scale(): make it now, so that it can unscale what
+        # an earlier scaler scaled (see step).
+        scaler.scale(torch.zeros((), device=self.device_type))
+        return scaler
 
 
 def loss_scaling(precision: Any, device: torch.device) -> LossScaling | None:
