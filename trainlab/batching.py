@@ -24,7 +24,7 @@ from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset
                               TensorDataset, default_collate)
 
 __all__ = ["as_tensors", "as_targets", "loader_settings", "split_validation", "EpochSampler", "LoaderFetch", "call_model",
-           "map_tensors", "n_rows", "head", "rows", "like", "first_tensor", "leaves", "as_inputs",
+           "map_tensors", "n_rows", "head", "rows", "joined", "like", "first_tensor", "leaves", "as_inputs",
            "loader_generators", "kept_generators"]
 
 
@@ -157,11 +157,11 @@ def _collect(loader: DataLoader, what: str) -> tuple[Any, Tensor]:
         batches = [_pair(batch, what) for batch in loader]
     if not batches:
         raise ValueError(f"{what} is empty; give at least one (input, target) pair")
-    return _joined([b[0] for b in batches]), _joined([b[1] for b in batches])
+    return joined([b[0] for b in batches]), joined([b[1] for b in batches])
 
 
-def _joined(parts: list[Any]) -> Any:
-    """Batches of one tensor, or of several (a tuple or dict), joined along the samples."""
+def joined(parts: list[Any]) -> Any:
+    """Batches of one tensor, or of several (a tuple, list or dict: a tuple of them), joined along the samples."""
     first = parts[0]
     if isinstance(first, Tensor):
         return torch.cat(parts)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainlab.batching import rows
+from trainlab.batching import joined, rows
 from trainlab.check_report import CheckReport
 from trainlab.checks import check_count
 from trainlab.errors import StageError
@@ -138,7 +138,7 @@ class EpochBatches:
             yield _cloned(inputs), targets.clone()
 
     def _reshuffled(self) -> list[tuple[Any, Tensor]]:
-        inputs, targets = _joined([b[0] for b in self._batches]), torch.cat([b[1] for b in self._batches])
+        inputs, targets = joined([b[0] for b in self._batches]), torch.cat([b[1] for b in self._batches])
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(self._seed + self._passes))
         cuts = np.cumsum([0] + [len(b[1]) for b in self._batches])
         return [(rows(inputs, order[a:b]), targets[order[a:b]]) for a, b in zip(cuts[:-1], cuts[1:])]
@@ -572,16 +572,6 @@ def _cloned(inputs: Any) -> Any:
     if isinstance(inputs, dict):
         return {key: _cloned(value) for key, value in inputs.items()}
     return type(inputs)(_cloned(value) for value in inputs)
-
-
-def _joined(parts: list[Any]) -> Any:
-    """Batches' inputs joined into one (tensors, or tuples or dicts of them)."""
-    first = parts[0]
-    if isinstance(first, Tensor):
-        return torch.cat(parts)
-    if isinstance(first, dict):
-        return {key: torch.cat([part[key] for part in parts]) for key in first}
-    return type(first)(torch.cat([part[i] for part in parts]) for i in range(len(first)))
 
 
 def _close(want: Tensor, mine: Tensor) -> bool:
