@@ -236,7 +236,7 @@ class History:
         i = line.n
         if i == len(line.layers):
             line.grow()
-        line.step[i] = log.get("step", line.last_step + 1)
+        line.step[i] = log["step"] if "step" in log else line.last_step + 1  # (not read first: a step has its number)
         for name, column in line.scalars.items():
             column[i] = log.get(name, math.nan)
         if "clipped_grad_norm" not in log:  # not clipping: the norm the update used is the norm
