@@ -349,7 +349,7 @@ def test_a_step_that_raises_is_reported_not_raised(trained_mlp):
 
 def test_an_unfinished_step_says_what_is_missing(trained_mlp):
     def unfinished(model, optimizer, loss_fn, inputs, targets):
-        ...
+        """A learner's step not written yet: it runs nothing and returns None."""
 
     report = tl.check_step(unfinished, trained_mlp)
     assert (report.ok, report.stage, report.where) == (False, "forward", "outputs")

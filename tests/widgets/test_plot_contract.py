@@ -94,7 +94,7 @@ def test_register_plot_refuses_what_it_cannot_use_and_registers_nothing(name, op
 
 def test_a_plot_without_redraw_says_what_it_lacks():
     class Unfinished(Plot):
-        pass
+        """A plot whose author forgot redraw()."""
 
     with pytest.raises(TypeError, match="Unfinished is a Plot and must define redraw"):
         Unfinished().redraw(None)
