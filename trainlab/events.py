@@ -118,6 +118,11 @@ class Events:
         self.in_step_writers += 1
         return Handle(handlers, fn, self._writer_removed)
 
+    @property
+    def quiet(self) -> bool:
+        """No handler listens to any event."""
+        return not any(self._handlers.values())
+
     def _writer_removed(self) -> None:
         self.in_step_writers -= 1
 

@@ -46,8 +46,9 @@ FULL_STEPS = 100_000
 
 
 class _Timeline:
-    """The storage of one line of history. Rows below ``n`` are never written again, only
-    thinned away (into new arrays); a restore starts a new timeline instead. Marks count steps,
+    """The storage of one line of history. Rows below ``n`` are never written again (but for an
+    accuracy counted a few steps late, see ``History.fill``), only thinned away (into new arrays);
+    a restore starts a new timeline instead. Marks count steps,
     not rows, so they stay valid across thinning and can share the timeline safely."""
 
     def __init__(self, n_layers: int, epoch_keys: Sequence[str]) -> None:
@@ -243,6 +244,16 @@ class History:
             line.scalars["clipped_grad_norm"][i] = log.get("grad_norm", math.nan)
         line.layers[i] = list(layer_norms)
         line.n = i + 1
+
+    def fill(self, key: str, steps: Sequence[int], values: Sequence[float]) -> None:
+        """Write ``values`` into column ``key`` of the rows of ``steps`` recorded before the numbers were known
+        (accuracy counted in bulk, see ``tally.py``); a row thinned away meanwhile is skipped."""
+        line = self._line
+        held = line.step[:line.n]
+        rows = np.searchsorted(held, steps)
+        found = rows < line.n
+        found[found] = held[rows[found]] == np.asarray(steps)[found]
+        line.scalars[key][rows[found]] = np.asarray(values)[found]
 
     def record_epoch(self, epoch: int, log: dict[str, float]) -> None:
         """Append one epoch's numbers (keys missing from ``log`` get NaN)."""

@@ -40,12 +40,13 @@ from trainlab.guard import Guard, interrupts_deferred, use_threads
 from trainlab.history import History
 from trainlab.lr_finder import LRFinderResult, find_lr
 from trainlab.metrics import RatioMeter, count_correct, first_non_finite, grad_norms, ignored_label, pick
-from trainlab.optimizers import GroupShares, children, needs_closure
+from trainlab.optimizers import GroupShares, children, closure_for, needs_closure
 from trainlab.precision import autocast_context, loss_scaling
 from trainlab.schedules import check_scheduler_argument, make_scheduler, plateau_metric, step_after_epoch
 from trainlab import playground  # Loop.from_recipe, loop.recipe(), loop.momentum, loop.dropout, loop.note_change
 from trainlab.options import check_batch_size, check_clip, check_seed, choose_optimizer, make_loss
 from trainlab.state import Batch, CudaStream, RunState, State
+from trainlab.tally import EVERY, Tally, countable_later
 from trainlab.time_travel import ModelSlots, TimeTravel
 
 __all__ = ["Loop", "State", "STAGES"]
@@ -188,6 +189,7 @@ class Loop:
         self._last_batch: Batch | None = None  # the last batch that updated the weights
         self.last_log: dict[str, Any] = {}
         self.last_epoch_log: dict[str, float] = {}
+        self._tally, self._tallying = Tally(), False  # right predictions counted in bulk (tally.py), in fit
 
     # --- what a learner looks at: properties defined in readouts.py ---------------------------------------
 
@@ -196,6 +198,7 @@ class Loop:
     last_grad_norms, n_train, epoch_progress = readouts.last_grad_norms, readouts.n_train, readouts.epoch_progress
     train_data, first_train_samples = readouts.train_data, readouts.first_train_samples
     accuracy_target, loss_scale = readouts.accuracy_target, readouts.loss_scale
+    evaluate, predict = readouts.evaluate, readouts.predict
 
     def __repr__(self) -> str:
         return (f"Loop(epoch={self.state.epoch}, step={self.state.step}, next_stage={self.next_stage!r}, "
@@ -330,14 +333,19 @@ class Loop:
                 self._scaling.backward(loss, first=not batch.micro)
                 if batch.last:
                     self._scaling.unscale(children(self.optimizer))
-            targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
-            correct = count_correct(kind, pick(batch.outputs, self._part).detach(), targets, torch.float32,
-                                    ignore_index=self._ignore) if kind else None  # float: stacked with the norms
+            correct = None
+            if kind:
+                scores = pick(batch.outputs, self._part)
+                targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
+                if self._tallying and countable_later(scores, targets):
+                    batch.tally = (scores, targets)  # counted with the next steps' (tally.py)
+                else:  # float: stacked with the norms
+                    correct = count_correct(kind, scores.detach(), targets, torch.float32, ignore_index=self._ignore)
             norms = grad_norms(self._params, correct)  # one sync for every layer and the accuracy
         except BaseException:
             self._time.undo_batch(batch, retry=True)
             raise
-        batch.correct = norms.pop() if kind else 0.0
+        batch.correct = norms.pop() if correct is not None else 0.0
         if self._scaling is not None and not batch.last:  # fp16, mid-update: the gradients are still scaled up
             norms = self._scaling.unscaled(norms)
         # fp16: gradients that overflowed are the scaler's to handle (it skips the step, then halves its scale).
@@ -358,8 +366,9 @@ class Loop:
         found = (self._slots.copy_buffers(), self._run.capture()) if closure else None  # its closure moves them
         try:  # all or nothing: whatever raises (the optimizer, a scheduler), nothing has moved
             clipped = batch.clip_gradients(self._params, self._clip, grad_norm, self._clip_value)
-            if closure:
-                self.optimizer.step(self._closure(batch))
+            if closure:  # LBFGS: a closure that runs the model and loss again at the weights it tries
+                self.optimizer.step(closure_for(batch.loss, self._params,
+                                                lambda: self._loss_of(self._run_model(batch.inputs), batch.targets)))
             elif self._scaling is not None:
                 self._scaling.step(children(self.optimizer))
             else:
@@ -368,6 +377,7 @@ class Loop:
             if self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
         except BaseException:
+            self._settle()  # (the replay that puts the update back starts from a keyframe's sums)
             self._time.undo_update(batch, found)  # the batch stays open at update, its gradients still there
             raise
         log = self._commit(batch, lr, grad_norm, clipped)
@@ -379,23 +389,6 @@ class Loop:
             self._time.note_still()
             self.events.fire("after_update", self)
         return log
-
-    def _closure(self, batch: Batch) -> Callable[[], Tensor]:
-        """For an optimizer that evaluates the loss again (LBFGS): the batch's loss and gradients, first as
-        backward() left them (a hand loop's first call), then afresh at the weights it tries."""
-        first = [True]
-
-        def closure() -> Tensor:
-            if first:
-                first.clear()
-                return batch.loss
-            for p in self._params:
-                p.grad = None
-            loss = self._loss_of(self._run_model(batch.inputs), batch.targets)
-            loss.backward()
-            return loss
-
-        return closure
 
     def _updated(self) -> None:
         """The step has committed: note the loop as it left it, and tell the handlers."""
@@ -421,9 +414,7 @@ class Loop:
         """Finish the current epoch (or run a whole new one), then validate; returns its log."""
         with self._guard, interrupts_deferred(self._request_stop):
             self.clear_stop()
-            target = self.state.epoch + 1
-            while self.state.epoch < target and not self._stop_requested:
-                self._step()
+            self._run_to_epoch(self.state.epoch + 1)
             return self.last_epoch_log
 
     def fit(self, epochs: int = 1, callbacks: Sequence[Any] = ()) -> History:
@@ -434,10 +425,25 @@ class Loop:
             self.clear_stop()
             target = self.state.epoch + epochs
             self.events.fire("before_fit", self)
-            while self.state.epoch < target and not self._stop_requested:
-                self._step()
+            self._run_to_epoch(target)
             self.events.fire("after_fit", self)
             return self.history
+
+    def _run_to_epoch(self, target: int) -> None:
+        """Steps until epoch ``target`` begins or a stop is asked for. With one update a step and no handler
+        to read them in between, their right predictions are counted in bulk (tally.py)."""
+        self._tallying = self.accumulate == 1 and self.events.quiet
+        try:
+            while self.state.epoch < target and not self._stop_requested:
+                self._step()
+        finally:
+            self._tallying = False
+            self._settle()
+
+    def _settle(self) -> None:
+        """Count the right predictions kept for later into the logs, the epoch's sums and the history."""
+        if self._tally.logs:
+            self._tally.settle(self._run.epoch_sums, self.history)
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask ``fit``/``run_epoch`` (or the dashboard's player) to stop at the next batch boundary."""
@@ -471,18 +477,6 @@ class Loop:
     snapshot, restore, rewind, rewind_depth = travel.snapshot, travel.restore, travel.rewind, travel.rewind_depth
     reset, save, load, excursion = travel.reset, travel.save, travel.load, travel.excursion
     update_ratios = travel.update_ratios
-
-    def evaluate(self, data: Any = None) -> dict[str, float]:
-        """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients.
-        A model that samples in eval mode draws from a copy of the loop's random stream: the same numbers
-        each time at the same point of the run, and the run itself is left as it was."""
-        with self._guard:
-            return self._on_stream(self._data.scores, data, advance=False)
-
-    def predict(self, inputs: Any) -> Tensor:
-        """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
-        with self._guard:
-            return self._on_stream(self._data.predictions, inputs, advance=False)
 
     def _on_stream(self, fn: Callable[..., Any], *args: Any, advance: bool) -> Any:
         """``fn(*args)`` on the loop's random stream if the model may draw (``advance``: the run's, else a copy)."""
@@ -556,12 +550,16 @@ class Loop:
         clipping = self._clip is not None or self._clip_value is not None
         log = batch.log(self._run.counters, lr, grad_norm, clipped if clipping else None,
                         accuracy=self.accuracy_kind is not None)
+        if batch.tally is not None:
+            self._tally.add(*batch.tally, log)
         self.history.record_step(log, batch.grad_norms.values())
         self._run.count_update(batch)
         self._time.note_update(batch)
         self._last_batch = batch
         self._batch = None
         self.last_log = log
+        if len(self._tally) >= EVERY or not self._tallying:  # (a batch opened in fit, finished by a step)
+            self._settle()
         return log
 
     def _end_epoch(self, then: Callable[[], None] | None = None) -> None:
@@ -578,6 +576,7 @@ class Loop:
 
     def _finish_epoch(self) -> dict[str, float]:
         """Close the epoch whose last batch just ended: its mean loss, validation, the history."""
+        self._settle()
         index, log = self._run.end_epoch(accuracy=self.accuracy_kind is not None)
         try:
             if self._data.val is not None:

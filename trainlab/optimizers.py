@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["Optimizers", "needs_closure", "children", "GroupShares", "zero_gradient"]
+__all__ = ["Optimizers", "needs_closure", "closure_for", "children", "GroupShares", "zero_gradient"]
 
 
 class Optimizers(torch.optim.Optimizer):
@@ -109,6 +109,25 @@ def children(optimizer: torch.optim.Optimizer) -> list[torch.optim.Optimizer]:
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` must be given a closure that re-evaluates the loss (LBFGS)."""
     return _needs_closure(type(optimizer))
+
+
+def closure_for(loss: Tensor, params: list[torch.nn.Parameter], again: Callable[[], Tensor]) -> Callable[[], Tensor]:
+    """The closure an optimizer that evaluates the loss again (LBFGS) steps with: first ``loss`` and the
+    gradients as backward() left them (a hand loop's first call), then ``again()``'s loss and gradients
+    at each weights it tries."""
+    first = [True]
+
+    def closure() -> Tensor:
+        if first:
+            first.clear()
+            return loss
+        for p in params:
+            p.grad = None
+        new_loss = again()
+        new_loss.backward()
+        return new_loss
+
+    return closure
 
 
 @functools.lru_cache(maxsize=None)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["state", "next_stage", "batch", "open_batch", "last_outputs", "last_predictions", "last_loss",
            "last_grad_norms", "n_train", "epoch_progress", "train_data", "first_train_samples", "accuracy_target",
-           "loss_scale"]
+           "loss_scale", "evaluate", "predict"]
 
 
 @property
@@ -107,3 +107,17 @@ def accuracy_target(self: Loop) -> int | str | None:
 def loss_scale(self: Loop) -> float | None:
     """precision="fp16": what the loss is multiplied by before backward (halved after gradients overflow); else None."""
     return self._scaling.scale if self._scaling is not None else None
+
+
+def evaluate(self: Loop, data: Any = None) -> dict[str, float]:
+    """Loss (and accuracy) on ``data``, or on the validation data; in eval mode, without gradients.
+    A model that samples in eval mode draws from a copy of the loop's random stream: the same numbers
+    each time at the same point of the run, and the run itself is left as it was."""
+    with self._guard:
+        return self._on_stream(self._data.scores, data, advance=False)
+
+
+def predict(self: Loop, inputs: Any) -> Tensor:
+    """The model's predictions for ``inputs`` (the ``outputs`` part), in eval mode, without gradients."""
+    with self._guard:
+        return self._on_stream(self._data.predictions, inputs, advance=False)

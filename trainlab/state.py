@@ -215,6 +215,7 @@ class Batch:
     grad_norms: dict[str, float] | None = None  # backward(): {parameter name: gradient norm}
     correct: float = 0.0  # backward(): right predictions (classification)
     clipped_norm: float | None = None  # update(): the gradients' total norm after clipping
+    tally: tuple[Tensor, Tensor] | None = None  # backward() in fit: (scores, labels) counted later (tally.py)
 
     @property
     def due(self) -> str:

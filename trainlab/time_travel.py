@@ -318,6 +318,7 @@ class TimeTravel:
                 or self.changed  # a live change (lr, batch size...), maybe in the middle of the last step
                 or loop.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
                 or self.still != loop.revision):  # changed outside a step (a cell, a handler, a jump)
+            loop._settle()  # the keyframe holds the epoch's sums: every right prediction counted
             self.keyframes.add(self.capture(None))
             self.changed = False
         return BatchStart(loop._run.capture(), loop._slots.copy_buffers(), loop.history.mark())
@@ -473,7 +474,8 @@ class TimeTravel:
         self.apply(keyframe.snapshot.state)
         first = keyframe.step
         recorded = self._recorded_rows(first, step)
-        with replacing(loop, history=loop.history.blank(), events=Events()), replacing(self, replaying=True):
+        with replacing(loop, history=loop.history.blank(), events=Events(), _tallying=False), \
+                replacing(self, replaying=True):
             while (loop.state.step, loop.state.skipped) < (step, skipped):
                 log = loop._step()
                 if recorded is not None and log["status"] == "updated":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -133,6 +134,19 @@ def test_fit_evaluate_predict(case):
     with torch.no_grad(), autocast(case):
         expected = part(call(reference, inputs), case.loop_options.get("outputs"))
     torch.testing.assert_close(predictions, expected)
+
+
+def test_fit_counts_accuracy_in_bulk_as_each_step_would(case):
+    """Issue 27: fit with no handler counts right predictions in bulk (tally.py): the numbers of each step's count."""
+    quiet, watched = make_loop(case), make_loop(case)
+    watched.on("after_update", lambda loop: None, observer=True)  # counted as each step ends
+    for loop in (quiet, watched):
+        loop.fit(epochs=2)
+    for key, column in watched.history.steps.items():
+        np.testing.assert_array_equal(quiet.history.steps[key], column, err_msg=key)
+    # repr: NaN (an fp16 step the scaler skipped) reads the same
+    assert repr((quiet.history.history, quiet.last_log)) == repr((watched.history.history, watched.last_log))
+    assert_same_weights(weights(quiet.model), weights(watched.model), "after fit(epochs=2)")
 
 
 def test_snapshot_restore_replays_exactly(case):
