@@ -128,6 +128,8 @@ class Events:
 
     def fire_before(self, name: str, loop: Loop) -> None:
         """Fire a before_* event; while its handlers run, ``starting`` names it (the loop refuses jumps in time)."""
+        if not self._handlers[name]:  # the common case, at every stage: nobody listens
+            return
         self.starting = name
         try:
             self.fire(name, loop)
