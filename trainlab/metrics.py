@@ -80,7 +80,7 @@ def dense_values(grad: Tensor) -> Tensor:
 
 
 def grad_norms(params: list[nn.Parameter], extra: Tensor | None = None) -> list[float]:
-    """Every parameter's gradient norm (and ``extra``, appended): on a GPU in one host sync."""
+    """Every parameter's gradient norm (and ``extra``, appended) in one host sync."""
     grads = [p.grad if p.grad is not None else _ZERO for p in params]
     try:
         values = list(torch._foreach_norm(grads))
@@ -88,8 +88,6 @@ def grad_norms(params: list[nn.Parameter], extra: Tensor | None = None) -> list[
         values = [torch.linalg.vector_norm(dense_values(g)) for g in grads]
     if extra is not None:
         values.append(extra.to(values[0].dtype) if values else extra)
-    if values and values[0].device.type == "cpu":  # no sync to save: reading each costs less than stacking
-        return [value.item() for value in values]
     return torch.stack(values).tolist() if values else []
 
 
