@@ -8,8 +8,8 @@ import trainlab as tl
 from benchmarks.workloads import Workload, lab
 
 NAME = "trainlab"
-FEATURES = ("every layer's gradient norm and the accuracy (one host sync), NaN/inf check on loss and "
-            "gradients, rewind (a full copy every 16 steps, 8 for the 1M MLP), per-step "
+FEATURES = ("every layer's gradient norm (one host sync), the accuracy (counted in bulk, up to 16 steps at "
+            "once), NaN/inf check on loss and gradients, rewind (a full copy every 16 steps, 8 for the 1M MLP), per-step "
             "history, before/after events for every stage")
 
 
