@@ -337,7 +337,7 @@ class Loop:
             if kind:
                 scores = pick(batch.outputs, self._part)
                 targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
-                if self._tallying and countable_later(scores, targets):
+                if self._tallying and countable_later(kind, scores, targets):
                     batch.tally = (scores, targets)  # counted with the next steps' (tally.py)
                 else:  # float: stacked with the norms
                     correct = count_correct(kind, scores.detach(), targets, torch.float32, ignore_index=self._ignore)

@@ -3,13 +3,14 @@
 Counting one batch's right predictions takes three small tensor operations (argmax, compare,
 sum); on a CPU each costs more to launch than to run, so on a small model they are a good part
 of what a step costs beyond a bare loop. While ``fit`` or ``run_epoch`` trains a classifier
-with class scores ``(n, classes)`` and labels ``(n,)``, and no handler runs between steps, the
-loop keeps each step's scores and labels instead, and counts them all with one argmax when the
-numbers are needed: every ``EVERY`` steps, before a keyframe, before an epoch's end, before a
-handler runs and when the call returns. The counts are whole numbers, summed exactly: the
-accuracy in the logs, the history and the epoch's sums is what counting each step gives. Until a
-step is counted its log and history row read NaN, and its right predictions are not yet in the
-epoch's sums (which is why a batch put back to where it opened stays consistent).
+with class scores ``(n, classes)`` and labels ``(n,)``, one update a step, and no handler
+listens to any event (so nothing can read a step's numbers before the call returns), the loop
+keeps each step's scores and labels instead and counts them all with one argmax: every
+``EVERY`` steps, before a keyframe, before an epoch's end, before an update that failed is put
+back, and when the call returns. The counts are whole numbers, summed exactly: the accuracy in
+the logs, the history and the epoch's sums is what counting each step gives. Until a step is
+counted its log and history row read NaN, and its right predictions are not yet in the epoch's
+sums (so a batch put back to where it opened, with the sums it found, stays consistent).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ __all__ = ["EVERY", "Tally", "countable_later"]
 EVERY = 16
 
 
-def countable_later(outputs: Any, labels: Any) -> bool:
+def countable_later(kind: str, outputs: Any, labels: Any) -> bool:
     """Whether a batch's right predictions can wait: class scores ``(n, classes)`` against whole labels ``(n,)``."""
-    return (isinstance(outputs, Tensor) and isinstance(labels, Tensor) and outputs.dim() == 2
-            and labels.dim() == 1 and not labels.is_floating_point())
+    return (kind == "multiclass" and isinstance(outputs, Tensor) and isinstance(labels, Tensor)
+            and outputs.dim() == 2 and labels.dim() == 1 and not labels.is_floating_point())
 
 
 class Tally:
@@ -59,7 +60,7 @@ class Tally:
         with torch.no_grad():  # the scores may still belong to a (used) graph
             right = torch.cat(self.scores).argmax(1) == torch.cat(self.labels)
             # The running count at each step's last sample: whole numbers, exact in float64.
-            running = right.cumsum(0, dtype=torch.float64)[torch.tensor(ends)].tolist()
+            running = right.cumsum(0, dtype=torch.float64)[torch.tensor(ends, device=right.device)].tolist()
         self.scores.clear()
         self.labels.clear()
         return [after - before for after, before in zip(running, [0.0, *running[:-1]])]
