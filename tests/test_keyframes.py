@@ -281,3 +281,30 @@ def test_rewind_from_a_background_snapshot_and_update_ratios_leave_the_run_uncha
         loop.step(); twin.step()
     assert same(loop.snapshot().state, twin.snapshot().state)
     assert np.array_equal(loop.history.steps["loss"], twin.history.steps["loss"])
+
+
+def test_a_quiet_fit_looks_for_no_change_between_its_steps_but_notices_one_made_between_calls():
+    """Issue 27: in a fit no handler listens to, nothing runs between steps, so the revision is not read at each
+    step; a weight edited before the fit, or after it, still gets its keyframe, and rewind stays exact."""
+    def edit(lp):
+        with torch.no_grad():
+            lp.model.net[0].weight[0, 0] += 1.0  # a teacher's demonstration, in a cell
+
+    loop, reference = moons_loop(), moons_loop()
+    loop.fit(epochs=1)  # 10 steps
+    edit(loop)
+    loop.fit(epochs=2)
+    edit(loop)
+    for _ in range(5):
+        loop.step()
+    assert [frame.step for frame in loop._time.keyframes._frames] == [0, 10, 26, 30]  # 26: 16 after 10
+
+    for _ in range(10):
+        reference.step()
+    edit(reference)
+    for _ in range(13):
+        reference.step()
+    loop.rewind(12)  # to step 23: replayed from the keyframe the first edit made (10)
+    assert loop.state.step == 23
+    expected = reference.model.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in loop.model.state_dict().items())

@@ -137,8 +137,9 @@ def test_an_update_that_fails_midway_puts_back_the_same_loop(counts):
                 raise RuntimeError("the optimizer failed")
             return super().step(closure)
 
-    bulk, each = (tl.Loop(model := classifier(), blobs(), "cross_entropy", optimizer=FailsOnce(model.parameters(), lr=0.1),
-                          batch_size=16, validation_split=0.2) for _ in range(2))
+    bulk, each = (tl.Loop(model := classifier(), blobs(), "cross_entropy",
+                          optimizer=FailsOnce(model.parameters(), lr=0.1), batch_size=16, validation_split=0.2)
+                  for _ in range(2))
     each.on("after_update", lambda loop: None, observer=True)
     for loop in (bulk, each):
         FailsOnce.calls = 0

@@ -189,7 +189,7 @@ class Loop:
         self._last_batch: Batch | None = None  # the last batch that updated the weights
         self.last_log: dict[str, Any] = {}
         self.last_epoch_log: dict[str, float] = {}
-        self._tally, self._tallying = Tally(), False  # right predictions counted in bulk (tally.py), in fit
+        self._tally, self._quiet = Tally(), False  # a quiet fit (_run_to_epoch) counts accuracy in bulk (tally.py)
 
     # --- what a learner looks at: properties defined in readouts.py ---------------------------------------
 
@@ -337,7 +337,7 @@ class Loop:
             if kind:
                 scores = pick(batch.outputs, self._part)
                 targets = batch.targets if self._target_part is None else pick(batch.targets, self._target_part)
-                if self._tallying and countable_later(kind, scores, targets):
+                if self._quiet and self.accumulate == 1 and countable_later(kind, scores, targets):
                     batch.tally = (scores, targets)  # counted with the next steps' (tally.py)
                 else:  # float: stacked with the norms
                     correct = count_correct(kind, scores.detach(), targets, torch.float32, ignore_index=self._ignore)
@@ -386,13 +386,13 @@ class Loop:
         if self._run.sampler.epoch_done:
             self._end_epoch(then=self._updated)
         else:  # the common case, without a call more
-            self._time.note_still()
+            self._time.note_still(self._quiet)
             self.events.fire("after_update", self)
         return log
 
     def _updated(self) -> None:
         """The step has committed: note the loop as it left it, and tell the handlers."""
-        self._time.note_still()
+        self._time.note_still(self._quiet)
         self.events.fire("after_update", self)
 
     # --- bigger strides ------------------------------------------------------------------
@@ -430,15 +430,16 @@ class Loop:
             return self.history
 
     def _run_to_epoch(self, target: int) -> None:
-        """Steps until epoch ``target`` begins or a stop is asked for. With one update a step and no handler
-        to read them in between, their right predictions are counted in bulk (tally.py)."""
-        self._tallying = self.accumulate == 1 and self.events.quiet
+        """Steps until epoch ``target`` begins or a stop is asked for. Quiet (no handler: nothing runs between
+        steps), it counts accuracy in bulk (tally.py) and looks for no change made outside a step (note_still)."""
+        self._quiet = self.events.quiet
         try:
             while self.state.epoch < target and not self._stop_requested:
                 self._step()
         finally:
-            self._tallying = False
+            self._quiet = False
             self._settle()
+            self._time.end_quiet()
 
     def _settle(self) -> None:
         """Count the right predictions kept for later into the logs, the epoch's sums and the history."""
@@ -558,7 +559,7 @@ class Loop:
         self._last_batch = batch
         self._batch = None
         self.last_log = log
-        if len(self._tally) >= EVERY or not self._tallying:  # (a batch opened in fit, finished by a step)
+        if len(self._tally) >= EVERY or not self._quiet:  # (a batch opened in fit, finished by a step)
             self._settle()
         return log
 

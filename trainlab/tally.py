@@ -66,7 +66,7 @@ class Tally:
         return [after - before for after, before in zip(running, [0.0, *running[:-1]])]
 
     def settle(self, epoch_sums: list, history: Any) -> None:
-        """Count the kept steps: into their logs, the epoch's sums (``[loss_sum, samples, correct]``) and the history."""
+        """Count the kept steps into their logs, the epoch's sums (``[loss_sum, samples, correct]``) and history."""
         if not self.logs:
             return
         logs, counts = self.logs, self.count()

@@ -153,6 +153,7 @@ def _slots(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, dict, str
 
 
 _BUILDS = itertools.count(1)  # one number per TimeTravel made: what a snapshot's owner names
+QUIET = ("a step of a quiet fit",)  # ``still`` after such a step: nothing was measured (see note_still)
 
 
 class TimeTravel:
@@ -317,7 +318,8 @@ class TimeTravel:
                 self.keyframes.due(loop._run.counters.step)
                 or self.changed  # a live change (lr, batch size...), maybe in the middle of the last step
                 or loop.events.in_step_writers > 0  # a handler may change the step: replay cannot run it
-                or self.still != loop.revision):  # changed outside a step (a cell, a handler, a jump)
+                # changed outside a step (a cell, a handler, a jump); nothing can, between two steps of a quiet fit
+                or self.still is not QUIET and self.still != loop.revision):
             loop._settle()  # the keyframe holds the epoch's sums: every right prediction counted
             self.keyframes.add(self.capture(None))
             self.changed = False
@@ -328,9 +330,15 @@ class TimeTravel:
         if not self.replaying:
             self.keyframes.note_update(batch.opened.skipped)
 
-    def note_still(self) -> None:
-        """The loop as a step (or a jump) left it: a later difference was made outside the steps."""
-        self.still = self._loop().revision
+    def note_still(self, quiet: bool = False) -> None:
+        """The loop as a step (or a jump) left it: a later difference was made outside the steps. ``quiet``: a
+        step of a fit no handler listens to; nothing runs before its next step, so nothing is measured yet."""
+        self.still = QUIET if quiet else self._loop().revision
+
+    def end_quiet(self) -> None:
+        """A quiet fit returned (or raised): the loop as its last step left it."""
+        if self.still is QUIET:
+            self.note_still()
 
     # --- capture and apply ------------------------------------------------------------------
 
@@ -474,7 +482,7 @@ class TimeTravel:
         self.apply(keyframe.snapshot.state)
         first = keyframe.step
         recorded = self._recorded_rows(first, step)
-        with replacing(loop, history=loop.history.blank(), events=Events(), _tallying=False), \
+        with replacing(loop, history=loop.history.blank(), events=Events(), _quiet=False), \
                 replacing(self, replaying=True):
             while (loop.state.step, loop.state.skipped) < (step, skipped):
                 log = loop._step()
