@@ -248,11 +248,11 @@ class History:
     def fill(self, key: str, steps: Sequence[int], values: Sequence[float]) -> None:
         """Write ``values`` into column ``key`` of the rows of ``steps`` recorded before the numbers were known
         (accuracy counted in bulk, see ``tally.py``); a row thinned away meanwhile is skipped."""
-        line = self._line
+        line, steps = self._line, np.asarray(steps)
         held = line.step[:line.n]
         rows = np.searchsorted(held, steps)
         found = rows < line.n
-        found[found] = held[rows[found]] == np.asarray(steps)[found]
+        found[found] = held[rows[found]] == steps[found]
         line.scalars[key][rows[found]] = np.asarray(values)[found]
 
     def record_epoch(self, epoch: int, log: dict[str, float]) -> None:

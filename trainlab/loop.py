@@ -443,8 +443,7 @@ class Loop:
 
     def _settle(self) -> None:
         """Count the right predictions kept for later into the logs, the epoch's sums and the history."""
-        if self._tally.logs:
-            self._tally.settle(self._run.epoch_sums, self.history)
+        self._tally.settle(self._run.epoch_sums, self.history)
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask ``fit``/``run_epoch`` (or the dashboard's player) to stop at the next batch boundary."""
@@ -559,7 +558,7 @@ class Loop:
         self._last_batch = batch
         self._batch = None
         self.last_log = log
-        if len(self._tally) >= EVERY or not self._quiet:  # (a batch opened in fit, finished by a step)
+        if batch.tally is not None and (len(self._tally) >= EVERY or not self._quiet):  # (or finished by a step)
             self._settle()
         return log
 

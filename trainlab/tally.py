@@ -52,7 +52,7 @@ class Tally:
         self.logs.append(log)
 
     def count(self) -> list[float]:
-        """Each kept step's right predictions, in order, counted together; forgets them."""
+        """Each kept step's right predictions, in order, counted together."""
         ends, end = [], -1
         for labels in self.labels:
             end += len(labels)
@@ -61,8 +61,6 @@ class Tally:
             right = torch.cat(self.scores).argmax(1) == torch.cat(self.labels)
             # The running count at each step's last sample: whole numbers, exact in float64.
             running = right.cumsum(0, dtype=torch.float64)[torch.tensor(ends, device=right.device)].tolist()
-        self.scores.clear()
-        self.labels.clear()
         return [after - before for after, before in zip(running, [0.0, *running[:-1]])]
 
     def settle(self, epoch_sums: list, history: Any) -> None:
@@ -70,7 +68,7 @@ class Tally:
         if not self.logs:
             return
         logs, counts = self.logs, self.count()
-        self.logs = []
+        self.scores, self.labels, self.logs = [], [], []
         for log, correct in zip(logs, counts):
             log["accuracy"] = correct / log["batch_size"]
             epoch_sums[2] += correct
